@@ -1,0 +1,53 @@
+#pragma once
+// Weights I/O with reference (Python) parameter names, no Python needed.
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace segscope::core {
+
+// Ordered by name, as safetensors files store them.
+using TensorMap = std::map<std::string, torch::Tensor>;
+
+// Reads a .safetensors file (all tensors, on the CPU, in their stored dtype). Throws FileError
+// naming the file for a malformed header, unsupported dtype or truncated data.
+TensorMap readSafetensors(const std::filesystem::path& path, std::map<std::string, std::string>* metadata = nullptr);
+
+// Writes tensors (moved to CPU, made contiguous) as .safetensors, through a temporary file and
+// a rename so a crash never leaves a half-written file.
+void writeSafetensors(const std::filesystem::path& path, const TensorMap& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+// Reads a PyTorch state dict written by torch.save (.pth/.pt/.bin, zip format), unwrapping the
+// usual containers ("state_dict", "model"). Throws FileError.
+TensorMap readTorchStateDict(const std::filesystem::path& path);
+
+// Dispatches on content: safetensors or torch.save zip.
+TensorMap readWeightsFile(const std::filesystem::path& path);
+
+// The module's parameters and buffers by state_dict name (what Python's state_dict() lists).
+TensorMap stateDict(const torch::nn::Module& module);
+
+struct LoadReport {
+    std::vector<std::string> loaded;
+    std::vector<std::string> missing;      // in the model, not in the file
+    std::vector<std::string> unexpected;   // in the file, not in the model
+    std::vector<std::string> skippedShape; // same name, other shape ("name: file [a,b] vs model [c,d]")
+    bool complete() const { return missing.empty() && unexpected.empty() && skippedShape.empty(); }
+    std::string summary() const;           // counts plus the first few names of each list
+};
+
+struct LoadOptions {
+    bool strict = false;                 // throw Error with the report unless complete()
+    std::vector<std::string> ignorePrefixes;  // file keys starting with these are dropped silently
+};
+
+// Copies matching tensors into the module (under NoGradGuard, converting dtype and device).
+LoadReport loadStateDict(torch::nn::Module& module, const TensorMap& tensors, const LoadOptions& options = {});
+
+} // namespace segscope::core

@@ -1,0 +1,188 @@
+#include "segscope/core/dataset_check.h"
+
+#include "segscope/core/image_io.h"
+
+#include <nlohmann/json.hpp>
+
+#include <iomanip>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+namespace segscope::core {
+
+std::size_t DatasetReport::errorCount() const {
+    std::size_t n = 0;
+    for (const auto& p : problems) n += p.severity == Severity::Error;
+    return n;
+}
+
+std::size_t DatasetReport::warningCount() const { return problems.size() - errorCount(); }
+
+bool DatasetReport::ok() const { return !cancelled && images > 0 && errorCount() == 0; }
+
+std::string DatasetReport::toJson(int indent) const {
+    nlohmann::json problemsJson = nlohmann::json::array();
+    for (const auto& p : problems)
+        problemsJson.push_back({{"severity", p.severity == Severity::Error ? "error" : "warning"},
+                                {"file", p.file},
+                                {"message", p.message}});
+    nlohmann::json j = {{"ok", ok()},
+                        {"split", split},
+                        {"images", images},
+                        {"classes", classes},
+                        {"class_pixels", classPixels},
+                        {"ignore_pixels", ignorePixels},
+                        {"class_images", classImages},
+                        {"problems", problemsJson}};
+    return j.dump(indent);
+}
+
+std::string DatasetReport::toText(std::size_t maxProblems) const {
+    std::ostringstream out;
+    out << "split " << split << ": " << images << " images, " << errorCount() << " errors, " << warningCount()
+        << " warnings" << (cancelled ? " (cancelled)" : "") << "\n";
+    std::uint64_t total = ignorePixels;
+    for (auto c : classPixels) total += c;
+    std::size_t width = 5;
+    for (const auto& name : classes) width = std::max(width, name.size());
+    out << "  " << std::left << std::setw(int(width)) << "class" << std::right << std::setw(14) << "pixels"
+        << std::setw(9) << "share" << std::setw(9) << "images" << "\n";
+    for (std::size_t i = 0; i < classes.size(); ++i) {
+        const double share = total ? 100.0 * double(classPixels[i]) / double(total) : 0.0;
+        out << "  " << std::left << std::setw(int(width)) << classes[i] << std::right << std::setw(14)
+            << classPixels[i] << std::setw(8) << std::fixed << std::setprecision(2) << share << "%"
+            << std::setw(9) << classImages[i] << "\n";
+    }
+    out << "  " << std::left << std::setw(int(width)) << "(ignore)" << std::right << std::setw(14) << ignorePixels
+        << "\n";
+    for (std::size_t i = 0; i < problems.size() && i < maxProblems; ++i)
+        out << (problems[i].severity == Severity::Error ? "error: " : "warning: ") << problems[i].file << ": "
+            << problems[i].message << "\n";
+    if (problems.size() > maxProblems) out << "... and " << problems.size() - maxProblems << " more problems\n";
+    return out.str();
+}
+
+namespace {
+
+struct SampleResult {
+    std::vector<DatasetProblem> problems;
+    std::vector<std::uint64_t> pixels;
+    std::uint64_t ignore = 0;
+};
+
+SampleResult checkSample(const Dataset& dataset, const SampleFiles& s) {
+    SampleResult r;
+    const int classes = dataset.numClasses();
+    r.pixels.assign(classes, 0);
+    auto error = [&](const std::string& file, const std::string& message) {
+        r.problems.push_back({Severity::Error, file, message});
+    };
+    if (s.image.empty() && s.mask.empty()) {
+        error(s.expectedImage.string(), "id '" + s.id + "' is listed in the split but has no image and no mask (expected " +
+                                            s.expectedImage.string() + " and " + s.expectedMask.string() + ")");
+        return r;
+    }
+    if (s.image.empty()) error(s.expectedImage.string(), "id '" + s.id + "' has a mask but no image");
+    if (s.mask.empty()) error(s.expectedMask.string(), "id '" + s.id + "' has an image but no mask");
+
+    cv::Size imageSize;
+    if (!s.image.empty()) {
+        try {
+            ImageInfo info;
+            const cv::Mat image = readImageRgb(s.image, &info);
+            imageSize = image.size();
+            if (extensionMismatch(s.image, info.format))
+                r.problems.push_back({Severity::Warning, s.image.string(),
+                                      std::string("contains ") + imageFormatName(info.format) +
+                                          " data; decoded by content"});
+        } catch (const FileError& e) {
+            error(e.path(), e.reason());
+        }
+    }
+    if (s.mask.empty()) return r;
+    DecodedMask decoded;
+    try {
+        decoded = dataset.decodeMask(s.mask);
+    } catch (const FileError& e) {
+        error(e.path(), e.reason());
+        return r;
+    }
+    if (decoded.unknownColorPixels > 0) {
+        const Rgb c = decoded.firstUnknownColor;
+        error(s.mask.string(), std::to_string(decoded.unknownColorPixels) +
+                                   " pixels have colours outside the class table, e.g. (" + std::to_string(c.r) +
+                                   ", " + std::to_string(c.g) + ", " + std::to_string(c.b) + ")");
+    }
+    if (decoded.invalidPixels > 0) {
+        error(s.mask.string(),
+              std::to_string(decoded.invalidPixels) + " pixels have label value " +
+                  std::to_string(decoded.firstInvalidValue) +
+                  (dataset.spec().kind == DatasetKind::Pets ? " (trimap values must be 1, 2 or 3)"
+                                                            : " outside [0, " + std::to_string(classes) + ") and not 255"));
+    }
+    if (!imageSize.empty() && decoded.label.size() != imageSize) {
+        error(s.mask.string(), "mask is " + std::to_string(decoded.label.cols) + "x" + std::to_string(decoded.label.rows) +
+                                   " but its image is " + std::to_string(imageSize.width) + "x" +
+                                   std::to_string(imageSize.height));
+    }
+    std::uint64_t histogram[256] = {};
+    for (int y = 0; y < decoded.label.rows; ++y) {
+        const auto* row = decoded.label.ptr<std::uint8_t>(y);
+        for (int x = 0; x < decoded.label.cols; ++x) ++histogram[row[x]];
+    }
+    for (int c = 0; c < classes; ++c) r.pixels[c] = histogram[c];
+    r.ignore = histogram[kIgnoreIndex];
+    return r;
+}
+
+} // namespace
+
+DatasetReport checkDataset(const Dataset& dataset, const CheckOptions& options) {
+    DatasetReport report;
+    report.split = dataset.spec().split;
+    report.images = dataset.size();
+    for (const auto& c : dataset.classes()) report.classes.push_back(c.name);
+    const std::size_t classes = report.classes.size();
+    report.classPixels.assign(classes, 0);
+    report.classImages.assign(classes, 0);
+
+    const auto& samples = dataset.samples();
+    std::vector<SampleResult> results(samples.size());
+    std::atomic<std::size_t> next{0}, done{0};
+    std::atomic<bool> cancelled{false};
+    auto work = [&] {
+        for (std::size_t i = next++; i < samples.size(); i = next++) {
+            if (options.cancel && options.cancel->load()) {
+                cancelled = true;
+                return;
+            }
+            results[i] = checkSample(dataset, samples[i]);
+            const std::size_t finished = ++done;
+            if (options.progress) options.progress(finished, samples.size());
+        }
+    };
+    int threads = options.threads > 0 ? options.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    threads = int(std::min<std::size_t>(threads, std::max<std::size_t>(1, samples.size())));
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+
+    for (const auto& r : results) {
+        report.problems.insert(report.problems.end(), r.problems.begin(), r.problems.end());
+        if (r.pixels.empty()) continue;
+        for (std::size_t c = 0; c < classes; ++c) {
+            report.classPixels[c] += r.pixels[c];
+            report.classImages[c] += r.pixels[c] > 0;
+        }
+        report.ignorePixels += r.ignore;
+    }
+    if (samples.empty())
+        report.problems.push_back({Severity::Error, dataset.resolvedRoot().string(),
+                                   "split '" + report.split + "' lists no images"});
+    report.cancelled = cancelled;
+    return report;
+}
+
+} // namespace segscope::core

@@ -1,0 +1,87 @@
+#include "segscope/core/runtime.h"
+
+#include "segscope/core/version_config.h"
+
+#include <opencv2/core/version.hpp>
+#include <torch/cuda.h>
+#include <torch/version.h>
+#include <ATen/Parallel.h>
+
+#include <dlfcn.h>
+
+#include <sstream>
+#include <thread>
+
+namespace segscope::core {
+
+std::string segscopeVersion() { return SEGSCOPE_VERSION_STRING; }
+
+namespace {
+
+// Device names come from the CUDA driver API, loaded at run time, so the core needs no CUDA
+// headers and runs unchanged where no driver is installed.
+std::vector<CudaDeviceInfo> queryDriverDevices(int expected) {
+    std::vector<CudaDeviceInfo> devices;
+    void* driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    using InitFn = int (*)(unsigned);
+    using GetFn = int (*)(int*, int);
+    using NameFn = int (*)(char*, int, int);
+    using MemFn = int (*)(std::size_t*, int);
+    InitFn init = driver ? reinterpret_cast<InitFn>(dlsym(driver, "cuInit")) : nullptr;
+    GetFn get = driver ? reinterpret_cast<GetFn>(dlsym(driver, "cuDeviceGet")) : nullptr;
+    NameFn name = driver ? reinterpret_cast<NameFn>(dlsym(driver, "cuDeviceGetName")) : nullptr;
+    MemFn mem = driver ? reinterpret_cast<MemFn>(dlsym(driver, "cuDeviceTotalMem_v2")) : nullptr;
+    const bool usable = init && get && name && mem && init(0) == 0;
+    for (int i = 0; i < expected; ++i) {
+        CudaDeviceInfo info;
+        info.index = i;
+        info.name = "CUDA device " + std::to_string(i);
+        int handle = 0;
+        if (usable && get(&handle, i) == 0) {
+            char buffer[256] = {};
+            if (name(buffer, sizeof buffer, handle) == 0) info.name = buffer;
+            std::size_t bytes = 0;
+            if (mem(&bytes, handle) == 0) info.totalMemoryBytes = bytes;
+        }
+        devices.push_back(info);
+    }
+    if (driver) dlclose(driver);
+    return devices;
+}
+
+} // namespace
+
+RuntimeInfo runtimeInfo() {
+    RuntimeInfo info;
+    info.segscopeVersion = segscopeVersion();
+    info.torchVersion = TORCH_VERSION;
+    info.opencvVersion = CV_VERSION;
+    info.intraOpThreads = at::get_num_threads();
+    info.hardwareThreads = static_cast<int>(std::thread::hardware_concurrency());
+    info.cudaAvailable = torch::cuda::is_available();
+    if (info.cudaAvailable) info.cudaDevices = queryDriverDevices(static_cast<int>(torch::cuda::device_count()));
+    return info;
+}
+
+std::string formatRuntimeInfo(const RuntimeInfo& info) {
+    std::ostringstream out;
+    out << "SegScope " << info.segscopeVersion << "\n"
+        << "LibTorch " << info.torchVersion << "\n"
+        << "OpenCV " << info.opencvVersion << "\n"
+        << "CPU threads: " << info.intraOpThreads << " (of " << info.hardwareThreads << " hardware threads)\n";
+    if (info.cudaDevices.empty()) {
+        out << "CUDA devices: none\n";
+    } else {
+        out << "CUDA devices: " << info.cudaDevices.size() << "\n";
+        for (const auto& d : info.cudaDevices)
+            out << "  cuda:" << d.index << " " << d.name << " (" << d.totalMemoryBytes / (1024 * 1024) << " MiB)\n";
+    }
+    return out.str();
+}
+
+void setIntraOpThreads(int threads) {
+    if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    at::set_num_threads(threads);
+}
+
+} // namespace segscope::core

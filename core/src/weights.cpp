@@ -1,0 +1,231 @@
+#include "segscope/core/weights.h"
+
+#include "segscope/core/error.h"
+#include "segscope/core/image_io.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/serialize.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace segscope::core {
+namespace {
+
+struct DtypeName {
+    const char* name;
+    torch::ScalarType type;
+};
+const DtypeName kDtypes[] = {{"F32", torch::kFloat32}, {"F16", torch::kFloat16}, {"BF16", torch::kBFloat16},
+                             {"F64", torch::kFloat64}, {"I64", torch::kInt64},   {"I32", torch::kInt32},
+                             {"I16", torch::kInt16},   {"I8", torch::kInt8},     {"U8", torch::kUInt8},
+                             {"BOOL", torch::kBool}};
+
+std::string shapeText(at::IntArrayRef shape) {
+    std::ostringstream out;
+    out << '[';
+    for (std::size_t i = 0; i < shape.size(); ++i) out << (i ? "," : "") << shape[i];
+    out << ']';
+    return out.str();
+}
+
+void collectTensors(const c10::IValue& value, const std::string& prefix, TensorMap& out) {
+    if (value.isTensor()) {
+        out[prefix] = value.toTensor();
+        return;
+    }
+    if (value.isGenericDict()) {
+        for (const auto& entry : value.toGenericDict()) {
+            if (!entry.key().isString()) continue;
+            const std::string key = entry.key().toStringRef();
+            collectTensors(entry.value(), prefix.empty() ? key : prefix + "." + key, out);
+        }
+    }
+}
+
+} // namespace
+
+TensorMap readSafetensors(const std::filesystem::path& path, std::map<std::string, std::string>* metadata) {
+    const std::vector<std::uint8_t> bytes = readFileBytes(path);
+    const std::string name = path.string();
+    if (bytes.size() < 8) throw FileError(name, "not a safetensors file (shorter than its header length)");
+    std::uint64_t headerLength = 0;
+    for (int i = 7; i >= 0; --i) headerLength = (headerLength << 8) | bytes[std::size_t(i)];
+    if (headerLength > bytes.size() - 8) throw FileError(name, "not a safetensors file (header length exceeds file)");
+    nlohmann::json header;
+    try {
+        header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + long(headerLength));
+    } catch (const std::exception& e) {
+        throw FileError(name, std::string("safetensors header is not valid JSON: ") + e.what());
+    }
+    if (!header.is_object()) throw FileError(name, "safetensors header is not a JSON object");
+    const std::uint8_t* data = bytes.data() + 8 + headerLength;
+    const std::uint64_t dataSize = bytes.size() - 8 - headerLength;
+    TensorMap tensors;
+    for (const auto& [key, entry] : header.items()) {
+        if (key == "__metadata__") {
+            if (metadata && entry.is_object())
+                for (const auto& [k, v] : entry.items())
+                    if (v.is_string()) (*metadata)[k] = v.get<std::string>();
+            continue;
+        }
+        try {
+            const std::string dtype = entry.at("dtype").get<std::string>();
+            const auto shape = entry.at("shape").get<std::vector<std::int64_t>>();
+            const auto offsets = entry.at("data_offsets").get<std::vector<std::uint64_t>>();
+            const DtypeName* found = nullptr;
+            for (const auto& d : kDtypes)
+                if (dtype == d.name) found = &d;
+            if (!found) throw FileError(name, "tensor '" + key + "' has unsupported dtype " + dtype);
+            if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > dataSize)
+                throw FileError(name, "tensor '" + key + "' lies outside the file (truncated?)");
+            auto tensor = torch::empty(shape, torch::TensorOptions().dtype(found->type));
+            const std::uint64_t expected = std::uint64_t(tensor.numel()) * tensor.element_size();
+            if (offsets[1] - offsets[0] != expected)
+                throw FileError(name, "tensor '" + key + "' has " + std::to_string(offsets[1] - offsets[0]) +
+                                          " bytes, its shape needs " + std::to_string(expected));
+            if (expected) std::memcpy(tensor.data_ptr(), data + offsets[0], expected);
+            tensors[key] = tensor;
+        } catch (const nlohmann::json::exception& e) {
+            throw FileError(name, "tensor '" + key + "' has a malformed header entry: " + e.what());
+        }
+    }
+    return tensors;
+}
+
+void writeSafetensors(const std::filesystem::path& path, const TensorMap& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+    nlohmann::json header = nlohmann::json::object();
+    if (!metadata.empty()) header["__metadata__"] = metadata;
+    std::vector<torch::Tensor> payload;
+    std::uint64_t offset = 0;
+    for (const auto& [key, original] : tensors) {
+        torch::Tensor t = original.detach().to(torch::kCPU).contiguous();
+        const char* dtype = nullptr;
+        for (const auto& d : kDtypes)
+            if (t.scalar_type() == d.type) dtype = d.name;
+        if (!dtype) throw FileError(path.string(), "tensor '" + key + "' has a dtype safetensors cannot store");
+        const std::uint64_t size = std::uint64_t(t.numel()) * t.element_size();
+        header[key] = {{"dtype", dtype}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + size}}};
+        offset += size;
+        payload.push_back(t);
+    }
+    std::string headerText = header.dump();
+    // Pad the header with spaces so the data starts 8-byte aligned, as the reference writer does.
+    while ((8 + headerText.size()) % 8 != 0) headerText.push_back(' ');
+    const std::filesystem::path temporary = path.string() + ".tmp";
+    {
+        std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+        if (!out) throw FileError(path.string(), "cannot write (folder missing or not writable)");
+        std::uint8_t length[8];
+        const std::uint64_t n = headerText.size();
+        for (int i = 0; i < 8; ++i) length[i] = std::uint8_t(n >> (8 * i));
+        out.write(reinterpret_cast<const char*>(length), 8);
+        out.write(headerText.data(), std::streamsize(headerText.size()));
+        for (const auto& t : payload)
+            out.write(static_cast<const char*>(t.data_ptr()), std::streamsize(t.numel() * t.element_size()));
+        out.flush();
+        if (!out) {
+            std::error_code ec;
+            std::filesystem::remove(temporary, ec);
+            throw FileError(path.string(), "write failed (disk full?)");
+        }
+    }
+    std::error_code ec;
+    std::filesystem::rename(temporary, path, ec);
+    if (ec) throw FileError(path.string(), "cannot replace file: " + ec.message());
+}
+
+TensorMap readTorchStateDict(const std::filesystem::path& path) {
+    const std::vector<std::uint8_t> bytes = readFileBytes(path);
+    if (bytes.size() < 4 || bytes[0] != 'P' || bytes[1] != 'K')
+        throw FileError(path.string(), "not a torch.save zip archive (legacy pickle files are not supported; "
+                                       "re-save with torch.save in PyTorch >= 1.6)");
+    c10::IValue value;
+    try {
+        value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+    } catch (const std::exception& e) {
+        throw FileError(path.string(), std::string("cannot unpickle: ") + e.what());
+    }
+    // Checkpoints often wrap the weights: {"state_dict": ...} or {"model": ...}.
+    if (value.isGenericDict()) {
+        for (const char* wrapper : {"state_dict", "model", "model_state_dict"}) {
+            const auto dict = value.toGenericDict();
+            const auto it = dict.find(c10::IValue(std::string(wrapper)));
+            if (it != dict.end() && it->value().isGenericDict()) {
+                value = it->value();
+                break;
+            }
+        }
+    }
+    TensorMap tensors;
+    collectTensors(value, "", tensors);
+    if (tensors.empty()) throw FileError(path.string(), "holds no tensors");
+    return tensors;
+}
+
+TensorMap readWeightsFile(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw FileError(path.string(), std::filesystem::exists(path) ? "cannot be opened" : "does not exist");
+    char head[2] = {};
+    in.read(head, 2);
+    if (head[0] == 'P' && head[1] == 'K') return readTorchStateDict(path);
+    return readSafetensors(path);
+}
+
+TensorMap stateDict(const torch::nn::Module& module) {
+    TensorMap out;
+    for (const auto& p : module.named_parameters(true)) out[p.key()] = p.value();
+    for (const auto& b : module.named_buffers(true)) out[b.key()] = b.value();
+    return out;
+}
+
+std::string LoadReport::summary() const {
+    std::ostringstream out;
+    out << loaded.size() << " loaded, " << missing.size() << " missing, " << unexpected.size() << " unexpected, "
+        << skippedShape.size() << " skipped for shape";
+    auto list = [&](const char* title, const std::vector<std::string>& names) {
+        if (names.empty()) return;
+        out << "\n  " << title << ": ";
+        for (std::size_t i = 0; i < names.size() && i < 8; ++i) out << (i ? ", " : "") << names[i];
+        if (names.size() > 8) out << ", … (" << names.size() - 8 << " more)";
+    };
+    list("missing", missing);
+    list("unexpected", unexpected);
+    list("skipped for shape", skippedShape);
+    return out.str();
+}
+
+LoadReport loadStateDict(torch::nn::Module& module, const TensorMap& tensors, const LoadOptions& options) {
+    LoadReport report;
+    TensorMap target = stateDict(module);
+    torch::NoGradGuard noGrad;
+    for (const auto& [key, value] : tensors) {
+        bool ignored = false;
+        for (const auto& prefix : options.ignorePrefixes) ignored = ignored || key.rfind(prefix, 0) == 0;
+        if (ignored) continue;
+        const auto it = target.find(key);
+        if (it == target.end()) {
+            report.unexpected.push_back(key);
+            continue;
+        }
+        if (it->second.sizes() != value.sizes()) {
+            report.skippedShape.push_back(key + ": file " + shapeText(value.sizes()) + " vs model " +
+                                          shapeText(it->second.sizes()));
+            continue;
+        }
+        it->second.copy_(value.to(it->second.device(), it->second.scalar_type()));
+        report.loaded.push_back(key);
+    }
+    for (const auto& [key, value] : target) {
+        if (tensors.count(key)) continue;
+        // PyTorch state dicts written before BatchNorm tracked batches lack this counter.
+        if (key.size() > 20 && key.compare(key.size() - 20, 20, ".num_batches_tracked") == 0) continue;
+        report.missing.push_back(key);
+    }
+    if (options.strict && !report.complete()) throw Error("strict weight load failed: " + report.summary());
+    return report;
+}
+
+} // namespace segscope::core

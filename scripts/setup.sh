@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what is missing for SegScope on Debian: system packages and the pinned LibTorch
+# environment. Idempotent: a second run with everything in place takes a second or two.
+#
+#   SEGSCOPE_ENV   where the Python/LibTorch environment lives (default ~/.cache/segscope/venv)
+#   SEGSCOPE_NO_APT=1   never call apt-get (for machines where packages are managed elsewhere)
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+env_dir=${SEGSCOPE_ENV:-$HOME/.cache/segscope/venv}
+
+apt_packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  qt6-base-dev libqcustomplot-dev libgl-dev
+  libopencv-dev libgtest-dev libgmock-dev nlohmann-json3-dev libsqlite3-dev libspng-dev
+  xvfb xauth python3 python3-venv
+)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "${SEGSCOPE_NO_APT:-0}" = 1 ]; then
+    echo "setup: missing Debian packages (SEGSCOPE_NO_APT=1, not installing): ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Python environment carries LibTorch (headers, libraries, CMake config) and the reference
+# packages. A stamp holding the requirements' hash makes the check a file comparison.
+req="$here/requirements-reference.txt"
+want=$(sha256sum "$req" | cut -d' ' -f1)
+stamp="$env_dir/.segscope-requirements"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: preparing the LibTorch environment in $env_dir"
+  py=${SEGSCOPE_PYTHON:-python3}
+  [ -x "$env_dir/bin/python" ] || "$py" -m venv "$env_dir"
+  "$env_dir/bin/python" -m pip install -q --upgrade pip
+  "$env_dir/bin/python" -m pip install -q -r "$req"
+  echo "$want" > "$stamp"
+fi
