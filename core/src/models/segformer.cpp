@@ -1,0 +1,6 @@
+// Placeholder: this family's models are not implemented yet.
+#include "segscope/core/models/registry.h"
+
+namespace segscope::core {
+void registerSegFormerModels(std::vector<ModelEntry>&) {}
+} // namespace segscope::core
