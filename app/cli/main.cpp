@@ -1,9 +1,6 @@
 // segscope-cli: the headless face of SegScope. Links segscope_core only.
-#include "arguments.h"
+#include "commands.h"
 
-#include "segscope/core/dataset_check.h"
-#include "segscope/core/demo_data.h"
-#include "segscope/core/error.h"
 #include "segscope/core/runtime.h"
 
 #include <iostream>
@@ -11,8 +8,7 @@
 #include <vector>
 
 namespace core = segscope::core;
-using segscope::cli::Arguments;
-using segscope::cli::UsageError;
+using namespace segscope::cli;
 
 namespace {
 
@@ -28,57 +24,16 @@ commands:
                                   exits 0 when the split is trainable
 )";
 
-int commandDemoData(const Arguments& args) {
-    args.allowOnly({"out", "images", "size", "seed", "threads"});
-    core::DemoOptions options;
-    options.images = static_cast<int>(args.integer("images", options.images));
-    options.seed = static_cast<std::uint64_t>(args.integer("seed", static_cast<long>(options.seed)));
-    const auto& size = args.all("size");
-    if (!size.empty()) {
-        try {
-            options.width = std::stoi(size[0]);
-            options.height = std::stoi(size[1]);
-        } catch (const std::exception&) {
-            throw UsageError("--size expects two integers W H");
-        }
-    }
-    const std::string out = args.required("out");
-    const core::DemoSummary summary = core::writeDemoDataset(out, options);
-    std::cout << "demo dataset written to " << out << ": " << summary.trainImages << " train, "
-              << summary.valImages << " val images of " << options.width << "x" << options.height << "\n";
-    return 0;
-}
+struct Command {
+    const char* name;
+    int (*run)(const std::vector<std::string>& args);
+};
 
-int commandCheckDataset(const Arguments& args) {
-    args.allowOnly({"kind", "root", "split", "pets-mode", "json", "threads"});
-    core::DatasetSpec spec;
-    const std::string kind = args.required("kind");
-    const auto parsedKind = core::parseDatasetKind(kind);
-    if (!parsedKind) throw UsageError("--kind must be voc, pets or folder, not '" + kind + "'");
-    spec.kind = *parsedKind;
-    spec.root = args.required("root");
-    spec.split = args.value("split").value_or(spec.kind == core::DatasetKind::Pets ? "trainval" : "train");
-    if (auto mode = args.value("pets-mode")) {
-        const auto parsed = core::parsePetsMode(*mode);
-        if (!parsed) throw UsageError("--pets-mode must be trimap, binary or binary-border-fg, not '" + *mode + "'");
-        spec.petsMode = *parsed;
-    }
-    const bool json = args.has("json");
-    core::DatasetReport report;
-    try {
-        const auto dataset = core::Dataset::open(spec);
-        core::CheckOptions options;
-        options.threads = static_cast<int>(args.integer("threads", 0));
-        report = core::checkDataset(*dataset, options);
-    } catch (const core::Error& e) {
-        // An unusable layout is itself a report with one error, so --json stays parseable.
-        report.split = spec.split;
-        report.problems.push_back({core::Severity::Error, spec.root.string(), e.what()});
-    }
-    if (json) std::cout << report.toJson() << std::endl;
-    else std::cout << report.toText();
-    return report.ok() ? 0 : 1;
-}
+// One line per command; each lives in its own command_*.cpp.
+const Command kCommands[] = {
+    {"demo-data", [](const std::vector<std::string>& a) { return commandDemoData(Arguments(a, {}, {"size"})); }},
+    {"check-dataset", [](const std::vector<std::string>& a) { return commandCheckDataset(Arguments(a, {"json"})); }},
+};
 
 } // namespace
 
@@ -107,8 +62,8 @@ int main(int argc, char** argv) {
             std::cout << core::formatRuntimeInfo(core::runtimeInfo());
             return 0;
         }
-        if (command == "demo-data") return commandDemoData(Arguments(rest, {}, {"size"}));
-        if (command == "check-dataset") return commandCheckDataset(Arguments(rest, {"json"}));
+        for (const Command& c : kCommands)
+            if (command == c.name) return c.run(rest);
         throw UsageError("unknown command '" + command + "'");
     } catch (const UsageError& e) {
         std::cerr << "segscope-cli: " << e.what() << "\n\n" << kUsage;

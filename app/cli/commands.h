@@ -1,0 +1,11 @@
+#pragma once
+// segscope-cli's commands: each returns the process exit code (0 success, 1 failure) and throws
+// UsageError for bad arguments.
+#include "arguments.h"
+
+namespace segscope::cli {
+
+int commandDemoData(const Arguments& args);
+int commandCheckDataset(const Arguments& args);
+
+} // namespace segscope::cli
