@@ -22,6 +22,9 @@ commands:
                 [--pets-mode trimap|binary|binary-border-fg] [--threads N] [--json]
                                   decode every file of a split and report counts and problems;
                                   exits 0 when the split is trainable
+  score --pred DIR --gt DIR --classes K [--ignore 255] [--names classes.txt] [--json]
+                                  score index-PNG predictions against index-PNG ground truth
+                                  (matched by file name): aAcc, mIoU, mAcc, mDice, per class
 )";
 
 struct Command {
@@ -33,6 +36,7 @@ struct Command {
 const Command kCommands[] = {
     {"demo-data", [](const std::vector<std::string>& a) { return commandDemoData(Arguments(a, {}, {"size"})); }},
     {"check-dataset", [](const std::vector<std::string>& a) { return commandCheckDataset(Arguments(a, {"json"})); }},
+    {"score", [](const std::vector<std::string>& a) { return commandScore(Arguments(a, {"json"})); }},
 };
 
 } // namespace
