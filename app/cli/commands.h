@@ -8,5 +8,6 @@ namespace segscope::cli {
 int commandDemoData(const Arguments& args);
 int commandCheckDataset(const Arguments& args);
 int commandScore(const Arguments& args);
+int commandRuns(const Arguments& args);
 
 } // namespace segscope::cli

@@ -25,6 +25,8 @@ commands:
   score --pred DIR --gt DIR --classes K [--ignore 255] [--names classes.txt] [--json]
                                   score index-PNG predictions against index-PNG ground truth
                                   (matched by file name): aAcc, mIoU, mAcc, mDice, per class
+  runs [--workspace DIR] [--json] the runs of a workspace (default $SEGSCOPE_WORKSPACE, else
+                                  $XDG_DATA_HOME/SegScope or ~/.local/share/SegScope)
 )";
 
 struct Command {
@@ -37,6 +39,7 @@ const Command kCommands[] = {
     {"demo-data", [](const std::vector<std::string>& a) { return commandDemoData(Arguments(a, {}, {"size"})); }},
     {"check-dataset", [](const std::vector<std::string>& a) { return commandCheckDataset(Arguments(a, {"json"})); }},
     {"score", [](const std::vector<std::string>& a) { return commandScore(Arguments(a, {"json"})); }},
+    {"runs", [](const std::vector<std::string>& a) { return commandRuns(Arguments(a, {"json"})); }},
 };
 
 } // namespace
