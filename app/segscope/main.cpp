@@ -7,6 +7,7 @@
 #include <QCommandLineParser>
 #include <QDir>
 #include <QTimer>
+#include <QPixmap>
 
 int main(int argc, char** argv) {
     QApplication app(argc, argv);
@@ -20,8 +21,15 @@ int main(int argc, char** argv) {
     QCommandLineOption workspace(QStringLiteral("workspace"), QStringLiteral("Workspace folder."), QStringLiteral("DIR"),
                                  segscope::ui::defaultWorkspace());
     QCommandLineOption check(QStringLiteral("check"), QStringLiteral("Run the dataset check once the demo is open."));
+    QCommandLineOption screenshot(QStringLiteral("screenshot"),
+                                  QStringLiteral("Save a PNG of the window after --screenshot-delay ms, then quit."),
+                                  QStringLiteral("PNG"));
+    QCommandLineOption screenshotDelay(QStringLiteral("screenshot-delay"), QStringLiteral("Delay before --screenshot."),
+                                       QStringLiteral("MS"), QStringLiteral("3000"));
     parser.addOption(workspace);
     parser.addOption(check);
+    parser.addOption(screenshot);
+    parser.addOption(screenshotDelay);
     parser.process(app);
 
     const QString workspaceDir = parser.value(workspace);
@@ -31,5 +39,12 @@ int main(int argc, char** argv) {
     if (parser.isSet(check))
         QObject::connect(&window, &segscope::ui::MainWindow::datasetOpened, &window, [&window] { window.startCheck(); });
     QTimer::singleShot(0, &window, [&window] { window.openDemoDataset(); });
+    if (parser.isSet(screenshot)) {
+        const QString path = parser.value(screenshot);
+        QTimer::singleShot(parser.value(screenshotDelay).toInt(), &window, [&window, path] {
+            const bool saved = window.grab().save(path);
+            QCoreApplication::exit(saved ? 0 : 1);
+        });
+    }
     return app.exec();
 }

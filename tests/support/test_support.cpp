@@ -10,14 +10,17 @@
 
 namespace segscope::test {
 
-std::filesystem::path testData() {
-    const char* dir = std::getenv("SEGSCOPE_TEST_DATA");
-    if (!dir) {
-        ADD_FAILURE() << "SEGSCOPE_TEST_DATA is not set; run the tests through ctest";
-        return {};
-    }
-    return dir;
+namespace {
+std::string fromEnvironment(const char* name, const char* fallback) {
+    const char* value = std::getenv(name);
+    return value && *value ? value : fallback;
 }
+} // namespace
+
+std::filesystem::path testData() { return fromEnvironment("SEGSCOPE_TEST_DATA", SEGSCOPE_DEFAULT_TEST_DATA); }
+std::filesystem::path sourceDir() { return fromEnvironment("SEGSCOPE_SOURCE_DIR", SEGSCOPE_DEFAULT_SOURCE_DIR); }
+std::string pythonExecutable() { return fromEnvironment("SEGSCOPE_PYTHON", SEGSCOPE_DEFAULT_PYTHON); }
+std::string cliExecutable() { return fromEnvironment("SEGSCOPE_CLI", SEGSCOPE_DEFAULT_CLI); }
 
 TempDir::TempDir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
@@ -47,12 +50,41 @@ CommandResult runCommand(const std::string& command) {
 }
 
 CommandResult runCli(const std::string& arguments) {
-    const char* cli = std::getenv("SEGSCOPE_CLI");
-    if (!cli) {
-        ADD_FAILURE() << "SEGSCOPE_CLI is not set; run the tests through ctest";
+    return runCommand("'" + cliExecutable() + "' " + arguments);
+}
+
+} // namespace segscope::test
+
+#include <fstream>
+
+namespace segscope::test {
+
+cv::Mat expectedMatrix(const std::string& name, int rows, int cols, int channels) {
+    const auto path = testData() / "formats" / "expected" / (name + ".bin");
+    std::ifstream in(path, std::ios::binary);
+    cv::Mat m(rows, cols, CV_8UC(channels));
+    if (!in.read(reinterpret_cast<char*>(m.data), std::streamsize(m.total() * m.elemSize()))) {
+        ADD_FAILURE() << "cannot read " << path;
         return {};
     }
-    return runCommand(std::string("'") + cli + "' " + arguments);
+    return m;
+}
+
+std::int64_t differingPixels(const cv::Mat& a, const cv::Mat& b) {
+    if (a.size() != b.size() || a.type() != b.type()) return -1;
+    std::int64_t n = 0;
+    for (int y = 0; y < a.rows; ++y)
+        for (int x = 0; x < a.cols * a.channels(); ++x) n += a.ptr<std::uint8_t>(y)[x] != b.ptr<std::uint8_t>(y)[x];
+    return n;
+}
+
+int maxAbsDifference(const cv::Mat& a, const cv::Mat& b) {
+    if (a.size() != b.size() || a.type() != b.type()) return 256;
+    int worst = 0;
+    for (int y = 0; y < a.rows; ++y)
+        for (int x = 0; x < a.cols * a.channels(); ++x)
+            worst = std::max(worst, std::abs(int(a.ptr<std::uint8_t>(y)[x]) - int(b.ptr<std::uint8_t>(y)[x])));
+    return worst;
 }
 
 } // namespace segscope::test

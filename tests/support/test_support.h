@@ -6,8 +6,14 @@
 
 namespace segscope::test {
 
-// $SEGSCOPE_TEST_DATA (fixtures written by the Python scripts); fails the test when unset.
+// Fixtures written by the Python scripts ($SEGSCOPE_TEST_DATA, else the build's test-data folder).
 std::filesystem::path testData();
+// The source tree ($SEGSCOPE_SOURCE_DIR, else the configured one): presets, scripts.
+std::filesystem::path sourceDir();
+// Python of the reference environment ($SEGSCOPE_PYTHON, else the configured one).
+std::string pythonExecutable();
+// segscope-cli ($SEGSCOPE_CLI, else the built one).
+std::string cliExecutable();
 // A fresh, empty folder under the system temp dir, unique per test; removed by ~TempDir.
 class TempDir {
 public:
@@ -24,9 +30,22 @@ struct CommandResult {
     int exitCode = -1;
     std::string output;  // stdout only
 };
-// Runs segscope-cli ($SEGSCOPE_CLI) with the given argument string (shell-quoted by the caller).
+// Runs segscope-cli with the given argument string (shell-quoted by the caller).
 CommandResult runCli(const std::string& arguments);
 // Runs a shell command, capturing stdout.
 CommandResult runCommand(const std::string& command);
 
+} // namespace segscope::test
+
+#include <cstdint>
+#include <vector>
+#include <opencv2/core.hpp>
+
+namespace segscope::test {
+// testData()/formats/expected/NAME.bin as an 8-bit matrix of the given size (rows, cols, channels).
+cv::Mat expectedMatrix(const std::string& name, int rows, int cols, int channels = 1);
+// Number of pixels where two same-sized 8-bit matrices differ.
+std::int64_t differingPixels(const cv::Mat& a, const cv::Mat& b);
+// Largest absolute difference between two same-sized 8-bit matrices.
+int maxAbsDifference(const cv::Mat& a, const cv::Mat& b);
 } // namespace segscope::test

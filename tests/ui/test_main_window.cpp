@@ -1,0 +1,55 @@
+// Offscreen widget tests of the main window: dataset browsing and the dataset check.
+#include "segscope/core/demo_data.h"
+#include "segscope/ui/main_window.h"
+#include "segscope/ui/qcustomplot_include.h"
+
+#include "test_support.h"
+
+#include <QApplication>
+#include <QListWidget>
+#include <QSignalSpy>
+#include <gtest/gtest.h>
+
+using namespace segscope;
+
+TEST(MainWindow, OpensDatasetAndCheckFillsTheFrequencyChart) {
+    test::TempDir dir;
+    core::DemoOptions options;
+    options.images = 12;
+    options.width = options.height = 40;
+    core::writeDemoDataset(dir / "demo", options);
+
+    ui::MainWindow window(QString::fromStdString(dir.path().string()));
+    core::DatasetSpec spec;
+    spec.root = dir / "demo";
+    spec.split = "train";
+    ASSERT_TRUE(window.openDataset(spec));
+    EXPECT_EQ(window.sampleList()->count(), 9);
+    EXPECT_EQ(window.sampleList()->item(0)->text(), QStringLiteral("demo_00000"));
+
+    QSignalSpy finished(&window, &ui::MainWindow::checkFinished);
+    window.startCheck();
+    ASSERT_TRUE(finished.wait(20000));
+    EXPECT_TRUE(finished.at(0).at(0).toBool());
+    EXPECT_EQ(window.lastReport().images, 9u);
+    ASSERT_EQ(window.frequencyPlot()->plottableCount(), 1);
+    auto* bars = qobject_cast<QCPBars*>(window.frequencyPlot()->plottable(0));
+    ASSERT_NE(bars, nullptr);
+    EXPECT_EQ(bars->data()->size(), 5);
+}
+
+TEST(MainWindow, UnusableDatasetIsReportedNotFatal) {
+    test::TempDir dir;
+    ui::MainWindow window(QString::fromStdString(dir.path().string()));
+    core::DatasetSpec spec;
+    spec.root = dir / "missing";
+    EXPECT_FALSE(window.openDataset(spec));
+    EXPECT_EQ(window.sampleList()->count(), 0);
+}
+
+int main(int argc, char** argv) {
+    qputenv("QT_QPA_PLATFORM", "offscreen");
+    QApplication app(argc, argv);
+    ::testing::InitGoogleTest(&argc, argv);
+    return RUN_ALL_TESTS();
+}
