@@ -511,9 +511,7 @@ TEST(Experiment, DemoDatasetIsWrittenOnDemand) {
 }
 
 TEST(Experiment, EveryPresetParses) {
-    const char* source = std::getenv("SEGSCOPE_SOURCE_DIR");
-    ASSERT_NE(source, nullptr) << "SEGSCOPE_SOURCE_DIR is not set; run the tests through ctest";
-    const std::filesystem::path presets = std::filesystem::path(source) / "resources" / "presets";
+    const std::filesystem::path presets = segscope::test::sourceDir() / "resources" / "presets";
     int count = 0;
     for (const auto& entry : std::filesystem::directory_iterator(presets)) {
         if (entry.path().extension() != ".json") continue;
@@ -543,9 +541,7 @@ TEST(Experiment, EveryPresetParses) {
 }
 
 TEST(Experiment, DocumentedExampleParses) {
-    const char* source = std::getenv("SEGSCOPE_SOURCE_DIR");
-    ASSERT_NE(source, nullptr) << "SEGSCOPE_SOURCE_DIR is not set; run the tests through ctest";
-    std::ifstream in(std::filesystem::path(source) / "docs" / "experiment-format.md");
+    std::ifstream in(segscope::test::sourceDir() / "docs" / "experiment-format.md");
     ASSERT_TRUE(in.good());
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     const auto start = text.find("```json\n");
