@@ -23,9 +23,11 @@ int commandRuns(const Arguments& args) {
         }
         runs = store->listRuns();
     }
-    if (args.has("json")) std::cout << core::runsToJson(runs) << std::endl;
-    else std::cout << core::runsToText(runs);
+    if (args.has("json"))
+        std::cout << core::runsToJson(runs) << std::endl;
+    else
+        std::cout << core::runsToText(runs);
     return 0;
 }
 
-} // namespace segscope::cli
+}  // namespace segscope::cli

@@ -37,7 +37,7 @@ cv::Mat readIndexMask(const fs::path& path) {
     return mask.values;
 }
 
-} // namespace
+}  // namespace
 
 int commandScore(const Arguments& args) {
     args.allowOnly({"pred", "gt", "classes", "ignore", "json", "names"});
@@ -52,17 +52,19 @@ int commandScore(const Arguments& args) {
     if (auto file = args.value("names")) {
         for (const auto& c : core::readClassesFile(*file)) names.push_back(c.name);
         if (static_cast<long>(names.size()) != classes)
-            throw core::FileError(*file, "names " + std::to_string(names.size()) + " classes, --classes is " +
-                                             std::to_string(classes));
+            throw core::FileError(
+                *file, "names " + std::to_string(names.size()) + " classes, --classes is " + std::to_string(classes));
     }
 
     const auto predNames = pngNames(predDir);
     const auto gtNames = pngNames(gtDir);
     std::vector<std::string> problems;
     for (const auto& n : gtNames)
-        if (!predNames.count(n)) problems.push_back((predDir / n).string() + ": missing prediction for " + (gtDir / n).string());
+        if (!predNames.count(n))
+            problems.push_back((predDir / n).string() + ": missing prediction for " + (gtDir / n).string());
     for (const auto& n : predNames)
-        if (!gtNames.count(n)) problems.push_back((gtDir / n).string() + ": missing ground truth for " + (predDir / n).string());
+        if (!gtNames.count(n))
+            problems.push_back((gtDir / n).string() + ": missing ground truth for " + (predDir / n).string());
     if (gtNames.empty() && problems.empty()) problems.push_back(gtDir.string() + ": no PNG files");
 
     core::ConfusionMatrix matrix(static_cast<int>(classes), static_cast<int>(ignore));
@@ -89,9 +91,11 @@ int commandScore(const Arguments& args) {
         return 1;
     }
     const core::SegmentationMetrics metrics = core::computeMetrics(matrix, names);
-    if (args.has("json")) std::cout << core::metricsToJson(metrics) << std::endl;
-    else std::cout << gtNames.size() << " images\n" << core::metricsToText(metrics);
+    if (args.has("json"))
+        std::cout << core::metricsToJson(metrics) << std::endl;
+    else
+        std::cout << gtNames.size() << " images\n" << core::metricsToText(metrics);
     return 0;
 }
 
-} // namespace segscope::cli
+}  // namespace segscope::cli

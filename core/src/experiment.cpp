@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -11,7 +12,6 @@
 #include <limits>
 #include <sstream>
 #include <tuple>
-#include <unistd.h>
 
 namespace segscope::core {
 namespace {
@@ -139,25 +139,37 @@ struct Range {
         return {};
     }
 };
-Range atLeast(double v) { return {v, std::nullopt, false, false}; }
-Range above(double v) { return {v, std::nullopt, true, false}; }
-Range closed(double a, double b) { return {a, b, false, false}; }
-Range halfOpen(double a, double b) { return {a, b, false, true}; }
-Range openClosed(double a, double b) { return {a, b, true, false}; }
+Range atLeast(double v) {
+    return {v, std::nullopt, false, false};
+}
+Range above(double v) {
+    return {v, std::nullopt, true, false};
+}
+Range closed(double a, double b) {
+    return {a, b, false, false};
+}
+Range halfOpen(double a, double b) {
+    return {a, b, false, true};
+}
+Range openClosed(double a, double b) {
+    return {a, b, true, false};
+}
 
 template <typename E>
 using Names = std::vector<std::pair<const char*, E>>;
 
-const Names<DataSource> kDataSources{{"voc", DataSource::Voc}, {"pets", DataSource::Pets},
-                                    {"folder", DataSource::Folder}, {"demo", DataSource::Demo}};
-const Names<PetsMode> kPetsModes{{"trimap", PetsMode::Trimap}, {"binary", PetsMode::Binary},
-                                 {"binary-border-fg", PetsMode::BinaryBorderForeground}};
+const Names<DataSource> kDataSources{
+    {"voc", DataSource::Voc}, {"pets", DataSource::Pets}, {"folder", DataSource::Folder}, {"demo", DataSource::Demo}};
+const Names<PetsMode> kPetsModes{
+    {"trimap", PetsMode::Trimap}, {"binary", PetsMode::Binary}, {"binary-border-fg", PetsMode::BinaryBorderForeground}};
 const Names<ResizeMode> kResizeModes{{"fixed", ResizeMode::Fixed}, {"random-scale-crop", ResizeMode::RandomScaleCrop}};
 const Names<Normalization> kNormalizations{{"imagenet", Normalization::ImageNet}, {"half", Normalization::Half}};
-const Names<OptimizerType> kOptimizers{{"sgd", OptimizerType::Sgd}, {"adam", OptimizerType::Adam},
-                                       {"adamw", OptimizerType::AdamW}};
-const Names<ScheduleType> kSchedules{{"constant", ScheduleType::Constant}, {"step", ScheduleType::Step},
-                                     {"poly", ScheduleType::Poly}, {"cosine", ScheduleType::Cosine}};
+const Names<OptimizerType> kOptimizers{
+    {"sgd", OptimizerType::Sgd}, {"adam", OptimizerType::Adam}, {"adamw", OptimizerType::AdamW}};
+const Names<ScheduleType> kSchedules{{"constant", ScheduleType::Constant},
+                                     {"step", ScheduleType::Step},
+                                     {"poly", ScheduleType::Poly},
+                                     {"cosine", ScheduleType::Cosine}};
 const Names<ScheduleUnit> kUnits{{"epoch", ScheduleUnit::Epoch}, {"iteration", ScheduleUnit::Iteration}};
 const Names<LossType> kLosses{{"ce", LossType::CrossEntropy}, {"ce+dice", LossType::CrossEntropyDice}};
 const Names<EvalResolution> kEvalResolutions{{"train", EvalResolution::Train}, {"original", EvalResolution::Original}};
@@ -222,9 +234,11 @@ public:
         if (const json* v = find(object, key)) {
             if (auto parsed = readInteger(*v, joinPath(section, key), range)) {
                 if (*parsed > static_cast<long double>(std::numeric_limits<T>::max()))
-                    error(joinPath(section, key), "must be an integer <= " +
-                                                      std::to_string(std::numeric_limits<T>::max()) + ", got " + v->dump());
-                else out = static_cast<T>(*parsed);
+                    error(joinPath(section, key),
+                          "must be an integer <= " + std::to_string(std::numeric_limits<T>::max()) + ", got " +
+                              v->dump());
+                else
+                    out = static_cast<T>(*parsed);
             }
         }
     }
@@ -242,21 +256,24 @@ public:
         if (const json* v = find(object, key)) {
             if (!v->is_number() || !range.contains(v->get<double>()))
                 error(joinPath(section, key), "must be a number " + range.text() + ", got " + v->dump());
-            else out = v->get<double>();
+            else
+                out = v->get<double>();
         }
     }
     void boolean(const json* object, const std::string& section, const char* key, bool& out) {
         if (const json* v = find(object, key)) {
-            if (!v->is_boolean()) error(joinPath(section, key), "must be true or false, got " + v->dump());
-            else out = v->get<bool>();
+            if (!v->is_boolean())
+                error(joinPath(section, key), "must be true or false, got " + v->dump());
+            else
+                out = v->get<bool>();
         }
     }
     // A string; `nonEmpty` rejects "".
     bool string(const json* object, const std::string& section, const char* key, std::string& out, bool nonEmpty) {
         if (const json* v = find(object, key)) {
             if (!v->is_string() || (nonEmpty && v->get<std::string>().empty())) {
-                error(joinPath(section, key), std::string("must be a ") + (nonEmpty ? "non-empty " : "") +
-                                                  "string, got " + v->dump());
+                error(joinPath(section, key),
+                      std::string("must be a ") + (nonEmpty ? "non-empty " : "") + "string, got " + v->dump());
                 return false;
             }
             out = v->get<std::string>();
@@ -284,8 +301,8 @@ public:
         const json* v = find(object, key);
         if (!v) return std::nullopt;
         const std::string path = joinPath(section, key);
-        const std::string what = size > 0 ? "an array of " + std::to_string(size) + " numbers"
-                                          : std::string("a non-empty array of numbers");
+        const std::string what =
+            size > 0 ? "an array of " + std::to_string(size) + " numbers" : std::string("a non-empty array of numbers");
         if (!v->is_array() || (size > 0 && v->size() != size) || (size == 0 && v->empty())) {
             error(path, "must be " + what + " " + range.text() + ", got " + v->dump());
             return std::nullopt;
@@ -322,25 +339,40 @@ private:
     }
 };
 
-} // namespace
+}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 
 ExperimentError::ExperimentError(std::vector<FieldError> errors, const std::string& source)
     : Error([&] {
           std::string text = source.empty() ? "invalid experiment:" : source + ": invalid experiment:";
-          for (const auto& e : errors) text += "\n  " + (e.path.empty() ? std::string("(document)") : e.path) + ": " + e.message;
+          for (const auto& e : errors)
+              text += "\n  " + (e.path.empty() ? std::string("(document)") : e.path) + ": " + e.message;
           return text;
       }()),
       errors_(std::move(errors)) {}
 
-const char* dataSourceName(DataSource source) { return nameOf(kDataSources, source); }
-const char* optimizerTypeName(OptimizerType type) { return nameOf(kOptimizers, type); }
-const char* scheduleTypeName(ScheduleType type) { return nameOf(kSchedules, type); }
-const char* scheduleUnitName(ScheduleUnit unit) { return nameOf(kUnits, unit); }
-const char* lossTypeName(LossType loss) { return nameOf(kLosses, loss); }
-const char* evalResolutionName(EvalResolution r) { return nameOf(kEvalResolutions, r); }
-const char* ampModeName(AmpMode mode) { return nameOf(kAmpModes, mode); }
+const char* dataSourceName(DataSource source) {
+    return nameOf(kDataSources, source);
+}
+const char* optimizerTypeName(OptimizerType type) {
+    return nameOf(kOptimizers, type);
+}
+const char* scheduleTypeName(ScheduleType type) {
+    return nameOf(kSchedules, type);
+}
+const char* scheduleUnitName(ScheduleUnit unit) {
+    return nameOf(kUnits, unit);
+}
+const char* lossTypeName(LossType loss) {
+    return nameOf(kLosses, loss);
+}
+const char* evalResolutionName(EvalResolution r) {
+    return nameOf(kEvalResolutions, r);
+}
+const char* ampModeName(AmpMode mode) {
+    return nameOf(kAmpModes, mode);
+}
 
 bool operator==(const Experiment& a, const Experiment& b) {
     auto dataset = [](const ExperimentDataset& d) {
@@ -362,8 +394,8 @@ bool operator==(const Experiment& a, const Experiment& b) {
     };
     auto training = [](const ExperimentTraining& t) {
         return std::tie(t.epochs, t.iterations, t.batchSize, t.gradAccumulation, t.gradClipNorm, t.valEvery,
-                        t.valEveryUnit, t.loss, t.classWeights, t.diceWeight, t.evalResolution, t.amp,
-                        t.channelsLast, t.checkpointEvery, t.erfEveryEpochs, t.oomRetryHalfBatch);
+                        t.valEveryUnit, t.loss, t.classWeights, t.diceWeight, t.evalResolution, t.amp, t.channelsLast,
+                        t.checkpointEvery, t.erfEveryEpochs, t.oomRetryHalfBatch);
     };
     auto runtime = [](const ExperimentRuntime& r) {
         return std::tie(r.device, r.threads, r.workers, r.seed, r.deterministic);
@@ -386,10 +418,10 @@ Experiment parseExperiment(const json& doc) {
     } else if (!it->is_number_integer()) {
         r.error("version", "must be an integer, got " + it->dump());
     } else if (it->get<std::int64_t>() < 1 || it->get<std::int64_t>() > kExperimentVersion) {
-        r.error("version", "unsupported version " + it->dump() + "; this SegScope reads version " +
-                               std::to_string(kExperimentVersion) + (it->get<std::int64_t>() > kExperimentVersion
-                                                                         ? " (the file is from a newer SegScope)"
-                                                                         : ""));
+        r.error("version",
+                "unsupported version " + it->dump() + "; this SegScope reads version " +
+                    std::to_string(kExperimentVersion) +
+                    (it->get<std::int64_t>() > kExperimentVersion ? " (the file is from a newer SegScope)" : ""));
     }
     r.string(&doc, "", "name", e.name, false);
     std::string description;
@@ -401,7 +433,8 @@ Experiment parseExperiment(const json& doc) {
         if (!Reader::find(s, "kind")) r.error("dataset.kind", "required; one of voc, pets, folder, demo");
         r.enumeration(s, "dataset", "kind", e.dataset.kind, kDataSources);
         std::string root;
-        if (r.string(s, "dataset", "root", root, true)) e.dataset.root = root;
+        if (r.string(s, "dataset", "root", root, true))
+            e.dataset.root = root;
         else if (!Reader::find(s, "root") && e.dataset.kind != DataSource::Demo && Reader::find(s, "kind"))
             r.error("dataset.root", std::string("required for kind \"") + dataSourceName(e.dataset.kind) + "\"");
         r.string(s, "dataset", "train_split", e.dataset.trainSplit, true);
@@ -418,7 +451,8 @@ Experiment parseExperiment(const json& doc) {
         r.string(s, "model", "id", e.model.id, true);
         r.optionalInteger(s, "model", "classes", e.model.classes, closed(1, 255));
         std::string pretrained;
-        if (r.string(s, "model", "pretrained", pretrained, true)) e.model.pretrained = std::filesystem::path(pretrained);
+        if (r.string(s, "model", "pretrained", pretrained, true))
+            e.model.pretrained = std::filesystem::path(pretrained);
         r.boolean(s, "model", "pretrained_strict", e.model.pretrainedStrict);
     }
     // transforms
@@ -469,8 +503,8 @@ Experiment parseExperiment(const json& doc) {
         r.integer(s, "schedule", "warmup_iterations", sc.warmupIterations, atLeast(0));
         r.number(s, "schedule", "warmup_ratio", sc.warmupRatio, openClosed(0, 1));
         if (sc.minLearningRate > e.optimizer.learningRate)
-            r.error("schedule.min_lr", "must be <= optimizer.lr (" + formatNumber(e.optimizer.learningRate) + "), got " +
-                                           formatNumber(sc.minLearningRate));
+            r.error("schedule.min_lr", "must be <= optimizer.lr (" + formatNumber(e.optimizer.learningRate) +
+                                           "), got " + formatNumber(sc.minLearningRate));
     }
     // training
     {
@@ -508,8 +542,10 @@ Experiment parseExperiment(const json& doc) {
         auto& rt = e.runtime;
         std::string device;
         if (r.string(s, "runtime", "device", device, true)) {
-            if (validDevice(device)) rt.device = device;
-            else r.error("runtime.device", "must be auto, cpu, cuda or cuda:N, got " + json(device).dump());
+            if (validDevice(device))
+                rt.device = device;
+            else
+                r.error("runtime.device", "must be auto, cpu, cuda or cuda:N, got " + json(device).dump());
         }
         r.integer(s, "runtime", "threads", rt.threads, closed(0, 4096));
         r.integer(s, "runtime", "workers", rt.workers, closed(0, 256));
@@ -635,8 +671,7 @@ void saveExperiment(const std::filesystem::path& path, const Experiment& experim
 
 void applyOverride(Experiment& experiment, const std::string& assignment) {
     const auto eq = assignment.find('=');
-    if (eq == std::string::npos || eq == 0)
-        throw ExperimentError({{assignment, "expected section.field=value"}});
+    if (eq == std::string::npos || eq == 0) throw ExperimentError({{assignment, "expected section.field=value"}});
     const std::string path = assignment.substr(0, eq);
     const std::string text = assignment.substr(eq + 1);
     const FieldSpec* field = findField(path);
@@ -657,40 +692,40 @@ void applyOverride(Experiment& experiment, const std::string& assignment) {
         try {
             std::size_t used = 0;
             switch (field->type) {
-            case FieldType::Integer: {
-                const long long v = std::stoll(text, &used);
-                if (whole(used)) value = v;
-                break;
-            }
-            case FieldType::Number: {
-                const double v = std::stod(text, &used);
-                if (whole(used)) value = v;
-                break;
-            }
-            case FieldType::Boolean:
-                if (text == "true" || text == "1" || text == "yes" || text == "on") value = true;
-                if (text == "false" || text == "0" || text == "no" || text == "off") value = false;
-                break;
-            case FieldType::String:
-                if (text.size() >= 2 && text.front() == '"') value = json::parse(text);
-                break;
-            case FieldType::NumberArray:
-                if (!text.empty() && text.front() == '[') {
-                    value = json::parse(text);
-                } else {
-                    json array = json::array();
-                    std::stringstream parts(text);
-                    std::string part;
-                    bool ok = true;
-                    while (std::getline(parts, part, ',')) {
-                        std::size_t n = 0;
-                        const double v = std::stod(part, &n);
-                        ok = ok && n == part.size();
-                        array.push_back(v);
-                    }
-                    if (ok && !array.empty()) value = array;
+                case FieldType::Integer: {
+                    const long long v = std::stoll(text, &used);
+                    if (whole(used)) value = v;
+                    break;
                 }
-                break;
+                case FieldType::Number: {
+                    const double v = std::stod(text, &used);
+                    if (whole(used)) value = v;
+                    break;
+                }
+                case FieldType::Boolean:
+                    if (text == "true" || text == "1" || text == "yes" || text == "on") value = true;
+                    if (text == "false" || text == "0" || text == "no" || text == "off") value = false;
+                    break;
+                case FieldType::String:
+                    if (text.size() >= 2 && text.front() == '"') value = json::parse(text);
+                    break;
+                case FieldType::NumberArray:
+                    if (!text.empty() && text.front() == '[') {
+                        value = json::parse(text);
+                    } else {
+                        json array = json::array();
+                        std::stringstream parts(text);
+                        std::string part;
+                        bool ok = true;
+                        while (std::getline(parts, part, ',')) {
+                            std::size_t n = 0;
+                            const double v = std::stod(part, &n);
+                            ok = ok && n == part.size();
+                            array.push_back(v);
+                        }
+                        if (ok && !array.empty()) value = array;
+                    }
+                    break;
             }
         } catch (const std::exception&) {
             // Leave `value` as the raw string: the error names the field and the expected type.
@@ -724,10 +759,16 @@ void prepareDemoDataset(const Experiment& experiment) {
 DatasetSpec datasetSpec(const Experiment& experiment, const std::string& split) {
     DatasetSpec spec;
     switch (experiment.dataset.kind) {
-    case DataSource::Voc:
-    case DataSource::Demo: spec.kind = DatasetKind::Voc; break;
-    case DataSource::Pets: spec.kind = DatasetKind::Pets; break;
-    case DataSource::Folder: spec.kind = DatasetKind::Folder; break;
+        case DataSource::Voc:
+        case DataSource::Demo:
+            spec.kind = DatasetKind::Voc;
+            break;
+        case DataSource::Pets:
+            spec.kind = DatasetKind::Pets;
+            break;
+        case DataSource::Folder:
+            spec.kind = DatasetKind::Folder;
+            break;
     }
     spec.root = datasetRoot(experiment);
     spec.split = split;
@@ -764,4 +805,4 @@ LoaderOptions loaderOptions(const Experiment& experiment, bool training) {
     return options;
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

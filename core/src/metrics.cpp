@@ -1,7 +1,7 @@
 #include "segscope/core/metrics.h"
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <iomanip>
@@ -29,11 +29,11 @@ std::optional<double> meanOfDefined(const std::vector<std::optional<double>>& va
 
 // Counts (group, target, prediction) triples with one bincount on the tensors' device and a
 // single transfer, so validation does not sync once per image. Returns groups*K*K counts.
-std::vector<std::int64_t> countPairs(const torch::Tensor& prediction, const torch::Tensor& target,
-                                     int classes, int ignoreIndex, std::int64_t groups) {
+std::vector<std::int64_t> countPairs(const torch::Tensor& prediction, const torch::Tensor& target, int classes,
+                                     int ignoreIndex, std::int64_t groups) {
     if (prediction.sizes() != target.sizes())
-        throw Error("metrics: prediction shape " + c10::str(prediction.sizes()) +
-                    " differs from target shape " + c10::str(target.sizes()));
+        throw Error("metrics: prediction shape " + c10::str(prediction.sizes()) + " differs from target shape " +
+                    c10::str(target.sizes()));
     if (prediction.is_floating_point() || target.is_floating_point())
         throw Error("metrics: prediction and target must be integer label tensors");
     const std::int64_t k = classes;
@@ -76,10 +76,9 @@ nlohmann::json optionalJson(const std::optional<double>& v) {
     return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
 }
 
-} // namespace
+}  // namespace
 
-ConfusionMatrix::ConfusionMatrix(int classes, int ignoreIndex)
-    : classes_(classes), ignoreIndex_(ignoreIndex) {
+ConfusionMatrix::ConfusionMatrix(int classes, int ignoreIndex) : classes_(classes), ignoreIndex_(ignoreIndex) {
     if (classes < 1) throw Error("metrics: class count must be >= 1, got " + std::to_string(classes));
     counts_.assign(static_cast<std::size_t>(classes) * classes, 0);
 }
@@ -113,8 +112,8 @@ void ConfusionMatrix::update(const cv::Mat& prediction, const cv::Mat& target) {
         }
     }
     if (bad > 0)
-        throw Error("metrics: " + std::to_string(bad) + " pixels have a label outside [0, " +
-                    std::to_string(classes_) + ") that is not the ignore index");
+        throw Error("metrics: " + std::to_string(bad) + " pixels have a label outside [0, " + std::to_string(classes_) +
+                    ") that is not the ignore index");
     for (std::size_t i = 0; i < counts_.size(); ++i) counts_[i] += scratch[i];
 }
 
@@ -125,7 +124,9 @@ void ConfusionMatrix::merge(const ConfusionMatrix& other) {
     for (std::size_t i = 0; i < counts_.size(); ++i) counts_[i] += other.counts_[i];
 }
 
-void ConfusionMatrix::reset() { std::fill(counts_.begin(), counts_.end(), 0); }
+void ConfusionMatrix::reset() {
+    std::fill(counts_.begin(), counts_.end(), 0);
+}
 
 std::int64_t ConfusionMatrix::totalPixels() const {
     std::int64_t total = 0;
@@ -207,8 +208,10 @@ std::string metricsToJson(const SegmentationMetrics& metrics, int indent) {
 std::string metricsToText(const SegmentationMetrics& metrics) {
     auto percent = [](const std::optional<double>& v) {
         std::ostringstream s;
-        if (v) s << std::fixed << std::setprecision(2) << *v * 100;
-        else s << "-";
+        if (v)
+            s << std::fixed << std::setprecision(2) << *v * 100;
+        else
+            s << "-";
         return s.str();
     };
     std::size_t nameWidth = 5;
@@ -260,4 +263,4 @@ std::string perClassIouJson(const ImageIou& iou) {
     return j.dump();
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

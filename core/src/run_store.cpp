@@ -1,8 +1,9 @@
 #include "segscope/core/run_store.h"
 
-#include <nlohmann/json.hpp>
 #include <sqlite3.h>
+#include <nlohmann/json.hpp>
 
+#include <unistd.h>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -10,7 +11,6 @@
 #include <iomanip>
 #include <random>
 #include <sstream>
-#include <unistd.h>
 
 namespace segscope::core {
 namespace {
@@ -26,7 +26,9 @@ std::string utcNow(const char* format) {
     return buffer;
 }
 
-std::string isoNow() { return utcNow("%Y-%m-%dT%H:%M:%SZ"); }
+std::string isoNow() {
+    return utcNow("%Y-%m-%dT%H:%M:%SZ");
+}
 
 std::string hostName() {
     char buffer[256] = {};
@@ -39,9 +41,12 @@ std::string slug(const std::string& text) {
     std::string out;
     for (char c : text) {
         const auto u = static_cast<unsigned char>(c);
-        if (std::isalnum(u)) out += static_cast<char>(std::tolower(u));
-        else if (c == '-' || c == '_' || c == '.') out += c;
-        else out += '-';
+        if (std::isalnum(u))
+            out += static_cast<char>(std::tolower(u));
+        else if (c == '-' || c == '_' || c == '.')
+            out += c;
+        else
+            out += '-';
     }
     if (out.empty()) out = "run";
     if (out.size() > 40) out.resize(40);
@@ -53,8 +58,10 @@ class Statement {
 public:
     Statement(sqlite3_stmt* statement, bool owned = true) : statement_(statement), owned_(owned) {}
     ~Statement() {
-        if (owned_) sqlite3_finalize(statement_);
-        else sqlite3_reset(statement_);
+        if (owned_)
+            sqlite3_finalize(statement_);
+        else
+            sqlite3_reset(statement_);
     }
     Statement(const Statement&) = delete;
     Statement& operator=(const Statement&) = delete;
@@ -80,8 +87,10 @@ public:
         return *this;
     }
     Statement& bindTextOrNull(int i, const std::string& v) {
-        if (v.empty()) sqlite3_bind_null(statement_, i);
-        else bind(i, v);
+        if (v.empty())
+            sqlite3_bind_null(statement_, i);
+        else
+            bind(i, v);
         return *this;
     }
     // SQLITE_ROW or SQLITE_DONE; anything else is returned for the caller to report.
@@ -219,9 +228,11 @@ void readSummary(const Statement& s, RunSummary& r) {
     r.folder = s.text(16);
 }
 
-} // namespace
+}  // namespace
 
-const char* runStatusName(RunStatus status) { return kStatusNames[static_cast<int>(status)]; }
+const char* runStatusName(RunStatus status) {
+    return kStatusNames[static_cast<int>(status)];
+}
 
 std::optional<RunStatus> parseRunStatus(const std::string& text) {
     for (int i = 0; i < 7; ++i)
@@ -234,8 +245,8 @@ bool isTerminal(RunStatus status) {
            status == RunStatus::Interrupted;
 }
 
-EpochRecord epochRecord(const SegmentationMetrics& metrics, int epoch, std::int64_t step,
-                        std::optional<double> valLoss, double wallSeconds) {
+EpochRecord epochRecord(const SegmentationMetrics& metrics, int epoch, std::int64_t step, std::optional<double> valLoss,
+                        double wallSeconds) {
     EpochRecord r;
     r.epoch = epoch;
     r.step = step;
@@ -277,7 +288,8 @@ RunStore::~RunStore() {
 void RunStore::fail(const std::string& what, int code) {
     std::string reason = what + ": " + (db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(code));
     const int primary = code & 0xff;
-    if (primary == SQLITE_FULL) reason += " (the disk is full)";
+    if (primary == SQLITE_FULL)
+        reason += " (the disk is full)";
     else if (primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN || primary == SQLITE_PERM)
         reason += " (is the workspace writable?)";
     else if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
@@ -293,7 +305,8 @@ void RunStore::exec(const char* sql) {
         sqlite3_free(message);
         std::string reason = text;
         const int primary = rc & 0xff;
-        if (primary == SQLITE_FULL) reason += " (the disk is full)";
+        if (primary == SQLITE_FULL)
+            reason += " (the disk is full)";
         else if (primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN || primary == SQLITE_PERM)
             reason += " (is the workspace writable?)";
         throw FileError(databasePath().string(), reason);
@@ -376,8 +389,9 @@ std::string RunStore::createRun(const NewRun& run) {
         suffix << std::hex << std::setw(4) << std::setfill('0') << (random() & 0xffff);
         const std::string id = utcNow("%Y%m%d-%H%M%S") + "-" + slug(run.model) + "-" + suffix.str();
         const std::filesystem::path folder = workspace_ / "runs" / id;
-        Statement s(prepare("INSERT OR IGNORE INTO runs (id, name, model, dataset, experiment_json, status, device, "
-                            "parameters, created_at, folder) VALUES (?,?,?,?,?,?,?,?,?,?)"));
+        Statement s(
+            prepare("INSERT OR IGNORE INTO runs (id, name, model, dataset, experiment_json, status, device, "
+                    "parameters, created_at, folder) VALUES (?,?,?,?,?,?,?,?,?,?)"));
         s.bind(1, id).bind(2, run.name).bind(3, run.model).bind(4, run.dataset).bind(5, run.experimentJson);
         s.bind(6, runStatusName(run.status)).bind(7, run.device).bind(8, run.parameters).bind(9, isoNow());
         s.bind(10, folder.string());
@@ -397,13 +411,13 @@ std::string RunStore::createRun(const NewRun& run) {
 void RunStore::updateStatus(const std::string& runId, RunStatus status, const std::string& message) {
     std::lock_guard lock(mutex_);
     const std::string now = isoNow();
-    Statement s(prepare(
-        "UPDATE runs SET status = ?2, status_message = ?3, "
-        "started_at = CASE WHEN ?2 = 'running' AND started_at IS NULL THEN ?4 ELSE started_at END, "
-        "ended_at = CASE WHEN ?5 THEN ?4 WHEN ?2 IN ('running','queued','paused') THEN NULL ELSE ended_at END, "
-        "pid = CASE WHEN ?2 = 'running' THEN ?6 ELSE pid END, "
-        "hostname = CASE WHEN ?2 = 'running' THEN ?7 ELSE hostname END "
-        "WHERE id = ?1"));
+    Statement s(
+        prepare("UPDATE runs SET status = ?2, status_message = ?3, "
+                "started_at = CASE WHEN ?2 = 'running' AND started_at IS NULL THEN ?4 ELSE started_at END, "
+                "ended_at = CASE WHEN ?5 THEN ?4 WHEN ?2 IN ('running','queued','paused') THEN NULL ELSE ended_at END, "
+                "pid = CASE WHEN ?2 = 'running' THEN ?6 ELSE pid END, "
+                "hostname = CASE WHEN ?2 = 'running' THEN ?7 ELSE hostname END "
+                "WHERE id = ?1"));
     s.bind(1, runId).bind(2, runStatusName(status)).bind(3, message).bind(4, now);
     s.bind(5, static_cast<int>(isTerminal(status))).bind(6, static_cast<std::int64_t>(::getpid())).bind(7, hostName());
     const int rc = s.step();
@@ -436,8 +450,9 @@ void RunStore::appendStep(const std::string& runId, const StepRecord& step) {
     std::lock_guard lock(mutex_);
     // Prepared once: steps are the hot path (one per iteration).
     if (!insertStep_)
-        insertStep_ = prepare("INSERT OR REPLACE INTO step_metrics (run_id, step, epoch, loss, lr, images_per_second, "
-                              "memory_bytes, wall_seconds) VALUES (?,?,?,?,?,?,?,?)");
+        insertStep_ = prepare(
+            "INSERT OR REPLACE INTO step_metrics (run_id, step, epoch, loss, lr, images_per_second, "
+            "memory_bytes, wall_seconds) VALUES (?,?,?,?,?,?,?,?)");
     Statement s(insertStep_, false);
     s.bind(1, runId).bind(2, step.step).bind(3, step.epoch).bind(4, step.loss).bind(5, step.learningRate);
     s.bind(6, step.imagesPerSecond).bind(7, step.memoryBytes).bind(8, step.wallSeconds);
@@ -463,15 +478,17 @@ void RunStore::appendEpoch(const std::string& runId, const EpochRecord& epoch, c
             check(s.step());
         }
         {
-            Statement s(prepare("INSERT OR REPLACE INTO epoch_metrics (run_id, epoch, step, aacc, miou, macc, mdice, "
-                                "val_loss, wall_seconds) VALUES (?,?,?,?,?,?,?,?,?)"));
+            Statement s(
+                prepare("INSERT OR REPLACE INTO epoch_metrics (run_id, epoch, step, aacc, miou, macc, mdice, "
+                        "val_loss, wall_seconds) VALUES (?,?,?,?,?,?,?,?,?)"));
             s.bind(1, runId).bind(2, epoch.epoch).bind(3, epoch.step).bind(4, epoch.aAcc).bind(5, epoch.mIoU);
             s.bind(6, epoch.mAcc).bind(7, epoch.mDice).bind(8, epoch.valLoss).bind(9, epoch.wallSeconds);
             check(s.step());
         }
         {
-            Statement s(prepare("INSERT INTO class_metrics (run_id, epoch, class_index, class_name, iou, acc, dice, "
-                                "precision, recall, pixel_share) VALUES (?,?,?,?,?,?,?,?,?,?)"));
+            Statement s(
+                prepare("INSERT INTO class_metrics (run_id, epoch, class_index, class_name, iou, acc, dice, "
+                        "precision, recall, pixel_share) VALUES (?,?,?,?,?,?,?,?,?,?)"));
             for (const auto& c : classes) {
                 s.bind(1, runId).bind(2, epoch.epoch).bind(3, c.classIndex).bind(4, c.className).bind(5, c.iou);
                 s.bind(6, c.acc).bind(7, c.dice).bind(8, c.precision).bind(9, c.recall).bind(10, c.pixelShare);
@@ -480,8 +497,9 @@ void RunStore::appendEpoch(const std::string& runId, const EpochRecord& epoch, c
             }
         }
         {
-            Statement s(prepare("INSERT OR REPLACE INTO image_metrics (run_id, epoch, image_id, miou, "
-                                "per_class_iou_json) VALUES (?,?,?,?,?)"));
+            Statement s(
+                prepare("INSERT OR REPLACE INTO image_metrics (run_id, epoch, image_id, miou, "
+                        "per_class_iou_json) VALUES (?,?,?,?,?)"));
             for (const auto& image : images) {
                 s.bind(1, runId).bind(2, epoch.epoch).bind(3, image.imageId).bind(4, image.mIoU);
                 s.bind(5, image.perClassIouJson.empty() ? std::string("[]") : image.perClassIouJson);
@@ -491,14 +509,14 @@ void RunStore::appendEpoch(const std::string& runId, const EpochRecord& epoch, c
         }
         {
             // best = the highest mIoU so far (earliest epoch on ties); final = the latest evaluation's.
-            Statement s(prepare(
-                "UPDATE runs SET "
-                "best_miou = (SELECT miou FROM epoch_metrics WHERE run_id = ?1 AND miou IS NOT NULL "
-                "             ORDER BY miou DESC, epoch ASC LIMIT 1), "
-                "best_epoch = (SELECT epoch FROM epoch_metrics WHERE run_id = ?1 AND miou IS NOT NULL "
-                "              ORDER BY miou DESC, epoch ASC LIMIT 1), "
-                "final_miou = (SELECT miou FROM epoch_metrics WHERE run_id = ?1 ORDER BY epoch DESC LIMIT 1) "
-                "WHERE id = ?1"));
+            Statement s(
+                prepare("UPDATE runs SET "
+                        "best_miou = (SELECT miou FROM epoch_metrics WHERE run_id = ?1 AND miou IS NOT NULL "
+                        "             ORDER BY miou DESC, epoch ASC LIMIT 1), "
+                        "best_epoch = (SELECT epoch FROM epoch_metrics WHERE run_id = ?1 AND miou IS NOT NULL "
+                        "              ORDER BY miou DESC, epoch ASC LIMIT 1), "
+                        "final_miou = (SELECT miou FROM epoch_metrics WHERE run_id = ?1 ORDER BY epoch DESC LIMIT 1) "
+                        "WHERE id = ?1"));
             s.bind(1, runId);
             check(s.step());
         }
@@ -523,7 +541,8 @@ void RunStore::addCheckpoint(const std::string& runId, const CheckpointRecord& c
 
 std::vector<RunSummary> RunStore::listRuns() {
     std::lock_guard lock(mutex_);
-    Statement s(prepare((std::string("SELECT ") + kSummaryColumns + " FROM runs ORDER BY created_at DESC, rowid DESC").c_str()));
+    Statement s(prepare(
+        (std::string("SELECT ") + kSummaryColumns + " FROM runs ORDER BY created_at DESC, rowid DESC").c_str()));
     std::vector<RunSummary> out;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW) {
@@ -537,8 +556,9 @@ std::vector<RunSummary> RunStore::listRuns() {
 
 std::optional<RunRecord> RunStore::run(const std::string& runId) {
     std::lock_guard lock(mutex_);
-    Statement s(prepare(
-        (std::string("SELECT ") + kSummaryColumns + ", experiment_json, pid, hostname FROM runs WHERE id = ?").c_str()));
+    Statement s(
+        prepare((std::string("SELECT ") + kSummaryColumns + ", experiment_json, pid, hostname FROM runs WHERE id = ?")
+                    .c_str()));
     s.bind(1, runId);
     const int rc = s.step();
     if (rc == SQLITE_DONE) return std::nullopt;
@@ -553,8 +573,9 @@ std::optional<RunRecord> RunStore::run(const std::string& runId) {
 
 std::vector<StepRecord> RunStore::steps(const std::string& runId, std::int64_t afterStep) {
     std::lock_guard lock(mutex_);
-    Statement s(prepare("SELECT step, epoch, loss, lr, images_per_second, memory_bytes, wall_seconds FROM step_metrics "
-                        "WHERE run_id = ? AND step > ? ORDER BY step"));
+    Statement s(
+        prepare("SELECT step, epoch, loss, lr, images_per_second, memory_bytes, wall_seconds FROM step_metrics "
+                "WHERE run_id = ? AND step > ? ORDER BY step"));
     s.bind(1, runId).bind(2, afterStep);
     std::vector<StepRecord> out;
     int rc;
@@ -567,8 +588,9 @@ std::vector<StepRecord> RunStore::steps(const std::string& runId, std::int64_t a
 
 std::vector<EpochRecord> RunStore::epochs(const std::string& runId) {
     std::lock_guard lock(mutex_);
-    Statement s(prepare("SELECT epoch, step, aacc, miou, macc, mdice, val_loss, wall_seconds FROM epoch_metrics "
-                        "WHERE run_id = ? ORDER BY epoch"));
+    Statement s(
+        prepare("SELECT epoch, step, aacc, miou, macc, mdice, val_loss, wall_seconds FROM epoch_metrics "
+                "WHERE run_id = ? ORDER BY epoch"));
     s.bind(1, runId);
     std::vector<EpochRecord> out;
     int rc;
@@ -581,8 +603,9 @@ std::vector<EpochRecord> RunStore::epochs(const std::string& runId) {
 
 std::vector<ClassRecord> RunStore::classMetrics(const std::string& runId, int epoch) {
     std::lock_guard lock(mutex_);
-    Statement s(prepare("SELECT class_index, class_name, iou, acc, dice, precision, recall, pixel_share "
-                        "FROM class_metrics WHERE run_id = ? AND epoch = ? ORDER BY class_index"));
+    Statement s(
+        prepare("SELECT class_index, class_name, iou, acc, dice, precision, recall, pixel_share "
+                "FROM class_metrics WHERE run_id = ? AND epoch = ? ORDER BY class_index"));
     s.bind(1, runId).bind(2, epoch);
     std::vector<ClassRecord> out;
     int rc;
@@ -595,8 +618,9 @@ std::vector<ClassRecord> RunStore::classMetrics(const std::string& runId, int ep
 
 std::vector<ImageRecord> RunStore::imageMetrics(const std::string& runId, int epoch) {
     std::lock_guard lock(mutex_);
-    Statement s(prepare("SELECT image_id, miou, per_class_iou_json FROM image_metrics WHERE run_id = ? AND epoch = ? "
-                        "ORDER BY miou IS NULL, miou ASC, image_id"));
+    Statement s(
+        prepare("SELECT image_id, miou, per_class_iou_json FROM image_metrics WHERE run_id = ? AND epoch = ? "
+                "ORDER BY miou IS NULL, miou ASC, image_id"));
     s.bind(1, runId).bind(2, epoch);
     std::vector<ImageRecord> out;
     int rc;
@@ -607,8 +631,9 @@ std::vector<ImageRecord> RunStore::imageMetrics(const std::string& runId, int ep
 
 std::vector<CheckpointRecord> RunStore::checkpoints(const std::string& runId) {
     std::lock_guard lock(mutex_);
-    Statement s(prepare("SELECT epoch, step, path, created_at FROM checkpoints WHERE run_id = ? "
-                        "ORDER BY step, rowid"));
+    Statement s(
+        prepare("SELECT epoch, step, path, created_at FROM checkpoints WHERE run_id = ? "
+                "ORDER BY step, rowid"));
     s.bind(1, runId);
     std::vector<CheckpointRecord> out;
     int rc;
@@ -703,8 +728,10 @@ std::string runsToText(const std::vector<RunSummary>& runs) {
     if (runs.empty()) return "no runs\n";
     auto percent = [](const std::optional<double>& v) {
         std::ostringstream s;
-        if (v) s << std::fixed << std::setprecision(2) << *v * 100;
-        else s << "-";
+        if (v)
+            s << std::fixed << std::setprecision(2) << *v * 100;
+        else
+            s << "-";
         return s.str();
     };
     std::size_t idWidth = 2;
@@ -720,4 +747,4 @@ std::string runsToText(const std::vector<RunSummary>& runs) {
     return out.str();
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

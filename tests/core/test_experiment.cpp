@@ -33,7 +33,8 @@ std::vector<FieldError> errorsOf(const json& doc) {
 // Expects exactly one error, at `path`, whose message contains `fragment`.
 void expectSingleError(const json& doc, const std::string& path, const std::string& fragment) {
     const auto errors = errorsOf(doc);
-    ASSERT_EQ(errors.size(), 1u) << doc.dump() << "\n" << (errors.empty() ? "" : errors[0].path + ": " + errors[0].message);
+    ASSERT_EQ(errors.size(), 1u) << doc.dump() << "\n"
+                                 << (errors.empty() ? "" : errors[0].path + ": " + errors[0].message);
     EXPECT_EQ(errors[0].path, path) << errors[0].message;
     EXPECT_NE(errors[0].message.find(fragment), std::string::npos)
         << path << ": '" << errors[0].message << "' lacks '" << fragment << "'";
@@ -41,8 +42,10 @@ void expectSingleError(const json& doc, const std::string& path, const std::stri
 
 json with(const std::string& section, const std::string& key, const json& value) {
     json doc = minimal();
-    if (section.empty()) doc[key] = value;
-    else doc[section][key] = value;
+    if (section.empty())
+        doc[key] = value;
+    else
+        doc[section][key] = value;
     return doc;
 }
 
@@ -110,7 +113,7 @@ Experiment everythingSet() {
     return e;
 }
 
-} // namespace
+}  // namespace
 
 TEST(Experiment, MinimalDocumentTakesDefaults) {
     const Experiment e = parseExperiment(minimal());
@@ -302,7 +305,8 @@ TEST(Experiment, CrossFieldRules) {
     doc["optimizer"]["nesterov"] = true;
     expectSingleError(doc, "optimizer.nesterov", "needs optimizer.momentum > 0");
 
-    expectSingleError(with("runtime", "device", "gpu"), "runtime.device", "must be auto, cpu, cuda or cuda:N, got \"gpu\"");
+    expectSingleError(with("runtime", "device", "gpu"), "runtime.device",
+                      "must be auto, cpu, cuda or cuda:N, got \"gpu\"");
     expectSingleError(with("runtime", "device", "cuda:x"), "runtime.device", "cuda:N");
     for (const char* ok : {"auto", "cpu", "cuda", "cuda:0", "cuda:12"})
         EXPECT_EQ(parseExperiment(with("runtime", "device", ok)).runtime.device, ok);
@@ -511,9 +515,7 @@ TEST(Experiment, DemoDatasetIsWrittenOnDemand) {
 }
 
 TEST(Experiment, EveryPresetParses) {
-    const char* source = std::getenv("SEGSCOPE_SOURCE_DIR");
-    ASSERT_NE(source, nullptr) << "SEGSCOPE_SOURCE_DIR is not set; run the tests through ctest";
-    const std::filesystem::path presets = std::filesystem::path(source) / "resources" / "presets";
+    const std::filesystem::path presets = segscope::test::sourceDir() / "resources" / "presets";
     int count = 0;
     for (const auto& entry : std::filesystem::directory_iterator(presets)) {
         if (entry.path().extension() != ".json") continue;
@@ -543,9 +545,7 @@ TEST(Experiment, EveryPresetParses) {
 }
 
 TEST(Experiment, DocumentedExampleParses) {
-    const char* source = std::getenv("SEGSCOPE_SOURCE_DIR");
-    ASSERT_NE(source, nullptr) << "SEGSCOPE_SOURCE_DIR is not set; run the tests through ctest";
-    std::ifstream in(std::filesystem::path(source) / "docs" / "experiment-format.md");
+    std::ifstream in(segscope::test::sourceDir() / "docs" / "experiment-format.md");
     ASSERT_TRUE(in.good());
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     const auto start = text.find("```json\n");

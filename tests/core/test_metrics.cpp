@@ -5,8 +5,8 @@
 #include "test_support.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 
@@ -42,7 +42,8 @@ torch::Tensor tensorOf(const std::vector<std::int64_t>& v) {
 
 cv::Mat matOf(const std::vector<std::int64_t>& v) {
     cv::Mat m(2, 5, CV_8UC1);
-    for (int i = 0; i < 10; ++i) m.at<std::uint8_t>(i / 5, i % 5) = static_cast<std::uint8_t>(v[static_cast<std::size_t>(i)]);
+    for (int i = 0; i < 10; ++i)
+        m.at<std::uint8_t>(i / 5, i % 5) = static_cast<std::uint8_t>(v[static_cast<std::size_t>(i)]);
     return m;
 }
 
@@ -82,7 +83,7 @@ void expectHandComputed(const SegmentationMetrics& m) {
     EXPECT_EQ(*c3.pixelShare, 0.0);
 }
 
-} // namespace
+}  // namespace
 
 TEST(ConfusionMatrix, CountsTensorPairsAndExcludesIgnore) {
     ConfusionMatrix matrix(4);
@@ -169,8 +170,10 @@ TEST(ConfusionMatrix, RejectsOutOfRangeLabelsAndShapeMismatch) {
 
 TEST(ImageIou, PerImageValuesFromOneBatchTransfer) {
     // Image 0 is the hand-computed example; image 1 is perfect on class 1 only.
-    auto pred = torch::stack({torch::tensor(kPred, torch::kLong), torch::tensor({1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, torch::kLong)});
-    auto target = torch::stack({torch::tensor(kTarget, torch::kLong), torch::tensor({1, 1, 1, 1, 1, 1, 1, 1, 255, 255}, torch::kLong)});
+    auto pred =
+        torch::stack({torch::tensor(kPred, torch::kLong), torch::tensor({1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, torch::kLong)});
+    auto target = torch::stack(
+        {torch::tensor(kTarget, torch::kLong), torch::tensor({1, 1, 1, 1, 1, 1, 1, 1, 255, 255}, torch::kLong)});
     const auto images = batchImageIou(pred.reshape({2, 2, 5}), target.reshape({2, 2, 5}), 4);
     ASSERT_EQ(images.size(), 2u);
     EXPECT_NEAR(*images[0].meanIou, 1.0 / 3, kTol);
@@ -201,11 +204,13 @@ namespace {
 
 void writeMask(const std::filesystem::path& path, const std::vector<std::int64_t>& values, bool palette) {
     const cv::Mat m = matOf(values);
-    if (palette) writePalettePng(path, m, {});
-    else writeGrayPng(path, m);
+    if (palette)
+        writePalettePng(path, m, {});
+    else
+        writeGrayPng(path, m);
 }
 
-} // namespace
+}  // namespace
 
 TEST(ScoreCommand, JsonMatchesHandComputedValues) {
     segscope::test::TempDir dir;
@@ -223,9 +228,9 @@ TEST(ScoreCommand, JsonMatchesHandComputedValues) {
         std::ofstream names(dir / "names.txt");
         names << "bg\ncat\ndog\nbird\n";
     }
-    const auto result = segscope::test::runCli("score --pred '" + (dir / "pred").string() + "' --gt '" +
-                                               (dir / "gt").string() + "' --classes 4 --json --names '" +
-                                               (dir / "names.txt").string() + "'");
+    const auto result =
+        segscope::test::runCli("score --pred '" + (dir / "pred").string() + "' --gt '" + (dir / "gt").string() +
+                               "' --classes 4 --json --names '" + (dir / "names.txt").string() + "'");
     ASSERT_EQ(result.exitCode, 0) << result.output;
     const auto j = nlohmann::json::parse(result.output);
     // The extra pixel adds one TP to class 0: matrix row 0 becomes 4 1 1 0, column 0 sums to 5.
@@ -263,8 +268,8 @@ TEST(ScoreCommand, ReportsMissingFilesAndSizeMismatch) {
     writeMask(dir / "pred" / "only_pred.png", kPred, true);
     writeGrayPng(dir / "pred" / "small.png", cv::Mat(3, 3, CV_8UC1, cv::Scalar(0)));
     writeGrayPng(dir / "gt" / "small.png", cv::Mat(4, 3, CV_8UC1, cv::Scalar(0)));
-    const std::string base = "score --pred '" + (dir / "pred").string() + "' --gt '" + (dir / "gt").string() +
-                             "' --classes 4 --json 2>&1";
+    const std::string base =
+        "score --pred '" + (dir / "pred").string() + "' --gt '" + (dir / "gt").string() + "' --classes 4 --json 2>&1";
     const auto result = segscope::test::runCli(base);
     EXPECT_EQ(result.exitCode, 1);
     EXPECT_NE(result.output.find("only_gt.png"), std::string::npos) << result.output;

@@ -5,17 +5,17 @@
 #include "test_support.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
-#include <atomic>
-#include <functional>
-#include <set>
-#include <fstream>
-#include <regex>
 #include <sys/wait.h>
-#include <thread>
 #include <unistd.h>
+#include <atomic>
+#include <fstream>
+#include <functional>
+#include <regex>
+#include <set>
+#include <thread>
 
 using namespace segscope::core;
 
@@ -68,7 +68,7 @@ void inChild(const std::function<void()>& body, int exitCode) {
     }
 }
 
-} // namespace
+}  // namespace
 
 TEST(RunStore, CreatesWorkspaceAndRuns) {
     segscope::test::TempDir dir;
@@ -386,8 +386,10 @@ TEST(RunStore, DefaultWorkspaceFollowsEnvironment) {
     const std::string savedData = oldData ? oldData : "";
     setenv("XDG_DATA_HOME", "/tmp/xdg-data", 1);
     EXPECT_EQ(defaultWorkspace(), std::filesystem::path("/tmp/xdg-data/SegScope"));
-    if (oldData) setenv("XDG_DATA_HOME", savedData.c_str(), 1);
-    else unsetenv("XDG_DATA_HOME");
+    if (oldData)
+        setenv("XDG_DATA_HOME", savedData.c_str(), 1);
+    else
+        unsetenv("XDG_DATA_HOME");
     if (old) setenv("SEGSCOPE_WORKSPACE", saved.c_str(), 1);
 }
 

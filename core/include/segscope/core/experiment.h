@@ -90,7 +90,7 @@ struct ExperimentSchedule {
 };
 
 struct ExperimentTraining {
-    std::optional<int> epochs;      // exactly one of epochs and iterations is set
+    std::optional<int> epochs;  // exactly one of epochs and iterations is set
     std::optional<int> iterations;
     int batchSize = 8;
     int gradAccumulation = 1;
@@ -103,8 +103,8 @@ struct ExperimentTraining {
     EvalResolution evalResolution = EvalResolution::Train;
     AmpMode amp = AmpMode::Off;
     bool channelsLast = false;
-    int checkpointEvery = 1;    // in valEveryUnit units; 0: only the last and the best
-    int erfEveryEpochs = 0;     // 0: off
+    int checkpointEvery = 1;  // in valEveryUnit units; 0: only the last and the best
+    int erfEveryEpochs = 0;   // 0: off
     bool oomRetryHalfBatch = true;
 };
 
@@ -129,7 +129,9 @@ struct Experiment {
 };
 
 bool operator==(const Experiment& a, const Experiment& b);
-inline bool operator!=(const Experiment& a, const Experiment& b) { return !(a == b); }
+inline bool operator!=(const Experiment& a, const Experiment& b) {
+    return !(a == b);
+}
 
 struct FieldError {
     std::string path;     // dotted JSON path, e.g. "training.batch_size"; "" for the document
@@ -163,13 +165,13 @@ void saveExperiment(const std::filesystem::path& path, const Experiment& experim
 void applyOverride(Experiment& experiment, const std::string& assignment);
 
 // Enum names as they appear in the file.
-const char* dataSourceName(DataSource source);        // voc, pets, folder, demo
-const char* optimizerTypeName(OptimizerType type);    // sgd, adam, adamw
-const char* scheduleTypeName(ScheduleType type);      // constant, step, poly, cosine
-const char* scheduleUnitName(ScheduleUnit unit);      // epoch, iteration
-const char* lossTypeName(LossType loss);              // ce, ce+dice
-const char* evalResolutionName(EvalResolution r);     // train, original
-const char* ampModeName(AmpMode mode);                // off, bf16, fp16
+const char* dataSourceName(DataSource source);      // voc, pets, folder, demo
+const char* optimizerTypeName(OptimizerType type);  // sgd, adam, adamw
+const char* scheduleTypeName(ScheduleType type);    // constant, step, poly, cosine
+const char* scheduleUnitName(ScheduleUnit unit);    // epoch, iteration
+const char* lossTypeName(LossType loss);            // ce, ce+dice
+const char* evalResolutionName(EvalResolution r);   // train, original
+const char* ampModeName(AmpMode mode);              // off, bf16, fp16
 
 // The demo dataset's folder when dataset.root is empty: $XDG_CACHE_HOME/segscope/demo, else
 // ~/.cache/segscope/demo.
@@ -187,4 +189,4 @@ TransformConfig transformConfig(const Experiment& experiment);
 // in order, keeps every sample.
 LoaderOptions loaderOptions(const Experiment& experiment, bool training);
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -25,8 +25,8 @@
 #include "segscope/core/classes.h"
 #include "segscope/core/error.h"
 
-#include <opencv2/core.hpp>
 #include <torch/types.h>
+#include <opencv2/core.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -60,7 +60,7 @@ public:
     void setCount(int target, int prediction, std::int64_t value) {
         counts_[static_cast<std::size_t>(target) * classes_ + prediction] = value;
     }
-    std::int64_t totalPixels() const;  // all counted (non-ignored) pixels
+    std::int64_t totalPixels() const;             // all counted (non-ignored) pixels
     std::int64_t groundTruthPixels(int c) const;  // row sum
     std::int64_t predictedPixels(int c) const;    // column sum
 
@@ -94,8 +94,7 @@ struct SegmentationMetrics {
 
 // Computes the metrics of the accumulated counts. `classNames` may be empty (names become
 // "class0".."classK-1") or hold exactly classes() names; otherwise throws Error.
-SegmentationMetrics computeMetrics(const ConfusionMatrix& matrix,
-                                   const std::vector<std::string>& classNames = {});
+SegmentationMetrics computeMetrics(const ConfusionMatrix& matrix, const std::vector<std::string>& classNames = {});
 
 // {"aAcc", "mIoU", "mAcc", "mDice", "per_class": [{"name", "IoU", "Acc", "Dice", "Precision",
 // "Recall", "pixel_share"}]} with null for undefined values.
@@ -106,14 +105,14 @@ std::string metricsToText(const SegmentationMetrics& metrics);
 // IoU of a single image, stored per validation image so failures can be ranked.
 struct ImageIou {
     std::vector<std::optional<double>> perClass;  // empty where the class has union 0
-    std::optional<double> meanIou;               // over classes with union > 0
+    std::optional<double> meanIou;                // over classes with union > 0
 };
 ImageIou imageIou(const ConfusionMatrix& matrix);
 // Per-image IoU of a batch: prediction and target of shape (B, ...) on any device; one host
 // transfer for the whole batch. Same errors as ConfusionMatrix::update.
-std::vector<ImageIou> batchImageIou(const torch::Tensor& prediction, const torch::Tensor& target,
-                                    int classes, int ignoreIndex = kIgnoreIndex);
+std::vector<ImageIou> batchImageIou(const torch::Tensor& prediction, const torch::Tensor& target, int classes,
+                                    int ignoreIndex = kIgnoreIndex);
 // "[0.5,null,...]" for the run store's per_class_iou_json column.
 std::string perClassIouJson(const ImageIou& iou);
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -42,8 +42,8 @@ bool isTerminal(RunStatus status);
 // What a new run starts with.
 struct NewRun {
     std::string name;
-    std::string model;      // model id
-    std::string dataset;    // a short description, e.g. "voc:/data/VOC2012"
+    std::string model;    // model id
+    std::string dataset;  // a short description, e.g. "voc:/data/VOC2012"
     std::string experimentJson;
     std::string device;
     std::int64_t parameters = 0;
@@ -120,8 +120,8 @@ struct CheckpointRecord {
 };
 
 // Rows of an evaluation from computed metrics.
-EpochRecord epochRecord(const SegmentationMetrics& metrics, int epoch, std::int64_t step,
-                        std::optional<double> valLoss, double wallSeconds);
+EpochRecord epochRecord(const SegmentationMetrics& metrics, int epoch, std::int64_t step, std::optional<double> valLoss,
+                        double wallSeconds);
 std::vector<ClassRecord> classRecords(const SegmentationMetrics& metrics);
 
 // $SEGSCOPE_WORKSPACE, else $XDG_DATA_HOME/SegScope, else ~/.local/share/SegScope.
@@ -199,4 +199,4 @@ std::string runsToJson(const std::vector<RunSummary>& runs, int indent = 2);
 // A table for terminals.
 std::string runsToText(const std::vector<RunSummary>& runs);
 
-} // namespace segscope::core
+}  // namespace segscope::core
