@@ -104,3 +104,8 @@ TEST(SegFormerParity, HeadParametersAreTheDecodeHead) {
     EXPECT_GT(head, 0);
     EXPECT_FALSE(model->isHeadParameter("segformer.encoder.layer_norm.0.weight"));
 }
+
+TEST(SegFormerParity, ChannelsLastAndAutocastWork) {
+    auto model = core::createModel("segformer-b0", 5);
+    expectChannelsLastAndAutocastWork(*model, torch::randn({1, 3, 70, 90}));
+}

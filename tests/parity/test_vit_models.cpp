@@ -146,6 +146,14 @@ TEST(VitModels, EveryParameterGetsAGradient) {
     }
 }
 
+TEST(VitModels, ChannelsLastAndAutocastWork) {
+    for (const std::string id : {"segmenter-mask-vit-tiny-p16", "setr-mla-vit-tiny-p16"}) {
+        SCOPED_TRACE(id);
+        auto model = core::createModel(id, 5);
+        expectChannelsLastAndAutocastWork(*model, torch::randn({1, 3, 70, 90}));
+    }
+}
+
 TEST(VitModels, HeadParameters) {
     auto segmenter = core::createModel("segmenter-mask-vit-tiny-p16", 21);
     for (const auto& item : segmenter->named_parameters())
