@@ -340,20 +340,29 @@ def reference_state_dict(model):
 
 
 def randomise(model, generator):
-    """Non-trivial values for what default initialisation leaves constant."""
+    """Non-trivial values for what default initialisation leaves constant or near zero.
+
+    Linear and conv weights get std 1/sqrt(fan_in) instead of the references' 0.02, so attention
+    scores are O(1) and the softmax far from uniform (with std 0.02 every attention map is nearly
+    flat and a wrong scale or head split would hardly show in the logits)."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             leaf = name.rsplit(".", 1)[-1]
             owner = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            if isinstance(owner, (nn.Linear, nn.Conv2d)) and leaf == "weight":
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=generator) / fan_in ** 0.5)
+            elif name.endswith(("pos_embed", "cls_emb")):
+                p.copy_(0.5 * torch.randn(p.shape, generator=generator))
             if isinstance(owner, (nn.LayerNorm, nn.BatchNorm2d)):
                 if leaf == "weight":
                     p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=generator))
                 else:
                     p.copy_(0.1 * torch.randn(p.shape, generator=generator))
             elif leaf == "bias":
-                p.copy_(0.05 * torch.randn(p.shape, generator=generator))
+                p.copy_(0.1 * torch.randn(p.shape, generator=generator))
             elif name.endswith("cls_token"):
-                p.copy_(0.02 * torch.randn(p.shape, generator=generator))
+                p.copy_(0.5 * torch.randn(p.shape, generator=generator))
         for name, b in model.named_buffers():
             if name.endswith("running_mean"):
                 b.copy_(0.1 * torch.randn(b.shape, generator=generator))

@@ -2,6 +2,8 @@
 // (fixtures from make_transformer_reference.py).
 #include "transformer_test_util.h"
 
+#include "segscope/core/error.h"
+
 #include <array>
 #include <cmath>
 #include <iostream>
@@ -81,11 +83,19 @@ TEST(SegFormerParity, AnySizeInputGivesLogitsAtInputSize) {
     auto model = core::createModel("segformer-b0", 3);
     model->eval();
     torch::NoGradGuard noGrad;
-    for (const auto& [h, w] : std::vector<std::pair<int, int>>{{33, 47}, {64, 64}, {97, 41}}) {
+    for (const auto& [h, w] : std::vector<std::pair<int, int>>{{29, 29}, {33, 47}, {64, 64}, {97, 41}}) {
         const auto logits = model->forward(torch::randn({2, 3, h, w}));
         EXPECT_EQ(logits.sizes().vec(), (std::vector<std::int64_t>{2, 3, h, w}));
         EXPECT_TRUE(torch::isfinite(logits).all().item<bool>());
     }
+}
+
+TEST(SegFormerParity, TooSmallInputIsAReadableError) {
+    auto model = core::createModel("segformer-b0", 3);
+    model->eval();
+    torch::NoGradGuard noGrad;
+    EXPECT_THROW(model->forward(torch::randn({1, 3, 28, 64})), core::Error);
+    EXPECT_THROW(model->forward(torch::randn({1, 3, 64, 16})), core::Error);
 }
 
 TEST(SegFormerParity, EveryParameterGetsAGradient) {
@@ -103,4 +113,9 @@ TEST(SegFormerParity, HeadParametersAreTheDecodeHead) {
     }
     EXPECT_GT(head, 0);
     EXPECT_FALSE(model->isHeadParameter("segformer.encoder.layer_norm.0.weight"));
+}
+
+TEST(SegFormerParity, ChannelsLastAndAutocastWork) {
+    auto model = core::createModel("segformer-b0", 5);
+    expectChannelsLastAndAutocastWork(*model, torch::randn({1, 3, 70, 90}));
 }

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <ATen/autocast_mode.h>
 
 #include <fstream>
 #include <string>
@@ -84,6 +85,32 @@ inline void expectGradientsEverywhere(core::SegmentationModel& model, const torc
         EXPECT_GT(grad.abs().max().item<double>(), 0.0) << item.key() << " has a zero gradient";
     }
     model.eval();
+}
+
+// Eval forward on a channels_last input matches the contiguous one, and a forward under CPU
+// bfloat16 autocast runs and gives finite logits of the right shape (the device-agnostic paths).
+inline void expectChannelsLastAndAutocastWork(core::SegmentationModel& model, const torch::Tensor& input) {
+    model.eval();
+    torch::NoGradGuard noGrad;
+    const auto reference = model.forward(input);
+    const auto channelsLast = model.forward(input.contiguous(torch::MemoryFormat::ChannelsLast));
+    EXPECT_LE(maxAbsDifference(reference, channelsLast), 1e-4);
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    torch::Tensor mixed;
+    try {
+        mixed = model.forward(input);
+    } catch (...) {
+        at::autocast::set_autocast_enabled(at::kCPU, false);
+        at::autocast::clear_cache();
+        throw;
+    }
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    at::autocast::clear_cache();
+    EXPECT_EQ(mixed.sizes(), reference.sizes());
+    EXPECT_TRUE(torch::isfinite(mixed).all().item<bool>());
+    // bfloat16 keeps ~3 significant digits; the logits should still agree roughly.
+    EXPECT_LE(maxAbsDifference(mixed.to(torch::kFloat), reference), 0.1 * (1.0 + reference.abs().max().item<double>()));
 }
 
 } // namespace segscope::test::transformer

@@ -3,6 +3,8 @@
 // "decode_head...") load unchanged.
 #include "segscope/core/models/registry.h"
 
+#include "segscope/core/error.h"
+
 #include "transformer_common.h"
 
 #include <ATen/ops/scaled_dot_product_attention.h>
@@ -36,6 +38,7 @@ struct SegFormerConfig {
 // HF's SegformerLayer instantiates nn.LayerNorm(hidden) without config.layer_norm_eps, so every
 // LayerNorm in the model uses PyTorch's default.
 constexpr double kLayerNormEps = 1e-5;
+constexpr std::int64_t kMinimumInputSize = 29;
 
 class OverlapPatchEmbeddingsImpl : public torch::nn::Module {
 public:
@@ -309,6 +312,12 @@ public:
     }
 
     torch::Tensor forwardStages(const torch::Tensor& input, StageMap* stages) override {
+        // Below 29 pixels the first stage's grid is smaller than its 8x8 sequence-reduction
+        // kernel (HF fails there too); say so instead of failing inside a convolution.
+        if (input.size(2) < kMinimumInputSize || input.size(3) < kMinimumInputSize)
+            throw Error("SegFormer needs inputs of at least " + std::to_string(kMinimumInputSize) + "x" +
+                        std::to_string(kMinimumInputSize) + " pixels, got " + std::to_string(input.size(3)) + "x" +
+                        std::to_string(input.size(2)));
         const auto features = segformer_->forward(input);
         auto logits = decodeHead_->forward(features);
         logits = F::interpolate(logits, F::InterpolateFuncOptions()
