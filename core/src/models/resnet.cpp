@@ -43,8 +43,11 @@ public:
         return torch::relu(out + (downsample_ ? downsample_->forward(x) : x));
     }
 
-    torch::nn::Conv2d conv1, conv2;
-    torch::nn::BatchNorm2d bn1, bn2;
+    // Declared in registration order (the reference's state_dict order).
+    torch::nn::Conv2d conv1;
+    torch::nn::BatchNorm2d bn1;
+    torch::nn::Conv2d conv2;
+    torch::nn::BatchNorm2d bn2;
 
 private:
     torch::nn::Sequential downsample_{nullptr};
@@ -73,8 +76,12 @@ public:
         return torch::relu(out + (downsample_ ? downsample_->forward(x) : x));
     }
 
-    torch::nn::Conv2d conv1, conv2, conv3;
-    torch::nn::BatchNorm2d bn1, bn2, bn3;
+    torch::nn::Conv2d conv1;
+    torch::nn::BatchNorm2d bn1;
+    torch::nn::Conv2d conv2;
+    torch::nn::BatchNorm2d bn2;
+    torch::nn::Conv2d conv3;
+    torch::nn::BatchNorm2d bn3;
 
 private:
     torch::nn::Sequential downsample_{nullptr};
