@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <fstream>
@@ -142,6 +143,35 @@ TEST_P(CnnLogitsParity, LogitsMatchReference) {
     const double maxDelta = (logits - expected).abs().max().item<double>();
     EXPECT_LE(maxDelta, kLogitsTolerance) << id << " at " << shapeText(input.sizes());
     RecordProperty("max_abs_delta", c10::str(maxDelta));
+}
+
+TEST_P(CnnLogitsParity, ChannelsLastAndAutocastRun) {
+    // The training loop may switch to channels_last and autocast; CUDA is not in this suite, so
+    // the CPU variants stand in: same logits in channels_last, finite bfloat16 logits.
+    const std::string id = GetParam();
+    torch::manual_seed(3);
+    auto model = createModel(id, 3);
+    model->eval();
+    torch::NoGradGuard noGrad;
+    const torch::Tensor input = torch::randn({1, 3, 64, 64});
+    const torch::Tensor reference = model->forward(input);
+    for (auto& p : model->parameters(true))
+        if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+    const torch::Tensor channelsLast = model->forward(input.contiguous(torch::MemoryFormat::ChannelsLast));
+    EXPECT_LE((channelsLast - reference).abs().max().item<double>(), kLogitsTolerance) << id;
+
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    const torch::Tensor mixed = model->forward(input);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    at::autocast::clear_cache();
+    EXPECT_EQ(mixed.sizes(), reference.sizes());
+    EXPECT_TRUE(torch::isfinite(mixed).all().item<bool>()) << id;
+    // bfloat16 keeps ~3 significant digits; the logits must still be the same function.
+    const double scale = reference.abs().max().item<double>();
+    const double mixedDelta = (mixed.to(torch::kFloat) - reference).abs().max().item<double>();
+    EXPECT_GT(mixedDelta, 0.0) << id << ": autocast did not engage";
+    EXPECT_LE(mixedDelta, 0.1 * scale + 1e-3) << id;
 }
 
 INSTANTIATE_TEST_SUITE_P(Cnn, CnnLogitsParity, ::testing::ValuesIn(kLogitsIds), testName);
