@@ -6,15 +6,71 @@ For each model that gets a logits check it writes, under OUT/cnn/<id>/:
   io.safetensors       `input` and the eval-mode `logits`
 and for every model, OUT/cnn/models.json: parameter count at 21 classes, and the state_dict
 names with their shapes (at 21 classes), computed from the reference without running it.
+OUT/cnn/stamp.json records the script's hash and the package versions; a later run with the same
+stamp and complete files returns at once (--force rewrites).
 
 References: segmentation_models_pytorch 0.5.0 (Unet, FPN, DeepLabV3Plus with torchvision ResNet
 encoders), torchvision 0.23 (fcn_resnet50), and the seed U-Net of a SegFormer-vs-U-Net VOC
 comparison, written here from its description on top of torchvision's resnet50.
 """
 import argparse
+import hashlib
+import importlib.metadata
 import json
 import os
+import sys
 import time
+
+# id -> (classes, batch, H, W) for the logits check; None: names, shapes and counts only.
+# unet runs at a size that is not a multiple of 32 (smp's Unet accepts any size); FPN needs
+# multiples of 32 and DeepLabV3+ multiples of 16; torchvision's FCN takes any size.
+MODELS = {
+    "unet-resnet18": (5, 2, 70, 90),
+    "unet-resnet34": None,
+    "unet-resnet50": (5, 1, 64, 96),
+    "unet-resnet101": None,
+    "fpn-resnet50": (5, 1, 64, 96),
+    "deeplabv3plus-resnet50": (5, 1, 64, 96),
+    "fcn-resnet50": (5, 1, 70, 90),
+    "unet-seed-resnet50": (5, 1, 64, 96),
+}
+
+
+def stamp_text():
+    """What the data depends on: this script and the reference packages' versions."""
+    with open(__file__, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    versions = {p: importlib.metadata.version(p)
+                for p in ("torch", "torchvision", "segmentation-models-pytorch", "safetensors")}
+    return json.dumps({"script": digest, "versions": versions}, sort_keys=True)
+
+
+def up_to_date(out):
+    """The data is ~800 MB: skip rewriting it when an identical run already wrote it."""
+    stamp = os.path.join(out, "stamp.json")
+    if not os.path.exists(stamp) or not os.path.exists(os.path.join(out, "models.json")):
+        return False
+    for model_id, run in MODELS.items():
+        if run is not None and not all(os.path.exists(os.path.join(out, model_id, name))
+                                       for name in ("weights.safetensors", "io.safetensors")):
+            return False
+    with open(stamp) as f:
+        return f.read() == stamp_text()
+
+
+def parse_args():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--force", action="store_true", help="rewrite even when up to date")
+    return parser.parse_args()
+
+
+# Checked before importing torch (seconds on a loaded machine): ctest runs this on every run.
+if __name__ == "__main__":
+    _args = parse_args()
+    if not _args.force and up_to_date(os.path.join(_args.out, "cnn")):
+        print(os.path.join(_args.out, "cnn") + ": up to date")
+        sys.exit(0)
 
 import torch
 import torch.nn as nn
@@ -105,21 +161,6 @@ def build(model_id, num_classes):
     return cls(encoder_name=encoder, encoder_weights=None, classes=num_classes)
 
 
-# id -> (classes, batch, H, W) for the logits check; None: names, shapes and counts only.
-# unet runs at a size that is not a multiple of 32 (smp's Unet accepts any size); FPN needs
-# multiples of 32 and DeepLabV3+ multiples of 16; torchvision's FCN takes any size.
-MODELS = {
-    "unet-resnet18": (5, 2, 70, 90),
-    "unet-resnet34": None,
-    "unet-resnet50": (5, 1, 64, 96),
-    "unet-resnet101": None,
-    "fpn-resnet50": (5, 1, 64, 96),
-    "deeplabv3plus-resnet50": (5, 1, 64, 96),
-    "fcn-resnet50": (5, 1, 70, 90),
-    "unet-seed-resnet50": (5, 1, 64, 96),
-}
-
-
 def randomize(model, generator):
     """Weights with a spread that keeps activations O(1) through deep stacks; non-trivial BN."""
     with torch.no_grad():
@@ -140,11 +181,12 @@ def randomize(model, generator):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = parse_args()
     out = os.path.join(args.out, "cnn")
     os.makedirs(out, exist_ok=True)
+    stamp = os.path.join(out, "stamp.json")
+    if os.path.exists(stamp):
+        os.remove(stamp)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
 
     summary = {}
@@ -193,6 +235,8 @@ def main():
     assert unet50 == 32_524_005, f"smp Unet resnet50 has {unet50} parameters, expected 32,524,005"
     with open(os.path.join(out, "models.json"), "w") as f:
         json.dump(summary, f, indent=1)
+    with open(stamp, "w") as f:
+        f.write(stamp_text())
 
 
 if __name__ == "__main__":

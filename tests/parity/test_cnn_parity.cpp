@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <fstream>
@@ -37,6 +38,15 @@ const nlohmann::json& referenceSummary() {
         std::ifstream in(cnnData() / "models.json");
         EXPECT_TRUE(in) << "missing " << (cnnData() / "models.json");
         return in ? nlohmann::json::parse(in) : nlohmann::json::object();
+    }();
+    return summary;
+}
+
+// The same file keeping the reference's key order.
+const nlohmann::ordered_json& referenceOrderedSummary() {
+    static const nlohmann::ordered_json summary = [] {
+        std::ifstream in(cnnData() / "models.json");
+        return in ? nlohmann::ordered_json::parse(in) : nlohmann::ordered_json::object();
     }();
     return summary;
 }
@@ -94,6 +104,14 @@ TEST_P(CnnReferenceNames, StateDictAndParameterCountMatchReference) {
         EXPECT_EQ(shapeText(it->second.sizes()), shapeText(shape.get<std::vector<std::int64_t>>())) << name;
     }
     for (const auto& [name, tensor] : mine) EXPECT_TRUE(expected.count(name)) << id << ": unexpected " << name;
+
+    // Parameters also come in the reference's order (what optimizers and listings iterate).
+    std::vector<std::string> order, referenceOrder;
+    for (const auto& p : model->named_parameters(true)) order.push_back(p.key());
+    const std::set<std::string> parameterNames(order.begin(), order.end());
+    for (const auto& [name, shape] : referenceOrderedSummary().at(id).at("state_dict").items())
+        if (parameterNames.count(name)) referenceOrder.push_back(name);
+    EXPECT_EQ(order, referenceOrder) << id;
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCnn, CnnReferenceNames, ::testing::ValuesIn(kAllIds), testName);
@@ -125,6 +143,35 @@ TEST_P(CnnLogitsParity, LogitsMatchReference) {
     const double maxDelta = (logits - expected).abs().max().item<double>();
     EXPECT_LE(maxDelta, kLogitsTolerance) << id << " at " << shapeText(input.sizes());
     RecordProperty("max_abs_delta", c10::str(maxDelta));
+}
+
+TEST_P(CnnLogitsParity, ChannelsLastAndAutocastRun) {
+    // The training loop may switch to channels_last and autocast; CUDA is not in this suite, so
+    // the CPU variants stand in: same logits in channels_last, finite bfloat16 logits.
+    const std::string id = GetParam();
+    torch::manual_seed(3);
+    auto model = createModel(id, 3);
+    model->eval();
+    torch::NoGradGuard noGrad;
+    const torch::Tensor input = torch::randn({1, 3, 64, 64});
+    const torch::Tensor reference = model->forward(input);
+    for (auto& p : model->parameters(true))
+        if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+    const torch::Tensor channelsLast = model->forward(input.contiguous(torch::MemoryFormat::ChannelsLast));
+    EXPECT_LE((channelsLast - reference).abs().max().item<double>(), kLogitsTolerance) << id;
+
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCPU, true);
+    const torch::Tensor mixed = model->forward(input);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    at::autocast::clear_cache();
+    EXPECT_EQ(mixed.sizes(), reference.sizes());
+    EXPECT_TRUE(torch::isfinite(mixed).all().item<bool>()) << id;
+    // bfloat16 keeps ~3 significant digits; the logits must still be the same function.
+    const double scale = reference.abs().max().item<double>();
+    const double mixedDelta = (mixed.to(torch::kFloat) - reference).abs().max().item<double>();
+    EXPECT_GT(mixedDelta, 0.0) << id << ": autocast did not engage";
+    EXPECT_LE(mixedDelta, 0.1 * scale + 1e-3) << id;
 }
 
 INSTANTIATE_TEST_SUITE_P(Cnn, CnnLogitsParity, ::testing::ValuesIn(kLogitsIds), testName);
@@ -166,23 +213,16 @@ TEST_P(CnnShapes, LogitsAtInputSizeForAnySize) {
         EXPECT_EQ(logits.sizes(), (std::vector<std::int64_t>{1, 4, height, width})) << id;
         EXPECT_TRUE(torch::isfinite(logits).all().item<bool>()) << id;
     }
-}
-
-TEST_P(CnnShapes, BackwardReachesEveryParameter) {
-    const std::string id = GetParam();
-    torch::manual_seed(7);
-    auto model = createModel(id, 3);
-    model->train();
-    // Batch 2: train-mode BatchNorm after DeepLabV3+'s image pooling needs more than one value.
-    const torch::Tensor input = torch::randn({2, 3, 64, 64});
-    const torch::Tensor target = torch::randint(0, 3, {2, 64, 64});
-    const torch::Tensor loss = torch::nn::functional::cross_entropy(model->forward(input), target);
-    loss.backward();
-    for (const auto& p : model->named_parameters(true)) {
-        const torch::Tensor& grad = p.value().grad();
-        ASSERT_TRUE(grad.defined()) << id << ": no gradient for " << p.key();
-        EXPECT_TRUE(torch::isfinite(grad).all().item<bool>()) << id << ": " << p.key();
-        EXPECT_GT(grad.abs().sum().item<double>(), 0.0) << id << ": zero gradient for " << p.key();
+    // Models whose reference needs multiples of the output stride see the input zero-padded
+    // right/bottom, and return the matching crop.
+    const std::int64_t multiple = id == "deeplabv3plus-resnet50" ? 16 : 32;
+    if (id == "fpn-resnet50" || id == "deeplabv3plus-resnet50" || id == "unet-seed-resnet50") {
+        const torch::Tensor input = torch::randn({1, 3, 70, 90});
+        const std::int64_t paddedHeight = (70 + multiple - 1) / multiple * multiple;
+        const std::int64_t paddedWidth = (90 + multiple - 1) / multiple * multiple;
+        const torch::Tensor padded = torch::constant_pad_nd(input, {0, paddedWidth - 90, 0, paddedHeight - 70});
+        const torch::Tensor expected = model->forward(padded).slice(2, 0, 70).slice(3, 0, 90);
+        EXPECT_LE((model->forward(input) - expected).abs().max().item<double>(), 1e-6) << id;
     }
 }
 
@@ -207,6 +247,31 @@ TEST_P(CnnShapes, HeadParametersAreTheDecoder) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCnn, CnnShapes, ::testing::ValuesIn(kAllIds), testName);
+
+// ---------------------------------------------------------------------------------------------
+// unet-resnet34/101 share every module type with unet-resnet18/50; they are left out to save time.
+class CnnTraining : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CnnTraining, BackwardReachesEveryParameter) {
+    const std::string id = GetParam();
+    torch::manual_seed(7);
+    auto model = createModel(id, 3);
+    model->train();
+    // Batch 2: train-mode BatchNorm on 1x1 maps (DeepLabV3+'s image pooling, layer4 at 32x32)
+    // needs more than one value per channel.
+    const torch::Tensor input = torch::randn({2, 3, 32, 32});
+    const torch::Tensor target = torch::randint(0, 3, {2, 32, 32});
+    const torch::Tensor loss = torch::nn::functional::cross_entropy(model->forward(input), target);
+    loss.backward();
+    for (const auto& p : model->named_parameters(true)) {
+        const torch::Tensor& grad = p.value().grad();
+        ASSERT_TRUE(grad.defined()) << id << ": no gradient for " << p.key();
+        EXPECT_TRUE(torch::isfinite(grad).all().item<bool>()) << id << ": " << p.key();
+        EXPECT_GT(grad.abs().sum().item<double>(), 0.0) << id << ": zero gradient for " << p.key();
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cnn, CnnTraining, ::testing::ValuesIn(kLogitsIds), testName);
 
 // ---------------------------------------------------------------------------------------------
 TEST(CnnPretrained, TorchvisionResNet50MapsOntoEveryResNet50Model) {

@@ -30,23 +30,25 @@ class BasicBlockImpl : public torch::nn::Module {
 public:
     BasicBlockImpl(std::int64_t inplanes, std::int64_t planes, std::int64_t stride, std::int64_t dilation,
                    torch::nn::Sequential down)
-        : conv1(register_module("conv1", conv(inplanes, planes, 3, stride, dilation))),
-          bn1(register_module("bn1", torch::nn::BatchNorm2d(planes))),
-          conv2(register_module("conv2", conv(planes, planes, 3, 1, dilation))),
-          bn2(register_module("bn2", torch::nn::BatchNorm2d(planes))) {
+        : conv1_(register_module("conv1", conv(inplanes, planes, 3, stride, dilation))),
+          bn1_(register_module("bn1", torch::nn::BatchNorm2d(planes))),
+          conv2_(register_module("conv2", conv(planes, planes, 3, 1, dilation))),
+          bn2_(register_module("bn2", torch::nn::BatchNorm2d(planes))) {
         if (down) downsample_ = register_module("downsample", std::move(down));
     }
 
     torch::Tensor forward(const torch::Tensor& x) {
-        torch::Tensor out = torch::relu(bn1(conv1(x)));
-        out = bn2(conv2(out));
+        torch::Tensor out = torch::relu(bn1_(conv1_(x)));
+        out = bn2_(conv2_(out));
         return torch::relu(out + (downsample_ ? downsample_->forward(x) : x));
     }
 
-    torch::nn::Conv2d conv1, conv2;
-    torch::nn::BatchNorm2d bn1, bn2;
-
 private:
+    // Declared in registration order (the reference's state_dict order).
+    torch::nn::Conv2d conv1_;
+    torch::nn::BatchNorm2d bn1_;
+    torch::nn::Conv2d conv2_;
+    torch::nn::BatchNorm2d bn2_;
     torch::nn::Sequential downsample_{nullptr};
 };
 TORCH_MODULE(BasicBlock);
@@ -57,26 +59,29 @@ public:
 
     BottleneckImpl(std::int64_t inplanes, std::int64_t planes, std::int64_t stride, std::int64_t dilation,
                    torch::nn::Sequential down)
-        : conv1(register_module("conv1", conv(inplanes, planes, 1))),
-          bn1(register_module("bn1", torch::nn::BatchNorm2d(planes))),
-          conv2(register_module("conv2", conv(planes, planes, 3, stride, dilation))),
-          bn2(register_module("bn2", torch::nn::BatchNorm2d(planes))),
-          conv3(register_module("conv3", conv(planes, planes * expansion, 1))),
-          bn3(register_module("bn3", torch::nn::BatchNorm2d(planes * expansion))) {
+        : conv1_(register_module("conv1", conv(inplanes, planes, 1))),
+          bn1_(register_module("bn1", torch::nn::BatchNorm2d(planes))),
+          conv2_(register_module("conv2", conv(planes, planes, 3, stride, dilation))),
+          bn2_(register_module("bn2", torch::nn::BatchNorm2d(planes))),
+          conv3_(register_module("conv3", conv(planes, planes * expansion, 1))),
+          bn3_(register_module("bn3", torch::nn::BatchNorm2d(planes * expansion))) {
         if (down) downsample_ = register_module("downsample", std::move(down));
     }
 
     torch::Tensor forward(const torch::Tensor& x) {
-        torch::Tensor out = torch::relu(bn1(conv1(x)));
-        out = torch::relu(bn2(conv2(out)));
-        out = bn3(conv3(out));
+        torch::Tensor out = torch::relu(bn1_(conv1_(x)));
+        out = torch::relu(bn2_(conv2_(out)));
+        out = bn3_(conv3_(out));
         return torch::relu(out + (downsample_ ? downsample_->forward(x) : x));
     }
 
-    torch::nn::Conv2d conv1, conv2, conv3;
-    torch::nn::BatchNorm2d bn1, bn2, bn3;
-
 private:
+    torch::nn::Conv2d conv1_;
+    torch::nn::BatchNorm2d bn1_;
+    torch::nn::Conv2d conv2_;
+    torch::nn::BatchNorm2d bn2_;
+    torch::nn::Conv2d conv3_;
+    torch::nn::BatchNorm2d bn3_;
     torch::nn::Sequential downsample_{nullptr};
 };
 TORCH_MODULE(Bottleneck);
@@ -135,8 +140,8 @@ torch::nn::Conv2d makeResNetStemConv() {
 }
 
 ResNetEncoderImpl::ResNetEncoderImpl(int depth, ResNetDilation dilation) : spec_(resNetSpec(depth)) {
-    conv1 = register_module("conv1", makeResNetStemConv());
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(64));
+    conv1_ = register_module("conv1", makeResNetStemConv());
+    bn1_ = register_module("bn1", torch::nn::BatchNorm2d(64));
     // (stride, first-block dilation, dilation) per layer.
     std::array<std::array<std::int64_t, 3>, 4> plan{{{1, 1, 1}, {2, 1, 1}, {2, 1, 1}, {2, 1, 1}}};
     if (dilation == ResNetDilation::TorchvisionStride8) {
@@ -148,7 +153,7 @@ ResNetEncoderImpl::ResNetEncoderImpl(int depth, ResNetDilation dilation) : spec_
     std::int64_t inplanes = 64;
     const std::array<std::int64_t, 4> planes{64, 128, 256, 512};
     for (std::size_t i = 0; i < 4; ++i) {
-        layers[i] = register_module("layer" + std::to_string(i + 1),
+        layers_[i] = register_module("layer" + std::to_string(i + 1),
                                     makeResNetLayer(spec_, inplanes, planes[i], spec_.blocks[i], plan[i][0],
                                                     plan[i][1], plan[i][2]));
     }
@@ -157,10 +162,10 @@ ResNetEncoderImpl::ResNetEncoderImpl(int depth, ResNetDilation dilation) : spec_
 
 ResNetEncoderImpl::Features ResNetEncoderImpl::forward(const torch::Tensor& input) {
     Features features;
-    features.stem = torch::relu(bn1(conv1(input)));
+    features.stem = torch::relu(bn1_(conv1_(input)));
     torch::Tensor x = F::max_pool2d(features.stem, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
     for (std::size_t i = 0; i < 4; ++i) {
-        x = layers[i]->forward(x);
+        x = layers_[i]->forward(x);
         features.layers[i] = x;
     }
     return features;

@@ -71,12 +71,11 @@ public:
 
     const ResNetSpec& spec() const { return spec_; }
 
-    torch::nn::Conv2d conv1{nullptr};
-    torch::nn::BatchNorm2d bn1{nullptr};
-    std::array<Chain, 4> layers{Chain{nullptr}, Chain{nullptr}, Chain{nullptr}, Chain{nullptr}};
-
 private:
     ResNetSpec spec_;
+    torch::nn::Conv2d conv1_{nullptr};
+    torch::nn::BatchNorm2d bn1_{nullptr};
+    std::array<Chain, 4> layers_{Chain{nullptr}, Chain{nullptr}, Chain{nullptr}, Chain{nullptr}};
 };
 TORCH_MODULE(ResNetEncoder);
 
