@@ -9,5 +9,6 @@ int commandDemoData(const Arguments& args);
 int commandCheckDataset(const Arguments& args);
 int commandScore(const Arguments& args);
 int commandRuns(const Arguments& args);
+int commandTrain(const Arguments& args);
 
 } // namespace segscope::cli

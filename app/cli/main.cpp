@@ -22,6 +22,10 @@ commands:
                 [--pets-mode trimap|binary|binary-border-fg] [--threads N] [--json]
                                   decode every file of a split and report counts and problems;
                                   exits 0 when the split is trainable
+  train --config FILE [--workspace DIR] [--set path=value ...] [--name NAME]
+  train --resume RUN_ID [--workspace DIR]
+                                  train an experiment (or continue an interrupted run), recording
+                                  it in the workspace; prints the metrics table at the end
   score --pred DIR --gt DIR --classes K [--ignore 255] [--names classes.txt] [--json]
                                   score index-PNG predictions against index-PNG ground truth
                                   (matched by file name): aAcc, mIoU, mAcc, mDice, per class
@@ -40,6 +44,7 @@ const Command kCommands[] = {
     {"check-dataset", [](const std::vector<std::string>& a) { return commandCheckDataset(Arguments(a, {"json"})); }},
     {"score", [](const std::vector<std::string>& a) { return commandScore(Arguments(a, {"json"})); }},
     {"runs", [](const std::vector<std::string>& a) { return commandRuns(Arguments(a, {"json"})); }},
+    {"train", [](const std::vector<std::string>& a) { return commandTrain(Arguments(a, {}, {})); }},
 };
 
 } // namespace

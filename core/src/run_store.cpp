@@ -649,6 +649,32 @@ std::optional<CheckpointRecord> RunStore::latestCheckpoint(const std::string& ru
     return all.back();
 }
 
+void RunStore::truncateAfter(const std::string& runId, std::int64_t step) {
+    std::lock_guard lock(mutex_);
+    requireRun(runId);
+    exec("BEGIN IMMEDIATE");
+    try {
+        for (const char* sql : {"DELETE FROM step_metrics WHERE run_id = ? AND step > ?",
+                                "DELETE FROM class_metrics WHERE run_id = ? AND epoch IN "
+                                "(SELECT epoch FROM epoch_metrics WHERE run_id = ?1 AND step > ?2)",
+                                "DELETE FROM image_metrics WHERE run_id = ? AND epoch IN "
+                                "(SELECT epoch FROM epoch_metrics WHERE run_id = ?1 AND step > ?2)",
+                                "DELETE FROM epoch_metrics WHERE run_id = ? AND step > ?",
+                                "DELETE FROM checkpoints WHERE run_id = ? AND step > ?"}) {
+            Statement s(prepare(sql));
+            s.bind(1, runId);
+            s.bind(2, step);
+            const int rc = s.step();
+            if (rc != SQLITE_DONE) fail("cannot truncate run " + runId, rc);
+        }
+        exec("COMMIT");
+    } catch (...) {
+        exec("ROLLBACK");
+        throw;
+    }
+    ++ownCommits_;
+}
+
 void RunStore::deleteRun(const std::string& runId, bool removeFolder) {
     std::lock_guard lock(mutex_);
     std::filesystem::path folder;

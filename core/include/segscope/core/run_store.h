@@ -166,6 +166,8 @@ public:
     std::vector<ImageRecord> imageMetrics(const std::string& runId, int epoch);
     std::vector<CheckpointRecord> checkpoints(const std::string& runId);
     std::optional<CheckpointRecord> latestCheckpoint(const std::string& runId);
+    // Deletes the step rows after `step` and evaluations after it (a resumed run redoes them).
+    void truncateAfter(const std::string& runId, std::int64_t step);
     // Removes the run's rows and, with removeFolder, its folder.
     void deleteRun(const std::string& runId, bool removeFolder = true);
 

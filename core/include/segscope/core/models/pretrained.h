@@ -19,3 +19,17 @@ namespace segscope::core {
 TensorMap mapPretrainedResNet(const std::string& modelId, const TensorMap& torchvision);
 
 } // namespace segscope::core
+
+namespace segscope::core {
+
+// Brings a checkpoint to model `modelId`'s names, whatever its origin:
+//   - a torchvision ResNet ImageNet checkpoint, for ResNet-based models (mapPretrainedResNet);
+//   - an HF MiT image-classification checkpoint (nvidia/mit-b0 … b5) for SegFormer: its
+//     top-level "classifier.*" is dropped, "segformer.encoder.*" kept;
+//   - a checkpoint already in the model's reference names (smp, torchvision FCN, HF SegFormer
+//     such as the ADE-finetuned ones, SegScope exports) passes through unchanged; a classifier
+//     whose class count differs is then skipped by loadStateDict as a shape mismatch.
+// Throws Error for an unknown model id.
+TensorMap mapPretrained(const std::string& modelId, const TensorMap& checkpoint);
+
+} // namespace segscope::core

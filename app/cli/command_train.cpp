@@ -1,0 +1,168 @@
+// segscope-cli train: runs an experiment headless, recording it in the workspace.
+#include "commands.h"
+
+#include "segscope/core/experiment.h"
+#include "segscope/core/run_recorder.h"
+#include "segscope/core/run_store.h"
+#include "segscope/core/trainer.h"
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+namespace segscope::cli {
+namespace core = segscope::core;
+
+namespace {
+
+std::atomic<bool> interrupted{false};
+extern "C" void onInterrupt(int) { interrupted = true; }
+
+std::string formatDuration(double seconds) {
+    const long s = long(seconds + 0.5);
+    std::ostringstream out;
+    if (s >= 3600) out << s / 3600 << "h";
+    out << std::setw(s >= 3600 ? 2 : 1) << std::setfill('0') << (s / 60) % 60 << "m" << std::setw(2) << s % 60 << "s";
+    return out.str();
+}
+
+// Progress on a terminal (one rewritten line), plain lines elsewhere.
+class ConsoleProgress : public core::TrainingObserver {
+public:
+    explicit ConsoleProgress(bool terminal) : terminal_(terminal) {}
+
+    void onStarted(const core::TrainingStart& start) override {
+        start_ = start;
+        std::cout << "training " << start.modelId << " (" << start.parameters << " parameters) on " << start.device
+                  << ": " << start.trainImages << " train / " << start.valImages << " val images, batch "
+                  << start.batchSize << ", " << start.totalSteps << " steps (" << start.totalEpochs << " epochs)"
+                  << std::endl;
+    }
+    void onStep(const core::StepEvent& e) override {
+        const double remaining = e.imagesPerSecond > 0
+                                     ? double(start_.totalSteps - e.step) * start_.batchSize / e.imagesPerSecond
+                                     : 0.0;
+        std::ostringstream line;
+        line << "epoch " << e.epoch + 1 << "/" << start_.totalEpochs << " step " << e.step << "/" << start_.totalSteps
+             << " loss " << std::fixed << std::setprecision(4) << e.loss << " lr " << std::scientific
+             << std::setprecision(2) << e.learningRate << " " << std::fixed << std::setprecision(1)
+             << e.imagesPerSecond << " img/s ETA " << formatDuration(remaining);
+        if (terminal_) {
+            const int width = 28;
+            const int filled = int(width * double(e.step) / double(std::max<std::int64_t>(1, start_.totalSteps)));
+            std::cout << "\r[" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << line.str()
+                      << "\033[K" << std::flush;
+        } else {
+            const auto now = std::chrono::steady_clock::now();
+            if (e.step == 1 || e.step == start_.totalSteps || now - lastPrint_ > std::chrono::seconds(2)) {
+                std::cout << line.str() << std::endl;
+                lastPrint_ = now;
+            }
+        }
+    }
+    void onValidation(const core::ValidationEvent& e) override {
+        endLine();
+        std::cout << "validation after epoch " << e.epoch << " (step " << e.step << "): mIoU " << std::fixed
+                  << std::setprecision(4) << e.metrics.mIoU.value_or(std::nan("")) << "  aAcc "
+                  << e.metrics.aAcc.value_or(std::nan("")) << "  mAcc " << e.metrics.mAcc.value_or(std::nan(""))
+                  << (e.best ? "  (best)" : "") << std::endl;
+        last_ = e.metrics;
+    }
+    void onLog(const std::string& line) override {
+        endLine();
+        std::cerr << line << std::endl;
+    }
+    void onFinished(core::TrainingOutcome, const std::string&) override { endLine(); }
+    const std::optional<core::SegmentationMetrics>& lastMetrics() const { return last_; }
+
+private:
+    void endLine() {
+        if (terminal_) std::cout << "\r\033[K" << std::flush;
+    }
+    bool terminal_;
+    core::TrainingStart start_;
+    std::chrono::steady_clock::time_point lastPrint_{};
+    std::optional<core::SegmentationMetrics> last_;
+};
+
+} // namespace
+
+int commandTrain(const Arguments& args) {
+    args.allowOnly({"config", "workspace", "set", "resume", "name", "keep-checkpoints"});
+    const std::filesystem::path workspace = args.value("workspace").value_or(core::defaultWorkspace().string());
+    const auto store = core::RunStore::open(workspace);
+    store->markInterrupted();
+
+    core::Experiment experiment;
+    std::string runId;
+    core::TrainerOptions options;
+    options.keepCheckpoints = int(args.integer("keep-checkpoints", options.keepCheckpoints));
+    if (auto resume = args.value("resume")) {
+        if (args.has("config")) throw UsageError("--resume and --config exclude each other");
+        const auto run = store->run(*resume);
+        if (!run) throw core::Error("no run '" + *resume + "' in workspace " + workspace.string());
+        if (run->status == core::RunStatus::Running)
+            throw core::Error("run " + *resume + " is still running (pid " + std::to_string(run->pid.value_or(0)) + ")");
+        if (run->status == core::RunStatus::Finished) throw core::Error("run " + *resume + " has already finished");
+        experiment = core::parseExperiment(nlohmann::json::parse(run->experimentJson));
+        runId = *resume;
+        const auto checkpoint = store->latestCheckpoint(runId);
+        store->truncateAfter(runId, checkpoint ? checkpoint->step : 0);
+        if (checkpoint) options.resumeFrom = checkpoint->path;
+        std::cout << "resuming run " << runId
+                  << (checkpoint ? " from " + checkpoint->path.string() : std::string(" from the start")) << std::endl;
+    } else {
+        experiment = core::loadExperiment(args.required("config"));
+        for (const auto& assignment : args.all("set")) core::applyOverride(experiment, assignment);
+        if (auto name = args.value("name")) experiment.name = *name;
+        core::NewRun newRun;
+        newRun.name = experiment.name.empty() ? experiment.model.id : experiment.name;
+        newRun.model = experiment.model.id;
+        newRun.dataset = std::string(core::dataSourceName(experiment.dataset.kind)) + ":" +
+                         core::datasetRoot(experiment).string();
+        newRun.experimentJson = core::toJson(experiment).dump(2);
+        newRun.device = experiment.runtime.device;
+        runId = store->createRun(newRun);
+        core::saveExperiment(store->run(runId)->folder / "experiment.json", experiment);
+        std::cout << "run " << runId << " in " << workspace.string() << std::endl;
+    }
+    options.runFolder = store->run(runId)->folder;
+
+    ConsoleProgress progress(isatty(STDOUT_FILENO));
+    core::RunRecorder recorder(*store, runId, &progress);
+    core::Trainer trainer(experiment, options, &recorder);
+    interrupted = false;
+    std::signal(SIGINT, onInterrupt);
+    std::signal(SIGTERM, onInterrupt);
+    trainer.start();
+    std::atomic<bool> done{false};
+    std::thread watcher([&] {
+        while (!done) {
+            if (interrupted) trainer.cancel();
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+    });
+    const core::TrainingResult result = trainer.wait();
+    done = true;
+    watcher.join();
+    recorder.recordResult(result);
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+
+    if (progress.lastMetrics()) std::cout << core::metricsToText(*progress.lastMetrics());
+    std::cout << core::trainingOutcomeName(result.outcome) << ": " << result.message << std::endl;
+    if (result.bestMiou)
+        std::cout << "best mIoU " << std::fixed << std::setprecision(4) << *result.bestMiou << " at epoch "
+                  << result.bestEpoch << "; run " << runId << std::endl;
+    return result.outcome == core::TrainingOutcome::Finished ? 0 : 1;
+}
+
+} // namespace segscope::cli

@@ -1,0 +1,35 @@
+#pragma once
+// A TrainingObserver that records a run in the workspace's RunStore as it happens (steps,
+// evaluations with per-class and per-image rows, checkpoints, status), then forwards every event
+// to another observer (a terminal progress bar, the GUI's worker). Used by segscope-cli and the
+// GUI alike, so both write the same database.
+#include "segscope/core/run_store.h"
+#include "segscope/core/trainer.h"
+
+#include <string>
+
+namespace segscope::core {
+
+class RunRecorder : public TrainingObserver {
+public:
+    // `store` and `next` must outlive the recorder; `next` may be null.
+    RunRecorder(RunStore& store, std::string runId, TrainingObserver* next = nullptr);
+
+    void onStarted(const TrainingStart& start) override;
+    void onStep(const StepEvent& event) override;
+    void onValidation(const ValidationEvent& event) override;
+    void onCheckpoint(const CheckpointEvent& event) override;
+    void onLog(const std::string& line) override;
+    void onPaused(bool paused) override;
+    void onFinished(TrainingOutcome outcome, const std::string& reason) override;
+
+    // Writes the final totals of a result (seconds, images/s).
+    void recordResult(const TrainingResult& result);
+
+private:
+    RunStore& store_;
+    std::string runId_;
+    TrainingObserver* next_;
+};
+
+} // namespace segscope::core

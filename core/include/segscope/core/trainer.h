@@ -1,0 +1,149 @@
+#pragma once
+// The training engine: runs one experiment, reporting through a plain C++ observer.
+//
+// A Trainer owns its model, data loaders and optimiser. run() trains on the calling thread;
+// start() runs the same on a thread of the Trainer's own. pause(), resume() and cancel() may be
+// called from any thread and take effect between steps (a cancel within one step). Observer
+// callbacks are made on the training thread, with plain values only; they must not block for
+// long. run() never throws: every failure ends in onFinished(Failed, reason) and in the result.
+#include "segscope/core/experiment.h"
+#include "segscope/core/metrics.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace segscope::core {
+
+struct TrainingStart {
+    std::string modelId;
+    std::int64_t parameters = 0;
+    std::string device;
+    std::vector<std::string> classNames;
+    std::size_t trainImages = 0;
+    std::size_t valImages = 0;
+    std::int64_t stepsPerEpoch = 0;   // optimiser steps
+    std::int64_t totalSteps = 0;
+    int totalEpochs = 0;              // epochs needed to reach totalSteps
+    std::int64_t resumedAtStep = 0;   // 0 for a fresh run
+    int batchSize = 0;
+};
+
+struct StepEvent {
+    std::int64_t step = 0;      // optimiser steps done, counting this one (1-based)
+    int epoch = 0;              // 0-based
+    std::int64_t stepInEpoch = 0;
+    double loss = 0.0;
+    double learningRate = 0.0;  // base group's rate used for this step
+    double imagesPerSecond = 0.0;
+    std::optional<std::int64_t> memoryBytes;  // device memory in use (CPU: resident set)
+    double wallSeconds = 0.0;   // since the run first started, across resumes
+};
+
+struct ValidationEvent {
+    int epoch = 0;              // epochs completed when it ran (1-based after epoch 0)
+    std::int64_t step = 0;
+    SegmentationMetrics metrics;
+    std::optional<double> valLoss;
+    std::vector<std::string> imageIds;
+    std::vector<ImageIou> images;  // per validation image, same order as imageIds
+    double wallSeconds = 0.0;
+    bool best = false;             // best mIoU so far
+};
+
+struct CheckpointEvent {
+    std::filesystem::path weights;  // model weights, .safetensors with reference names
+    std::filesystem::path state;    // optimiser, schedule, RNG and data-order state
+    int epoch = 0;
+    std::int64_t step = 0;
+    bool best = false;
+};
+
+enum class TrainingOutcome { Finished, Failed, Cancelled };
+const char* trainingOutcomeName(TrainingOutcome outcome);
+
+class TrainingObserver {
+public:
+    virtual ~TrainingObserver() = default;
+    virtual void onStarted(const TrainingStart&) {}
+    virtual void onStep(const StepEvent&) {}
+    virtual void onValidation(const ValidationEvent&) {}
+    virtual void onCheckpoint(const CheckpointEvent&) {}
+    virtual void onLog(const std::string& line) {}
+    virtual void onPaused(bool paused) {}
+    virtual void onFinished(TrainingOutcome outcome, const std::string& reason) {}
+};
+
+struct TrainingResult {
+    TrainingOutcome outcome = TrainingOutcome::Failed;
+    std::string message;
+    std::int64_t steps = 0;
+    std::optional<double> bestMiou;
+    int bestEpoch = -1;
+    std::optional<double> finalMiou;
+    double seconds = 0.0;
+    double imagesPerSecond = 0.0;
+    int finalBatchSize = 0;   // smaller than configured after an out-of-memory retry
+};
+
+struct TrainerOptions {
+    // Checkpoints go to runFolder/checkpoints; empty: no checkpoints are written.
+    std::filesystem::path runFolder;
+    // A checkpoint's state file to continue from (optimiser, schedule, data order, RNG).
+    std::optional<std::filesystem::path> resumeFrom;
+    // Checkpoints kept besides the best one; older ones are deleted.
+    int keepCheckpoints = 3;
+    // Check the train and val splits before training and refuse with the report on errors.
+    bool checkDatasets = true;
+    // Called before each optimiser step with the step about to run; may throw to inject faults
+    // (tests use it for out-of-memory and crash simulation).
+    std::function<void(std::int64_t step)> beforeStep;
+    // Multiplies the loss of the given step by NaN (tests: NaN handling). -1: never.
+    std::int64_t injectNanAtStep = -1;
+};
+
+class Trainer {
+public:
+    Trainer(Experiment experiment, TrainerOptions options, TrainingObserver* observer);
+    ~Trainer();  // cancels and joins a started run
+    Trainer(const Trainer&) = delete;
+    Trainer& operator=(const Trainer&) = delete;
+
+    TrainingResult run();
+    void start();
+    // Waits for a started run; returns its result.
+    TrainingResult wait();
+
+    void pause();
+    void resume();
+    void cancel();
+    bool isPaused() const { return paused_.load(); }
+
+    const Experiment& experiment() const { return experiment_; }
+
+private:
+    class Session;
+    friend class Session;
+    // Blocks while paused; true when cancelled.
+    bool waitWhilePaused();
+
+    Experiment experiment_;
+    TrainerOptions options_;
+    TrainingObserver* observer_;
+    std::atomic<bool> cancelled_{false};
+    std::atomic<bool> paused_{false};
+    std::mutex pauseMutex_;
+    std::condition_variable pauseChanged_;
+    std::thread thread_;
+    TrainingResult result_;
+};
+
+} // namespace segscope::core

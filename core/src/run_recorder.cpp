@@ -1,0 +1,74 @@
+#include "segscope/core/run_recorder.h"
+
+#include <fstream>
+
+namespace segscope::core {
+
+RunRecorder::RunRecorder(RunStore& store, std::string runId, TrainingObserver* next)
+    : store_(store), runId_(std::move(runId)), next_(next) {}
+
+void RunRecorder::onStarted(const TrainingStart& start) {
+    store_.updateParameters(runId_, start.parameters);
+    store_.updateStatus(runId_, RunStatus::Running,
+                        start.resumedAtStep > 0 ? "resumed at step " + std::to_string(start.resumedAtStep) : "");
+    if (next_) next_->onStarted(start);
+}
+
+void RunRecorder::onStep(const StepEvent& event) {
+    StepRecord record;
+    record.step = event.step;
+    record.epoch = event.epoch;
+    record.loss = event.loss;
+    record.learningRate = event.learningRate;
+    record.imagesPerSecond = event.imagesPerSecond;
+    record.memoryBytes = event.memoryBytes;
+    record.wallSeconds = event.wallSeconds;
+    store_.appendStep(runId_, record);
+    if (next_) next_->onStep(event);
+}
+
+void RunRecorder::onValidation(const ValidationEvent& event) {
+    std::vector<ImageRecord> images;
+    images.reserve(event.images.size());
+    for (std::size_t i = 0; i < event.images.size(); ++i)
+        images.push_back({event.imageIds[i], event.images[i].meanIou, perClassIouJson(event.images[i])});
+    store_.appendEpoch(runId_, epochRecord(event.metrics, event.epoch, event.step, event.valLoss, event.wallSeconds),
+                       classRecords(event.metrics), images);
+    if (next_) next_->onValidation(event);
+}
+
+void RunRecorder::onCheckpoint(const CheckpointEvent& event) {
+    store_.addCheckpoint(runId_, {event.epoch, event.step, event.state, {}});
+    if (next_) next_->onCheckpoint(event);
+}
+
+void RunRecorder::onLog(const std::string& line) {
+    if (auto run = store_.run(runId_)) {
+        std::ofstream log(run->folder / "log.txt", std::ios::app);
+        log << line << '\n';
+    }
+    if (next_) next_->onLog(line);
+}
+
+void RunRecorder::onPaused(bool paused) {
+    store_.updateStatus(runId_, paused ? RunStatus::Paused : RunStatus::Running);
+    if (next_) next_->onPaused(paused);
+}
+
+void RunRecorder::onFinished(TrainingOutcome outcome, const std::string& reason) {
+    const RunStatus status = outcome == TrainingOutcome::Finished ? RunStatus::Finished
+                             : outcome == TrainingOutcome::Cancelled ? RunStatus::Cancelled
+                                                                     : RunStatus::Failed;
+    store_.updateStatus(runId_, status, reason);
+    if (auto run = store_.run(runId_)) {
+        std::ofstream log(run->folder / "log.txt", std::ios::app);
+        log << trainingOutcomeName(outcome) << ": " << reason << '\n';
+    }
+    if (next_) next_->onFinished(outcome, reason);
+}
+
+void RunRecorder::recordResult(const TrainingResult& result) {
+    store_.updateTotals(runId_, result.seconds, result.imagesPerSecond);
+}
+
+} // namespace segscope::core

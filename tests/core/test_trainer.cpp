@@ -1,0 +1,387 @@
+#include "segscope/core/demo_data.h"
+#include "segscope/core/run_store.h"
+#include "segscope/core/trainer.h"
+#include "segscope/core/training_parts.h"
+
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+
+#include <c10/util/Exception.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <filesystem>
+#include <mutex>
+#include <sys/wait.h>
+#include <thread>
+#include <fcntl.h>
+#include <unistd.h>
+
+using namespace segscope::core;
+namespace fs = std::filesystem;
+
+namespace {
+
+void writeSmallDemo(const fs::path& root, int images = 40, int size = 64) {
+    DemoOptions options;
+    options.images = images;
+    options.width = options.height = size;
+    writeDemoDataset(root, options);
+}
+
+Experiment tinyExperiment(const fs::path& demoRoot) {
+    Experiment e;
+    e.name = "tiny";
+    e.dataset.kind = DataSource::Voc;
+    e.dataset.root = demoRoot;
+    e.model.id = "segformer-b0";
+    e.transforms.height = e.transforms.width = 64;
+    e.transforms.horizontalFlip = true;
+    e.optimizer.type = OptimizerType::AdamW;
+    e.optimizer.learningRate = 1e-3;
+    e.schedule.type = ScheduleType::Poly;
+    e.schedule.warmupIterations = 5;
+    e.training.epochs = 2;
+    e.training.batchSize = 4;
+    e.runtime.device = "cpu";
+    e.runtime.threads = 1;
+    e.runtime.workers = 1;
+    e.runtime.seed = 0;
+    return e;
+}
+
+// Records every event as a line, in order.
+class Recorder : public TrainingObserver {
+public:
+    std::vector<std::string> events;
+    std::vector<StepEvent> steps;
+    std::vector<ValidationEvent> validations;
+    std::vector<std::string> logs;
+    std::function<void(const StepEvent&)> onEachStep;
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool pausedSeen = false;
+
+    void onStarted(const TrainingStart& s) override { add("started " + std::to_string(s.totalSteps)); }
+    void onStep(const StepEvent& e) override {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            steps.push_back(e);
+        }
+        add("step " + std::to_string(e.step));
+        if (onEachStep) onEachStep(e);
+    }
+    void onValidation(const ValidationEvent& e) override {
+        validations.push_back(e);
+        add("validation " + std::to_string(e.epoch));
+    }
+    void onCheckpoint(const CheckpointEvent& e) override { add("checkpoint " + std::to_string(e.step)); }
+    void onLog(const std::string& line) override { logs.push_back(line); }
+    void onPaused(bool paused) override {
+        add(paused ? "paused" : "resumed");
+        std::lock_guard<std::mutex> lock(mutex);
+        pausedSeen = pausedSeen || paused;
+        changed.notify_all();
+    }
+    void onFinished(TrainingOutcome o, const std::string&) override {
+        add(std::string("finished ") + trainingOutcomeName(o));
+    }
+
+private:
+    void add(const std::string& e) {
+        std::lock_guard<std::mutex> lock(mutex);
+        events.push_back(e);
+    }
+};
+
+} // namespace
+
+TEST(Trainer, DemoReachesItsMiouThreshold) {
+    segscope::test::TempDir dir;
+    writeSmallDemo(dir / "demo", 240, 64);
+    Experiment e = tinyExperiment(dir / "demo");
+    e.training.epochs = 7;
+    e.training.batchSize = 8;
+    Recorder recorder;
+    Trainer trainer(e, {}, &recorder);
+    const TrainingResult result = trainer.run();
+    ASSERT_EQ(result.outcome, TrainingOutcome::Finished) << result.message;
+    ASSERT_TRUE(result.finalMiou.has_value());
+    EXPECT_GE(*result.bestMiou, 0.80) << "best mIoU after 7 epochs of segformer-b0 on the 64x64 demo";
+    EXPECT_EQ(recorder.validations.size(), 7u);
+    // Learning happened: the last epoch's loss is well below the first step's.
+    EXPECT_LT(recorder.steps.back().loss, 0.5 * recorder.steps.front().loss);
+}
+
+TEST(Trainer, EventsFireInOrderWithCheckpoints) {
+    segscope::test::TempDir dir;
+    writeSmallDemo(dir / "demo");
+    Experiment e = tinyExperiment(dir / "demo");
+    e.training.epochs = 2;
+    Recorder recorder;
+    TrainerOptions options;
+    options.runFolder = dir / "run";
+    Trainer trainer(e, options, &recorder);
+    const TrainingResult result = trainer.run();
+    ASSERT_EQ(result.outcome, TrainingOutcome::Finished) << result.message;
+    // 40 images, a quarter for val: 30 train images, batch 4, last partial batch dropped: 7 steps.
+    const std::int64_t perEpoch = 7;
+    std::vector<std::string> expected = {"started " + std::to_string(2 * perEpoch)};
+    for (int epoch = 1; epoch <= 2; ++epoch) {
+        for (std::int64_t s = 1; s <= perEpoch; ++s) expected.push_back("step " + std::to_string((epoch - 1) * perEpoch + s));
+        expected.push_back("validation " + std::to_string(epoch));
+        expected.push_back("checkpoint " + std::to_string(epoch * perEpoch));
+    }
+    expected.push_back("finished finished");
+    EXPECT_EQ(recorder.events, expected);
+    EXPECT_EQ(result.steps, 2 * perEpoch);
+    for (std::size_t i = 0; i < recorder.steps.size(); ++i) {
+        EXPECT_EQ(recorder.steps[i].epoch, int(i / perEpoch));
+        EXPECT_GT(recorder.steps[i].imagesPerSecond, 0.0);
+        EXPECT_TRUE(std::isfinite(recorder.steps[i].loss));
+    }
+    ASSERT_EQ(recorder.validations.size(), 2u);
+    EXPECT_EQ(recorder.validations[0].imageIds.size(), 10u);  // every val image has its IoU
+    EXPECT_EQ(recorder.validations[0].metrics.perClass.size(), 5u);
+    // Checkpoints: model weights in reference names and the training state.
+    EXPECT_TRUE(fs::exists(dir / "run/checkpoints/epoch-0002-step-00000014.safetensors"));
+    EXPECT_TRUE(fs::exists(dir / "run/checkpoints/epoch-0002-step-00000014.state.pt"));
+}
+
+TEST(Trainer, CancelIsHonouredWithinOneStep) {
+    segscope::test::TempDir dir;
+    writeSmallDemo(dir / "demo");
+    Experiment e = tinyExperiment(dir / "demo");
+    Recorder recorder;
+    Trainer* self = nullptr;
+    recorder.onEachStep = [&](const StepEvent& s) {
+        if (s.step == 3) self->cancel();
+    };
+    Trainer trainer(e, {}, &recorder);
+    self = &trainer;
+    const TrainingResult result = trainer.run();
+    EXPECT_EQ(result.outcome, TrainingOutcome::Cancelled);
+    EXPECT_EQ(result.steps, 3);
+    EXPECT_EQ(recorder.events.back(), "finished cancelled");
+}
+
+TEST(Trainer, PauseHoldsBetweenStepsAndResumeContinues) {
+    segscope::test::TempDir dir;
+    writeSmallDemo(dir / "demo");
+    Experiment e = tinyExperiment(dir / "demo");
+    e.training.epochs = 1;
+    Recorder recorder;
+    Trainer* self = nullptr;
+    recorder.onEachStep = [&](const StepEvent& s) {
+        if (s.step == 2) self->pause();
+    };
+    Trainer trainer(e, {}, &recorder);
+    self = &trainer;
+    trainer.start();
+    {
+        std::unique_lock<std::mutex> lock(recorder.mutex);
+        ASSERT_TRUE(recorder.changed.wait_for(lock, std::chrono::seconds(60), [&] { return recorder.pausedSeen; }));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    {
+        std::lock_guard<std::mutex> lock(recorder.mutex);
+        EXPECT_EQ(recorder.steps.size(), 2u) << "no step may run while paused";
+    }
+    EXPECT_TRUE(trainer.isPaused());
+    trainer.resume();
+    const TrainingResult result = trainer.wait();
+    EXPECT_EQ(result.outcome, TrainingOutcome::Finished) << result.message;
+    EXPECT_EQ(result.steps, 7);
+}
+
+TEST(Trainer, NanLossStopsWithAClearMessageAndKeepsTheCheckpoint) {
+    segscope::test::TempDir dir;
+    writeSmallDemo(dir / "demo");
+    Experiment e = tinyExperiment(dir / "demo");
+    e.training.valEvery = 2;
+    e.training.valEveryUnit = ScheduleUnit::Iteration;
+    Recorder recorder;
+    TrainerOptions options;
+    options.runFolder = dir / "run";
+    options.injectNanAtStep = 3;
+    Trainer trainer(e, options, &recorder);
+    const TrainingResult result = trainer.run();
+    EXPECT_EQ(result.outcome, TrainingOutcome::Failed);
+    EXPECT_NE(result.message.find("the loss became NaN at step 3 (epoch 1)"), std::string::npos) << result.message;
+    const fs::path kept = dir / "run/checkpoints/epoch-0000-step-00000002.safetensors";
+    EXPECT_NE(result.message.find(kept.string()), std::string::npos) << result.message;
+    EXPECT_TRUE(fs::exists(kept));
+    ASSERT_EQ(recorder.steps.size(), 2u);  // steps 1 and 2 were reported, the NaN step was not
+}
+
+TEST(Trainer, OutOfMemoryRetriesAtHalfTheBatch) {
+    segscope::test::TempDir dir;
+    writeSmallDemo(dir / "demo");
+    Experiment e = tinyExperiment(dir / "demo");
+    e.training.epochs = 1;
+    e.training.batchSize = 8;
+    Recorder recorder;
+    TrainerOptions options;
+    bool thrown = false;
+    options.beforeStep = [&](std::int64_t step) {
+        if (step == 2 && !thrown) {
+            thrown = true;
+            throw c10::OutOfMemoryError({__func__, __FILE__, std::uint32_t(__LINE__)},
+                                        "CUDA out of memory. Tried to allocate 2.00 GiB");
+        }
+    };
+    Trainer trainer(e, options, &recorder);
+    const TrainingResult result = trainer.run();
+    ASSERT_EQ(result.outcome, TrainingOutcome::Finished) << result.message;
+    EXPECT_EQ(result.finalBatchSize, 4);
+    bool logged = false;
+    for (const auto& line : recorder.logs) logged = logged || line == "out of memory at batch size 8; retrying at 4";
+    EXPECT_TRUE(logged);
+}
+
+TEST(Trainer, OutOfMemoryWithoutRetryFailsWithAdvice) {
+    segscope::test::TempDir dir;
+    writeSmallDemo(dir / "demo");
+    Experiment e = tinyExperiment(dir / "demo");
+    e.training.oomRetryHalfBatch = false;
+    Recorder recorder;
+    TrainerOptions options;
+    options.beforeStep = [&](std::int64_t) {
+        throw c10::OutOfMemoryError({__func__, __FILE__, std::uint32_t(__LINE__)}, "CUDA out of memory.");
+    };
+    Trainer trainer(e, options, &recorder);
+    const TrainingResult result = trainer.run();
+    EXPECT_EQ(result.outcome, TrainingOutcome::Failed);
+    EXPECT_EQ(result.message.rfind("out of memory at batch size 4 on cpu: lower training.batch_size", 0), 0u)
+        << result.message;
+}
+
+TEST(Trainer, DatasetWithErrorsIsRefusedWithTheReport) {
+    segscope::test::TempDir dir;
+    writeSmallDemo(dir / "demo");
+    fs::resize_file(dir / "demo/JPEGImages/demo_00001.jpg", 50);
+    Experiment e = tinyExperiment(dir / "demo");
+    Recorder recorder;
+    Trainer trainer(e, {}, &recorder);
+    const TrainingResult result = trainer.run();
+    EXPECT_EQ(result.outcome, TrainingOutcome::Failed);
+    EXPECT_NE(result.message.find("the train split has problems"), std::string::npos) << result.message;
+    EXPECT_NE(result.message.find("demo_00001.jpg: truncated"), std::string::npos) << result.message;
+    EXPECT_TRUE(recorder.steps.empty());
+}
+
+TEST(LearningRateSchedule, MatchesTheFormulas) {
+    ExperimentSchedule s;
+    s.type = ScheduleType::Poly;
+    s.power = 0.9;
+    s.minLearningRate = 1e-4;
+    LearningRateSchedule poly(s, 0.01, 100, 10);
+    EXPECT_DOUBLE_EQ(poly.learningRate(0), 0.01);
+    EXPECT_DOUBLE_EQ(poly.learningRate(50), (0.01 - 1e-4) * std::pow(0.5, 0.9) + 1e-4);
+    EXPECT_DOUBLE_EQ(poly.learningRate(100), 1e-4);
+    s.type = ScheduleType::Step;
+    s.stepSize = 3;
+    s.gamma = 0.7;
+    s.per = ScheduleUnit::Epoch;
+    LearningRateSchedule step(s, 5e-4, 300, 10);
+    EXPECT_DOUBLE_EQ(step.learningRate(29), 5e-4);
+    EXPECT_DOUBLE_EQ(step.learningRate(30), 5e-4 * 0.7);
+    EXPECT_DOUBLE_EQ(step.learningRate(65), 5e-4 * 0.7 * 0.7);
+    s.type = ScheduleType::Cosine;
+    s.minLearningRate = 0;
+    LearningRateSchedule cosine(s, 1.0, 100, 10);
+    EXPECT_NEAR(cosine.learningRate(50), 0.5, 1e-12);
+    s.type = ScheduleType::Constant;
+    s.warmupIterations = 10;
+    s.warmupRatio = 0.1;
+    LearningRateSchedule warm(s, 1.0, 100, 10);
+    EXPECT_DOUBLE_EQ(warm.learningRate(0), 0.1);
+    EXPECT_DOUBLE_EQ(warm.learningRate(5), 1.0 - 0.5 * 0.9);
+    EXPECT_DOUBLE_EQ(warm.learningRate(10), 1.0);
+}
+
+TEST(SegmentationLoss, IgnoresVoidAndMatchesCrossEntropyByHand) {
+    // Two pixels: logits favour class 1 on the first, the second is void.
+    const auto logits = torch::tensor({2.0f, 0.0f, 1.0f, 3.0f}).reshape({1, 2, 1, 2});
+    const auto labels = torch::tensor({std::int64_t(0), std::int64_t(255)}).reshape({1, 1, 2});
+    SegmentationLoss ce(LossType::CrossEntropy, 2, std::nullopt, 1.0);
+    const double expected = -std::log(std::exp(2.0) / (std::exp(2.0) + std::exp(1.0)));
+    EXPECT_NEAR(ce(logits, labels).item<double>(), expected, 1e-6);
+    const auto allVoid = torch::full({1, 1, 2}, 255, torch::kInt64);
+    EXPECT_EQ(ce(logits, allVoid).item<double>(), 0.0);
+    SegmentationLoss weighted(LossType::CrossEntropy, 2, std::vector<double>{2.0, 1.0}, 1.0);
+    EXPECT_NEAR(weighted(logits, labels).item<double>(), expected, 1e-6);  // one pixel: weight cancels
+}
+
+TEST(GradScaler, DisabledPassesThroughAndEnabledUnscalesOnCpu) {
+    GradScaler off(false);
+    auto w = torch::ones({2}, torch::requires_grad());
+    EXPECT_TRUE(torch::equal(off.scale(w.sum()), w.sum()));
+}
+
+TEST(ResumeAfterKill, SameLossSequenceAsAnUninterruptedRun) {
+    segscope::test::TempDir dir;
+    writeSmallDemo(dir / "demo", 80, 64);
+    Experiment e = tinyExperiment(dir / "demo");
+    e.training.epochs = 3;
+    saveExperiment(dir / "exp.json", e);
+    const std::string cli = segscope::test::cliExecutable();
+
+    auto uninterrupted = segscope::test::runCli("train --config '" + (dir / "exp.json").string() + "' --workspace '" +
+                                                (dir / "wa").string() + "' > /dev/null 2>&1");
+    ASSERT_EQ(uninterrupted.exitCode, 0);
+    auto storeA = RunStore::open(dir / "wa");
+    const auto runA = storeA->listRuns().at(0).id;
+    const auto stepsA = storeA->steps(runA);
+    ASSERT_EQ(stepsA.size(), 45u);  // 60 train images / 4 = 15 steps per epoch
+
+    // The same run, killed with SIGKILL in the middle of its second epoch.
+    const pid_t child = fork();
+    if (child == 0) {
+        const int devnull = ::open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        execl(cli.c_str(), cli.c_str(), "train", "--config", (dir / "exp.json").c_str(), "--workspace",
+              (dir / "wb").c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    std::int64_t killedAfter = 0, checkpointStep = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+    while (std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        if (!fs::exists(dir / "wb/segscope.db")) continue;
+        auto store = RunStore::open(dir / "wb");
+        const auto runs = store->listRuns();
+        if (runs.empty()) continue;
+        const auto checkpoint = store->latestCheckpoint(runs[0].id);
+        const auto steps = store->steps(runs[0].id);
+        if (checkpoint && !steps.empty() && steps.back().step >= checkpoint->step + 3) {
+            kill(child, SIGKILL);
+            killedAfter = steps.back().step;
+            checkpointStep = checkpoint->step;
+            break;
+        }
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "the run ended before it could be killed";
+    ASSERT_GT(killedAfter, checkpointStep);
+    ASSERT_LT(killedAfter, 45);
+
+    auto storeB = RunStore::open(dir / "wb");
+    const auto runB = storeB->listRuns().at(0).id;
+    auto resumed = segscope::test::runCli("train --resume " + runB + " --workspace '" + (dir / "wb").string() +
+                                          "' > /dev/null 2>&1");
+    ASSERT_EQ(resumed.exitCode, 0);
+    const auto stepsB = storeB->steps(runB);
+    ASSERT_EQ(stepsB.size(), stepsA.size());
+    for (std::size_t i = 0; i < stepsA.size(); ++i) {
+        EXPECT_EQ(stepsB[i].step, stepsA[i].step);
+        EXPECT_EQ(stepsB[i].loss, stepsA[i].loss) << "step " << stepsA[i].step;
+        EXPECT_EQ(stepsB[i].learningRate, stepsA[i].learningRate) << "step " << stepsA[i].step;
+    }
+    EXPECT_EQ(storeB->run(runB)->status, RunStatus::Finished);
+    EXPECT_EQ(storeB->epochs(runB).size(), 3u);
+}
