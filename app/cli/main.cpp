@@ -50,6 +50,14 @@ const Command kCommands[] = {
 } // namespace
 
 int main(int argc, char** argv) {
+    // Only the commands that run models pay for the re-exec.
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "train" || a == "eval" || a == "erf" || a == "predict" || a == "forward") {
+            core::preferPassiveOpenMpWait(argv);
+            break;
+        }
+    }
     std::vector<std::string> args(argv + 1, argv + argc);
     try {
         // Global options come before the command.

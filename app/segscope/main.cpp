@@ -1,15 +1,19 @@
 // segscope: the workbench GUI. Argument parsing only; everything else lives in segscope_ui.
 #include "segscope/core/runtime.h"
+#include "segscope/ui/dataset_panel.h"
 #include "segscope/ui/main_window.h"
 #include "segscope/ui/workspace.h"
 
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QDir>
-#include <QTimer>
+#include <QFileInfo>
 #include <QPixmap>
+#include <QTabWidget>
+#include <QTimer>
 
 int main(int argc, char** argv) {
+    segscope::core::preferPassiveOpenMpWait(argv);
     QApplication app(argc, argv);
     QApplication::setApplicationName(QStringLiteral("SegScope"));
     QApplication::setApplicationVersion(QString::fromStdString(segscope::core::segscopeVersion()));
@@ -18,27 +22,43 @@ int main(int argc, char** argv) {
     parser.setApplicationDescription(QStringLiteral("Semantic-segmentation workbench"));
     parser.addHelpOption();
     parser.addVersionOption();
+    parser.addPositionalArgument(QStringLiteral("experiment"), QStringLiteral("Experiment file to load."),
+                                 QStringLiteral("[EXPERIMENT.json]"));
     QCommandLineOption workspace(QStringLiteral("workspace"), QStringLiteral("Workspace folder."), QStringLiteral("DIR"),
                                  segscope::ui::defaultWorkspace());
+    QCommandLineOption start(QStringLiteral("start"), QStringLiteral("Start the loaded experiment at once."));
     QCommandLineOption check(QStringLiteral("check"), QStringLiteral("Run the dataset check once the demo is open."));
+    QCommandLineOption tab(QStringLiteral("tab"), QStringLiteral("Tab to show first (0-3)."), QStringLiteral("N"));
+    QCommandLineOption presenter(QStringLiteral("presenter"), QStringLiteral("Start in presenter mode."));
     QCommandLineOption screenshot(QStringLiteral("screenshot"),
                                   QStringLiteral("Save a PNG of the window after --screenshot-delay ms, then quit."),
                                   QStringLiteral("PNG"));
     QCommandLineOption screenshotDelay(QStringLiteral("screenshot-delay"), QStringLiteral("Delay before --screenshot."),
                                        QStringLiteral("MS"), QStringLiteral("3000"));
-    parser.addOption(workspace);
-    parser.addOption(check);
-    parser.addOption(screenshot);
-    parser.addOption(screenshotDelay);
+    for (const auto& option : {workspace, start, check, tab, presenter, screenshot, screenshotDelay}) parser.addOption(option);
     parser.process(app);
 
     const QString workspaceDir = parser.value(workspace);
     QDir().mkpath(workspaceDir);
     segscope::ui::MainWindow window(workspaceDir);
     window.show();
+    QString experiment = parser.positionalArguments().value(0);
+    if (experiment.isEmpty()) {
+        const QString demo = QStringLiteral(SEGSCOPE_SOURCE_PRESETS "/demo.json");
+        const QString installed = QCoreApplication::applicationDirPath() + QStringLiteral("/../share/segscope/presets/demo.json");
+        experiment = QFileInfo::exists(installed) ? installed : demo;
+    }
+    const bool loaded = window.openExperiment(experiment);
+    if (parser.isSet(presenter)) window.setPresenterMode(true);
     if (parser.isSet(check))
-        QObject::connect(&window, &segscope::ui::MainWindow::datasetOpened, &window, [&window] { window.startCheck(); });
-    QTimer::singleShot(0, &window, [&window] { window.openDemoDataset(); });
+        QObject::connect(window.datasetPanel(), &segscope::ui::DatasetPanel::datasetOpened, &window,
+                         [&window] { window.datasetPanel()->startCheck(); });
+    QTimer::singleShot(0, &window, [&window] { window.datasetPanel()->openDemoDataset(); });
+    if (loaded && parser.isSet(start)) QTimer::singleShot(0, &window, [&window] { window.startRun(); });
+    if (parser.isSet(tab)) {
+        const int index = parser.value(tab).toInt();
+        QTimer::singleShot(0, &window, [&window, index] { window.tabs()->setCurrentIndex(index); });
+    }
     if (parser.isSet(screenshot)) {
         const QString path = parser.value(screenshot);
         QTimer::singleShot(parser.value(screenshotDelay).toInt(), &window, [&window, path] {

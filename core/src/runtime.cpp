@@ -8,6 +8,9 @@
 #include <ATen/Parallel.h>
 
 #include <dlfcn.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include <sstream>
 #include <thread>
@@ -77,6 +80,13 @@ std::string formatRuntimeInfo(const RuntimeInfo& info) {
             out << "  cuda:" << d.index << " " << d.name << " (" << d.totalMemoryBytes / (1024 * 1024) << " MiB)\n";
     }
     return out.str();
+}
+
+void preferPassiveOpenMpWait(char** argv) {
+    if (std::getenv("OMP_WAIT_POLICY")) return;
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);
+    // exec failed (no /proc): carry on with the active policy rather than fail.
 }
 
 void setIntraOpThreads(int threads) {

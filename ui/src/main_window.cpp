@@ -1,251 +1,321 @@
 #include "segscope/ui/main_window.h"
 
-#include "segscope/core/demo_data.h"
-#include "segscope/ui/image_convert.h"
+#include "segscope/core/error.h"
+#include "segscope/core/run_store.h"
 #include "segscope/ui/workspace.h"
+#include "segscope/ui/curves_widget.h"
+#include "segscope/ui/dataset_panel.h"
+#include "segscope/ui/experiment_editor.h"
+#include "segscope/ui/runs_panel.h"
+#include "segscope/ui/training_worker.h"
 
-#include <QtConcurrent/QtConcurrent>
 #include <QtWidgets>
-#include "segscope/ui/qcustomplot_include.h"
+#include <nlohmann/json.hpp>
 
 namespace segscope::ui {
+namespace {
 
-MainWindow::MainWindow(QString workspace, QWidget* parent)
-    : QMainWindow(parent), workspace_(std::move(workspace)), cancelCheck_(std::make_shared<std::atomic<bool>>(false)) {
-    buildUi();
-    connect(&checkWatcher_, &QFutureWatcher<core::DatasetReport>::finished, this, [this] {
-        checkButton_->setEnabled(true);
-        showReport(checkWatcher_.result());
-    });
-    connect(&demoWatcher_, &QFutureWatcher<QString>::finished, this, [this] {
-        const QString error = demoWatcher_.result();
-        if (!error.isEmpty()) {
-            statusBar()->showMessage(tr("Demo dataset: %1").arg(error));
-            return;
-        }
-        core::DatasetSpec spec;
-        spec.root = demoDatasetPath(workspace_).toStdString();
-        spec.split = "train";
-        openDataset(spec);
-    });
+QString formatSeconds(double s) {
+    const int total = int(s + 0.5);
+    return total >= 3600 ? QStringLiteral("%1:%2:%3").arg(total / 3600).arg(total / 60 % 60, 2, 10, QLatin1Char('0')).arg(total % 60, 2, 10, QLatin1Char('0'))
+                         : QStringLiteral("%1:%2").arg(total / 60).arg(total % 60, 2, 10, QLatin1Char('0'));
+}
+
+QString presetsFolder() {
+    const QString installed = QCoreApplication::applicationDirPath() + QStringLiteral("/../share/segscope/presets");
+    if (QDir(installed).exists()) return installed;
+    return QStringLiteral(SEGSCOPE_SOURCE_PRESETS);
+}
+
+} // namespace
+
+MainWindow::MainWindow(QString workspace, QWidget* parent) : QMainWindow(parent), workspace_(std::move(workspace)) {
+    registerCoreMetaTypes();
+    setWindowTitle(tr("SegScope"));
+    setAcceptDrops(true);
+    tabs_ = new QTabWidget;
+
+    // Experiment tab: editor on the left, run control on the right.
+    auto* experimentPage = new QWidget;
+    auto* experimentLayout = new QHBoxLayout(experimentPage);
+    editor_ = new ExperimentEditor;
+    experimentLayout->addWidget(editor_, 3);
+    auto* control = new QVBoxLayout;
+    startButton_ = new QPushButton(tr("Start run"));
+    startButton_->setStyleSheet(QStringLiteral("font-weight: bold; padding: 6px;"));
+    pauseButton_ = new QPushButton(tr("Pause"));
+    stopButton_ = new QPushButton(tr("Stop"));
+    pauseButton_->setEnabled(false);
+    stopButton_->setEnabled(false);
+    queueList_ = new QListWidget;
+    control->addWidget(startButton_);
+    auto* pauseStop = new QHBoxLayout;
+    pauseStop->addWidget(pauseButton_);
+    pauseStop->addWidget(stopButton_);
+    control->addLayout(pauseStop);
+    control->addWidget(new QLabel(tr("Queue")));
+    control->addWidget(queueList_, 1);
+    experimentLayout->addLayout(control, 1);
+    tabs_->addTab(experimentPage, tr("Experiment"));
+
+    // Training tab: live curves, status, log.
+    auto* trainingPage = new QWidget;
+    auto* trainingLayout = new QVBoxLayout(trainingPage);
+    banner_ = new QLabel;
+    banner_->setWordWrap(true);
+    banner_->setVisible(false);
+    banner_->setStyleSheet(QStringLiteral("background: #fde2e2; color: #8a1010; padding: 8px; border: 1px solid #d99;"));
+    runStatus_ = new QLabel(tr("No run yet."));
+    curves_ = new CurvesWidget;
+    log_ = new QPlainTextEdit;
+    log_->setReadOnly(true);
+    log_->setMaximumBlockCount(2000);
+    log_->setMaximumHeight(110);
+    trainingLayout->addWidget(banner_);
+    trainingLayout->addWidget(runStatus_);
+    trainingLayout->addWidget(curves_, 1);
+    trainingLayout->addWidget(log_);
+    tabs_->addTab(trainingPage, tr("Training"));
+
+    runs_ = new RunsPanel(workspace_);
+    tabs_->addTab(runs_, tr("Runs"));
+    dataset_ = new DatasetPanel(workspace_);
+    tabs_->addTab(dataset_, tr("Dataset"));
+    setCentralWidget(tabs_);
+    resize(1360, 860);
+    buildMenus();
+
+    connect(startButton_, &QPushButton::clicked, this, [this] { startRun(); });
+    connect(pauseButton_, &QPushButton::clicked, this, [this] { paused_ ? resumeActive() : pauseActive(); });
+    connect(stopButton_, &QPushButton::clicked, this, &MainWindow::stopActive);
+    connect(runs_, &RunsPanel::resumeRequested, this, &MainWindow::resumeRun);
+    connect(runs_, &RunsPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
+    connect(dataset_, &DatasetPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
 }
 
 MainWindow::~MainWindow() {
-    cancelCheck_->store(true);
-    checkWatcher_.waitForFinished();
-    demoWatcher_.waitForFinished();
+    queue_.clear();
+    if (worker_) worker_->stop();
+    if (thread_) {
+        thread_->quit();
+        thread_->wait();
+    }
 }
 
-void MainWindow::buildUi() {
-    setWindowTitle(tr("SegScope"));
-    auto* central = new QWidget(this);
-    auto* layout = new QVBoxLayout(central);
+void MainWindow::buildMenus() {
+    QMenu* file = menuBar()->addMenu(tr("&File"));
+    file->addAction(tr("&Open experiment…"), QKeySequence::Open, this, [this] {
+        const QString path = QFileDialog::getOpenFileName(this, tr("Open experiment"), workspace_, tr("Experiments (*.json)"));
+        if (!path.isEmpty()) openExperiment(path);
+    });
+    file->addAction(tr("&Save experiment as…"), QKeySequence::SaveAs, this, [this] {
+        const auto e = editor_->experiment();
+        if (!e) {
+            showError(tr("Experiment not saved"), tr("Fix the flagged fields first."));
+            return;
+        }
+        const QString path = QFileDialog::getSaveFileName(this, tr("Save experiment"), workspace_, tr("Experiments (*.json)"));
+        if (path.isEmpty()) return;
+        try {
+            core::saveExperiment(path.toStdString(), *e);
+        } catch (const std::exception& error) {
+            showError(tr("Experiment not saved"), QString::fromStdString(error.what()));
+        }
+    });
+    file->addSeparator();
+    file->addAction(tr("Export curves…"), this, [this] {
+        const QString path = QFileDialog::getSaveFileName(this, tr("Export curves"), workspace_, tr("PNG (*.png);;PDF (*.pdf)"));
+        if (!path.isEmpty() && !curves_->exportPlots(path)) showError(tr("Export failed"), path);
+    });
+    file->addAction(tr("Export metrics as CSV…"), this, [this] {
+        const QString path = QFileDialog::getSaveFileName(this, tr("Export metrics"), workspace_, tr("CSV (*.csv)"));
+        if (!path.isEmpty() && !curves_->exportCsv(path)) showError(tr("Export failed"), path);
+    });
+    file->addSeparator();
+    file->addAction(tr("&Quit"), QKeySequence::Quit, this, &QWidget::close);
 
-    auto* datasetRow = new QHBoxLayout;
-    kind_ = new QComboBox;
-    kind_->addItem(tr("PASCAL VOC / demo"), QStringLiteral("voc"));
-    kind_->addItem(tr("Oxford-IIIT Pets"), QStringLiteral("pets"));
-    kind_->addItem(tr("Folder"), QStringLiteral("folder"));
-    root_ = new QLineEdit;
-    root_->setPlaceholderText(tr("Dataset root folder"));
-    auto* browse = new QPushButton(tr("Browse…"));
-    split_ = new QComboBox;
-    split_->setEditable(true);
-    split_->addItems({QStringLiteral("train"), QStringLiteral("val"), QStringLiteral("trainval"), QStringLiteral("test")});
-    petsMode_ = new QComboBox;
-    petsMode_->addItems({QStringLiteral("trimap"), QStringLiteral("binary"), QStringLiteral("binary-border-fg")});
-    auto* open = new QPushButton(tr("Open"));
-    checkButton_ = new QPushButton(tr("Check dataset"));
-    datasetRow->addWidget(new QLabel(tr("Dataset")));
-    datasetRow->addWidget(kind_);
-    datasetRow->addWidget(root_, 1);
-    datasetRow->addWidget(browse);
-    datasetRow->addWidget(new QLabel(tr("Split")));
-    datasetRow->addWidget(split_);
-    datasetRow->addWidget(new QLabel(tr("Pets mode")));
-    datasetRow->addWidget(petsMode_);
-    datasetRow->addWidget(open);
-    datasetRow->addWidget(checkButton_);
-    layout->addLayout(datasetRow);
+    QMenu* presets = menuBar()->addMenu(tr("&Presets"));
+    const QDir dir(presetsFolder());
+    for (const QString& name : dir.entryList({QStringLiteral("*.json")}, QDir::Files, QDir::Name)) {
+        const QString path = dir.filePath(name);
+        presets->addAction(QFileInfo(name).completeBaseName(), this, [this, path] { openExperiment(path); });
+    }
+    if (presets->isEmpty()) presets->addAction(tr("(no presets found)"))->setEnabled(false);
 
-    auto* splitter = new QSplitter(Qt::Horizontal);
-    sampleList_ = new QListWidget;
-    sampleList_->setMinimumWidth(160);
-    splitter->addWidget(sampleList_);
-
-    auto* viewer = new QWidget;
-    auto* viewerLayout = new QVBoxLayout(viewer);
-    imageView_ = new QLabel;
-    imageView_->setAlignment(Qt::AlignCenter);
-    imageView_->setMinimumSize(320, 320);
-    imageView_->setSizePolicy(QSizePolicy::Expanding, QSizePolicy::Expanding);
-    opacity_ = new QSlider(Qt::Horizontal);
-    opacity_->setRange(0, 100);
-    opacity_->setValue(55);
-    auto* opacityRow = new QHBoxLayout;
-    opacityRow->addWidget(new QLabel(tr("Mask opacity")));
-    opacityRow->addWidget(opacity_);
-    viewerLayout->addWidget(imageView_, 1);
-    viewerLayout->addLayout(opacityRow);
-    splitter->addWidget(viewer);
-
-    auto* reportPane = new QWidget;
-    auto* reportLayout = new QVBoxLayout(reportPane);
-    summary_ = new QLabel(tr("No check run yet."));
-    summary_->setWordWrap(true);
-    frequencyPlot_ = new QCustomPlot;
-    frequencyPlot_->setMinimumSize(360, 240);
-    frequencyPlot_->yAxis->setLabel(tr("pixel share (%)"));
-    problems_ = new QPlainTextEdit;
-    problems_->setReadOnly(true);
-    problems_->setPlaceholderText(tr("Problems found by the check appear here."));
-    reportLayout->addWidget(summary_);
-    reportLayout->addWidget(frequencyPlot_, 2);
-    reportLayout->addWidget(problems_, 1);
-    splitter->addWidget(reportPane);
-    splitter->setStretchFactor(1, 2);
-    splitter->setStretchFactor(2, 2);
-    layout->addWidget(splitter, 1);
-    setCentralWidget(central);
-    resize(1280, 760);
-
-    connect(browse, &QPushButton::clicked, this, &MainWindow::browseRoot);
-    connect(open, &QPushButton::clicked, this, &MainWindow::openFromFields);
-    connect(checkButton_, &QPushButton::clicked, this, &MainWindow::startCheck);
-    connect(sampleList_, &QListWidget::currentRowChanged, this, &MainWindow::showSample);
-    connect(opacity_, &QSlider::valueChanged, this, [this] { showSample(sampleList_->currentRow()); });
+    QMenu* view = menuBar()->addMenu(tr("&View"));
+    QAction* presenter = view->addAction(tr("Presenter mode"));
+    presenter->setCheckable(true);
+    presenter->setShortcut(QKeySequence(Qt::Key_F11));
+    connect(presenter, &QAction::toggled, this, &MainWindow::setPresenterMode);
 }
 
-void MainWindow::browseRoot() {
-    const QString dir = QFileDialog::getExistingDirectory(this, tr("Dataset root"), root_->text());
-    if (!dir.isEmpty()) root_->setText(dir);
-}
-
-void MainWindow::openFromFields() {
-    core::DatasetSpec spec;
-    spec.kind = core::parseDatasetKind(kind_->currentData().toString().toStdString()).value_or(core::DatasetKind::Voc);
-    spec.root = root_->text().toStdString();
-    spec.split = split_->currentText().toStdString();
-    spec.petsMode = core::parsePetsMode(petsMode_->currentText().toStdString()).value_or(core::PetsMode::Trimap);
-    openDataset(spec);
-}
-
-bool MainWindow::openDataset(const core::DatasetSpec& spec) {
+bool MainWindow::openExperiment(const QString& path) {
     try {
-        dataset_ = core::Dataset::open(spec);
+        core::Experiment experiment = core::loadExperiment(path.toStdString());
+        // The built-in demo lives in the workspace unless the experiment names a folder.
+        if (experiment.dataset.kind == core::DataSource::Demo && experiment.dataset.root.empty())
+            experiment.dataset.root = demoDatasetPath(workspace_).toStdString();
+        editor_->setExperiment(experiment);
+        statusBar()->showMessage(tr("Loaded %1").arg(path), 5000);
+        tabs_->setCurrentIndex(0);
+        return true;
     } catch (const std::exception& e) {
-        statusBar()->showMessage(QString::fromStdString(e.what()));
+        showError(tr("Cannot open experiment"), QString::fromStdString(e.what()));
         return false;
     }
-    root_->setText(QString::fromStdString(spec.root.string()));
-    kind_->setCurrentIndex(kind_->findData(QString::fromLatin1(core::datasetKindName(spec.kind))));
-    split_->setCurrentText(QString::fromStdString(spec.split));
-    sampleList_->clear();
-    for (const auto& s : dataset_->samples()) sampleList_->addItem(QString::fromStdString(s.id));
-    statusBar()->showMessage(tr("%1: %2 images, %3 classes")
-                                 .arg(QString::fromStdString(spec.root.string()))
-                                 .arg(dataset_->size())
-                                 .arg(dataset_->numClasses()));
-    if (sampleList_->count() > 0) sampleList_->setCurrentRow(0);
-    Q_EMIT datasetOpened(sampleList_->count());
+}
+
+bool MainWindow::startRun() {
+    const auto experiment = editor_->experiment();
+    if (!experiment) {
+        statusBar()->showMessage(tr("The experiment has invalid fields; they are flagged in the editor."), 8000);
+        return false;
+    }
+    queue_.enqueue({*experiment, {}});
+    queueList_->addItem(QString::fromStdString(experiment->name.empty() ? experiment->model.id : experiment->name));
+    launchNext();
     return true;
 }
 
-void MainWindow::openDemoDataset() {
-    const QString path = demoDatasetPath(workspace_);
-    if (core::isDemoDataset(path.toStdString())) {
-        core::DatasetSpec spec;
-        spec.root = path.toStdString();
-        openDataset(spec);
-        return;
-    }
-    statusBar()->showMessage(tr("Generating the demo dataset in %1…").arg(path));
-    demoWatcher_.setFuture(QtConcurrent::run([path]() -> QString {
-        try {
-            core::writeDemoDataset(path.toStdString());
-            return {};
-        } catch (const std::exception& e) {
-            return QString::fromStdString(e.what());
+void MainWindow::resumeRun(const QString& runId) {
+    queue_.enqueue({core::Experiment{}, runId});
+    queueList_->addItem(tr("resume %1").arg(runId));
+    launchNext();
+}
+
+void MainWindow::launchNext() {
+    // One run at a time on this machine's device by default; the rest wait.
+    if (worker_ || queue_.isEmpty()) return;
+    const Pending next = queue_.dequeue();
+    delete queueList_->takeItem(0);
+    banner_->setVisible(false);
+    auto* worker = new TrainingWorker(next.experiment, workspace_, next.resumeRunId);
+    thread_ = new QThread(this);
+    worker->moveToThread(thread_);
+    worker_ = worker;
+    connect(thread_, &QThread::started, worker, &TrainingWorker::run);
+    connect(thread_, &QThread::finished, worker, &QObject::deleteLater);
+    connect(worker, &TrainingWorker::runCreated, this, [this](const QString& id) {
+        activeRunId_ = id;
+        curves_->clear();
+        curves_->addRun(id, id);
+        log_->clear();
+        Q_EMIT runStarted(id);
+    });
+    connect(worker, &TrainingWorker::started, this, [this](const QString& id, const core::TrainingStart& s) {
+        QStringList names;
+        for (const auto& n : s.classNames) names << QString::fromStdString(n);
+        curves_->setStepsPerEpoch(id, s.stepsPerEpoch);
+        curves_->setClassNames(id, names);
+        totalSteps_ = s.totalSteps;
+        batchSize_ = s.batchSize;
+        lastStep_ = s.resumedAtStep;
+        if (s.resumedAtStep > 0) curves_->loadFromStore(*core::RunStore::open(workspace_.toStdString()), id, id);
+        runStatus_->setText(tr("%1: %2 (%3 parameters) on %4")
+                                .arg(id, QString::fromStdString(s.modelId), QLocale().toString(qlonglong(s.parameters)),
+                                     QString::fromStdString(s.device)));
+        pauseButton_->setEnabled(true);
+        stopButton_->setEnabled(true);
+        tabs_->setCurrentIndex(1);
+    });
+    connect(worker, &TrainingWorker::steps, this, [this](const QString& id, const QVector<core::StepEvent>& steps) {
+        curves_->appendSteps(id, steps);
+        if (!steps.isEmpty()) {
+            lastStep_ = steps.back().step;
+            imagesPerSecond_ = steps.back().imagesPerSecond;
+            wallSeconds_ = steps.back().wallSeconds;
+            memoryBytes_ = steps.back().memoryBytes;
         }
-    }));
-}
-
-void MainWindow::showSample(int row) {
-    if (!dataset_ || row < 0 || row >= int(dataset_->size())) return;
-    try {
-        // Small images decode in a millisecond or two; large ones will move to a worker with the
-        // predictions view.
-        const core::LabeledImage sample = dataset_->load(std::size_t(row));
-        const QImage overlay = overlayLabel(sample.image, sample.label, dataset_->classes(), opacity_->value() / 100.0);
-        imageView_->setPixmap(QPixmap::fromImage(overlay).scaled(imageView_->size(), Qt::KeepAspectRatio,
-                                                                  Qt::SmoothTransformation));
-    } catch (const std::exception& e) {
-        imageView_->setText(QString::fromStdString(e.what()));
-    }
-}
-
-void MainWindow::startCheck() {
-    if (!dataset_) {
-        openFromFields();
-        if (!dataset_) return;
-    }
-    checkButton_->setEnabled(false);
-    summary_->setText(tr("Checking %1 images…").arg(dataset_->size()));
-    cancelCheck_->store(false);
-    auto dataset = dataset_;
-    auto cancel = cancelCheck_;
-    checkWatcher_.setFuture(QtConcurrent::run([dataset, cancel]() {
-        core::CheckOptions options;
-        options.cancel = cancel.get();
-        try {
-            return core::checkDataset(*dataset, options);
-        } catch (const std::exception& e) {
-            core::DatasetReport report;
-            report.problems.push_back({core::Severity::Error, dataset->resolvedRoot().string(), e.what()});
-            return report;
+        updateStatus();
+    });
+    connect(worker, &TrainingWorker::validated, this,
+            [this](const QString& id, const core::ValidationEvent& e) { curves_->appendValidation(id, e); });
+    connect(worker, &TrainingWorker::logLine, this, [this](const QString&, const QString& line) { log_->appendPlainText(line); });
+    connect(worker, &TrainingWorker::pausedChanged, this, [this](const QString&, bool paused) {
+        paused_ = paused;
+        pauseButton_->setText(paused ? tr("Resume") : tr("Pause"));
+        updateStatus();
+    });
+    connect(worker, &TrainingWorker::finished, this, [this](const QString& id, int outcome, const QString& message) {
+        const auto result = core::TrainingOutcome(outcome);
+        log_->appendPlainText(QStringLiteral("%1: %2").arg(QString::fromLatin1(core::trainingOutcomeName(result)), message));
+        if (result == core::TrainingOutcome::Failed) {
+            banner_->setText(tr("Run failed: %1").arg(message));
+            banner_->setVisible(true);
         }
-    }));
+        runStatus_->setText(runStatus_->text() + QStringLiteral(" — ") + QString::fromLatin1(core::trainingOutcomeName(result)));
+        pauseButton_->setEnabled(false);
+        stopButton_->setEnabled(false);
+        paused_ = false;
+        pauseButton_->setText(tr("Pause"));
+        thread_->quit();
+        thread_->wait();
+        thread_->deleteLater();
+        thread_ = nullptr;
+        worker_ = nullptr;
+        activeRunId_.clear();
+        runs_->refresh(true);
+        Q_EMIT runFinished(id, outcome, message);
+        launchNext();
+    });
+    thread_->start();
 }
 
-void MainWindow::showReport(const core::DatasetReport& report) {
-    lastReport_ = report;
-    summary_->setText(tr("Split %1: %2 images, %3 errors, %4 warnings — %5")
-                          .arg(QString::fromStdString(report.split))
-                          .arg(report.images)
-                          .arg(report.errorCount())
-                          .arg(report.warningCount())
-                          .arg(report.ok() ? tr("trainable") : tr("not trainable")));
-    QString problems;
-    for (const auto& p : report.problems)
-        problems += QStringLiteral("%1: %2: %3\n")
-                        .arg(p.severity == core::Severity::Error ? tr("error") : tr("warning"),
-                             QString::fromStdString(p.file), QString::fromStdString(p.message));
-    problems_->setPlainText(problems);
+void MainWindow::pauseActive() {
+    if (worker_) worker_->pause();
+}
+void MainWindow::resumeActive() {
+    if (worker_) worker_->resume();
+}
+void MainWindow::stopActive() {
+    if (worker_) worker_->stop();
+}
 
-    frequencyPlot_->clearPlottables();
-    std::uint64_t total = report.ignorePixels;
-    for (auto c : report.classPixels) total += c;
-    QVector<double> ticks, shares;
-    QVector<QString> labels;
-    for (std::size_t i = 0; i < report.classes.size(); ++i) {
-        ticks << double(i + 1);
-        shares << (total ? 100.0 * double(report.classPixels[i]) / double(total) : 0.0);
-        labels << QString::fromStdString(report.classes[i]);
+void MainWindow::setPresenterMode(bool on) {
+    curves_->setPresenterMode(on);
+    runs_->curves()->setPresenterMode(on);
+    QFont f = font();
+    f.setPointSize(on ? 15 : QApplication::font().pointSize());
+    setFont(f);
+}
+
+void MainWindow::updateStatus() {
+    const double remaining = imagesPerSecond_ > 0 ? double(totalSteps_ - lastStep_) * batchSize_ / imagesPerSecond_ : 0;
+    QString text = tr("step %1/%2 · %3 img/s · elapsed %4 · ETA %5")
+                       .arg(lastStep_)
+                       .arg(totalSteps_)
+                       .arg(imagesPerSecond_, 0, 'f', 1)
+                       .arg(formatSeconds(wallSeconds_), formatSeconds(remaining));
+    if (memoryBytes_) text += tr(" · memory %1 MiB").arg(*memoryBytes_ / (1024 * 1024));
+    if (paused_) text += tr(" · paused");
+    statusBar()->showMessage(text);
+}
+
+void MainWindow::showError(const QString& title, const QString& message) {
+    statusBar()->showMessage(title + QStringLiteral(": ") + message.section(QLatin1Char('\n'), 0, 0), 10000);
+    if (QGuiApplication::platformName() != QStringLiteral("offscreen")) QMessageBox::warning(this, title, message);
+}
+
+void MainWindow::dragEnterEvent(QDragEnterEvent* event) {
+    if (event->mimeData()->hasUrls()) event->acceptProposedAction();
+}
+
+void MainWindow::dropEvent(QDropEvent* event) {
+    for (const QUrl& url : event->mimeData()->urls())
+        if (url.isLocalFile() && url.toLocalFile().endsWith(QStringLiteral(".json"))) openExperiment(url.toLocalFile());
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+    // A running run is stopped cleanly; it stays resumable from the runs table.
+    queue_.clear();
+    if (worker_) {
+        worker_->stop();
+        if (thread_) {
+            thread_->quit();
+            thread_->wait();
+        }
     }
-    auto* bars = new QCPBars(frequencyPlot_->xAxis, frequencyPlot_->yAxis);
-    bars->setData(ticks, shares);
-    bars->setPen(QPen(QColor(30, 90, 160)));
-    bars->setBrush(QColor(70, 130, 200));
-    auto ticker = QSharedPointer<QCPAxisTickerText>::create();
-    ticker->addTicks(ticks, labels);
-    frequencyPlot_->xAxis->setTicker(ticker);
-    frequencyPlot_->xAxis->setTickLabelRotation(labels.size() > 6 ? 60 : 0);
-    frequencyPlot_->xAxis->setRange(0.3, labels.size() + 0.7);
-    double maxShare = 1.0;
-    for (double s : shares) maxShare = std::max(maxShare, s);
-    frequencyPlot_->yAxis->setRange(0, maxShare * 1.1);
-    frequencyPlot_->replot(QCustomPlot::rpQueuedReplot);
-    Q_EMIT checkFinished(report.ok());
+    QMainWindow::closeEvent(event);
 }
 
 } // namespace segscope::ui

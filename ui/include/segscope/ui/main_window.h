@@ -1,25 +1,28 @@
 #pragma once
-// The workbench's main window. For now: the dataset browser (samples with their label overlays)
-// and the dataset check report with its class-frequency chart.
-#include "segscope/core/dataset.h"
-#include "segscope/core/dataset_check.h"
+// The workbench window: experiment editor and run control, live curves, the runs of the
+// workspace, and the dataset browser. Runs go through the core trainer in TrainingWorkers on
+// their own QThreads; by default one run per device at a time, the rest wait in a queue.
+#include "segscope/core/experiment.h"
 
-#include <QFutureWatcher>
+#include <QHash>
 #include <QMainWindow>
+#include <QPointer>
+#include <QQueue>
 
-#include <atomic>
-#include <memory>
-
-class QComboBox;
-class QCustomPlot;
 class QLabel;
-class QLineEdit;
 class QListWidget;
 class QPlainTextEdit;
 class QPushButton;
-class QSlider;
+class QTabWidget;
+class QThread;
 
 namespace segscope::ui {
+
+class CurvesWidget;
+class DatasetPanel;
+class ExperimentEditor;
+class RunsPanel;
+class TrainingWorker;
 
 class MainWindow : public QMainWindow {
     Q_OBJECT
@@ -27,46 +30,67 @@ public:
     explicit MainWindow(QString workspace, QWidget* parent = nullptr);
     ~MainWindow() override;
 
-    // Opens a dataset split; shows the error in the status bar and returns false when unusable.
-    bool openDataset(const core::DatasetSpec& spec);
-    // Prepares the demo dataset in the workspace (generated in a worker when missing) and opens it.
-    void openDemoDataset();
-    // Starts a dataset check in a worker; checkFinished() fires on the GUI thread.
-    void startCheck();
+    // Loads an experiment file into the editor; errors go to a dialog and the status bar.
+    bool openExperiment(const QString& path);
+    // Validates the editor's experiment and queues it; returns false (fields flagged) if invalid.
+    bool startRun();
+    void resumeRun(const QString& runId);
+    void pauseActive();
+    void resumeActive();
+    void stopActive();
+    void setPresenterMode(bool on);
 
-    QListWidget* sampleList() const { return sampleList_; }
-    QCustomPlot* frequencyPlot() const { return frequencyPlot_; }
-    const core::DatasetReport& lastReport() const { return lastReport_; }
+    ExperimentEditor* editor() const { return editor_; }
+    CurvesWidget* liveCurves() const { return curves_; }
+    RunsPanel* runsPanel() const { return runs_; }
+    DatasetPanel* datasetPanel() const { return dataset_; }
+    QTabWidget* tabs() const { return tabs_; }
+    QString activeRunId() const { return activeRunId_; }
+    int queuedRuns() const { return int(queue_.size()); }
 
 Q_SIGNALS:
-    void datasetOpened(int samples);
-    void checkFinished(bool ok);
+    void runStarted(const QString& runId);
+    void runFinished(const QString& runId, int outcome, const QString& message);
+
+protected:
+    void dragEnterEvent(QDragEnterEvent* event) override;
+    void dropEvent(QDropEvent* event) override;
+    void closeEvent(QCloseEvent* event) override;
 
 private:
-    void buildUi();
-    void showSample(int row);
-    void showReport(const core::DatasetReport& report);
-    void browseRoot();
-    void openFromFields();
+    struct Pending {
+        core::Experiment experiment;
+        QString resumeRunId;
+    };
+    void buildMenus();
+    void launchNext();
+    void showError(const QString& title, const QString& message);
+    void updateStatus();
 
     QString workspace_;
-    std::shared_ptr<const core::Dataset> dataset_;
-    core::DatasetReport lastReport_;
-    std::shared_ptr<std::atomic<bool>> cancelCheck_;
-    QFutureWatcher<core::DatasetReport> checkWatcher_;
-    QFutureWatcher<QString> demoWatcher_;
+    QTabWidget* tabs_ = nullptr;
+    ExperimentEditor* editor_ = nullptr;
+    CurvesWidget* curves_ = nullptr;
+    RunsPanel* runs_ = nullptr;
+    DatasetPanel* dataset_ = nullptr;
+    QPushButton* startButton_ = nullptr;
+    QPushButton* pauseButton_ = nullptr;
+    QPushButton* stopButton_ = nullptr;
+    QLabel* runStatus_ = nullptr;
+    QLabel* banner_ = nullptr;
+    QPlainTextEdit* log_ = nullptr;
+    QListWidget* queueList_ = nullptr;
 
-    QComboBox* kind_ = nullptr;
-    QLineEdit* root_ = nullptr;
-    QComboBox* split_ = nullptr;
-    QComboBox* petsMode_ = nullptr;
-    QPushButton* checkButton_ = nullptr;
-    QListWidget* sampleList_ = nullptr;
-    QLabel* imageView_ = nullptr;
-    QSlider* opacity_ = nullptr;
-    QCustomPlot* frequencyPlot_ = nullptr;
-    QPlainTextEdit* problems_ = nullptr;
-    QLabel* summary_ = nullptr;
+    QQueue<Pending> queue_;
+    QPointer<TrainingWorker> worker_;
+    QThread* thread_ = nullptr;
+    QString activeRunId_;
+    bool paused_ = false;
+    // Live status of the active run.
+    std::int64_t totalSteps_ = 0, lastStep_ = 0;
+    int batchSize_ = 0;
+    double imagesPerSecond_ = 0.0, wallSeconds_ = 0.0;
+    std::optional<std::int64_t> memoryBytes_;
 };
 
 } // namespace segscope::ui

@@ -1,6 +1,6 @@
 // Offscreen widget tests of the main window: dataset browsing and the dataset check.
 #include "segscope/core/demo_data.h"
-#include "segscope/ui/main_window.h"
+#include "segscope/ui/dataset_panel.h"
 #include "segscope/ui/qcustomplot_include.h"
 
 #include "test_support.h"
@@ -12,14 +12,14 @@
 
 using namespace segscope;
 
-TEST(MainWindow, OpensDatasetAndCheckFillsTheFrequencyChart) {
+TEST(DatasetPanel, OpensDatasetAndCheckFillsTheFrequencyChart) {
     test::TempDir dir;
     core::DemoOptions options;
     options.images = 12;
     options.width = options.height = 40;
     core::writeDemoDataset(dir / "demo", options);
 
-    ui::MainWindow window(QString::fromStdString(dir.path().string()));
+    ui::DatasetPanel window(QString::fromStdString(dir.path().string()));
     core::DatasetSpec spec;
     spec.root = dir / "demo";
     spec.split = "train";
@@ -27,7 +27,7 @@ TEST(MainWindow, OpensDatasetAndCheckFillsTheFrequencyChart) {
     EXPECT_EQ(window.sampleList()->count(), 9);
     EXPECT_EQ(window.sampleList()->item(0)->text(), QStringLiteral("demo_00000"));
 
-    QSignalSpy finished(&window, &ui::MainWindow::checkFinished);
+    QSignalSpy finished(&window, &ui::DatasetPanel::checkFinished);
     window.startCheck();
     ASSERT_TRUE(finished.wait(20000));
     EXPECT_TRUE(finished.at(0).at(0).toBool());
@@ -38,18 +38,12 @@ TEST(MainWindow, OpensDatasetAndCheckFillsTheFrequencyChart) {
     EXPECT_EQ(bars->data()->size(), 5);
 }
 
-TEST(MainWindow, UnusableDatasetIsReportedNotFatal) {
+TEST(DatasetPanel, UnusableDatasetIsReportedNotFatal) {
     test::TempDir dir;
-    ui::MainWindow window(QString::fromStdString(dir.path().string()));
+    ui::DatasetPanel window(QString::fromStdString(dir.path().string()));
     core::DatasetSpec spec;
     spec.root = dir / "missing";
     EXPECT_FALSE(window.openDataset(spec));
     EXPECT_EQ(window.sampleList()->count(), 0);
 }
 
-int main(int argc, char** argv) {
-    qputenv("QT_QPA_PLATFORM", "offscreen");
-    QApplication app(argc, argv);
-    ::testing::InitGoogleTest(&argc, argv);
-    return RUN_ALL_TESTS();
-}

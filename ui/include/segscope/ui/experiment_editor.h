@@ -1,0 +1,78 @@
+#pragma once
+// Editor for the experiment file's main fields. Fields the form does not show are kept from the
+// loaded experiment. Validation is the core's: invalid fields are flagged next to the field with
+// the core's message before launch. GUI thread only; the parameter count is computed in a worker.
+#include "segscope/core/experiment.h"
+
+#include <nlohmann/json.hpp>
+
+#include <QFutureWatcher>
+#include <QHash>
+#include <QWidget>
+
+#include <optional>
+
+class QCheckBox;
+class QComboBox;
+class QDoubleSpinBox;
+class QLabel;
+class QLineEdit;
+class QSpinBox;
+
+namespace segscope::ui {
+
+class ExperimentEditor : public QWidget {
+    Q_OBJECT
+public:
+    explicit ExperimentEditor(QWidget* parent = nullptr);
+
+    void setExperiment(const core::Experiment& experiment);
+    // The edited experiment, or nothing when it does not validate (the fields are flagged).
+    std::optional<core::Experiment> experiment();
+    // The document as edited, before validation.
+    nlohmann::json document() const;
+    // Field path -> message of the last validation; empty when valid.
+    const QHash<QString, QString>& fieldErrors() const { return errors_; }
+    QWidget* fieldWidget(const QString& path) const { return fields_.value(path); }
+
+Q_SIGNALS:
+    void validityChanged(bool valid);
+
+private:
+    void addField(const QString& path, QWidget* widget);
+    void validate();
+    void updateParameterCount();
+
+    nlohmann::json base_;
+    QHash<QString, QWidget*> fields_;
+    QHash<QString, QString> errors_;
+    QLineEdit* name_;
+    QComboBox* kind_;
+    QLineEdit* root_;
+    QLineEdit* trainSplit_;
+    QLineEdit* valSplit_;
+    QComboBox* petsMode_;
+    QCheckBox* voidToBackground_;
+    QComboBox* model_;
+    QLabel* parameters_;
+    QLineEdit* pretrained_;
+    QSpinBox* height_;
+    QSpinBox* width_;
+    QComboBox* resizeMode_;
+    QCheckBox* flip_;
+    QComboBox* optimizer_;
+    QDoubleSpinBox* learningRate_;
+    QDoubleSpinBox* weightDecay_;
+    QComboBox* schedule_;
+    QSpinBox* epochs_;
+    QSpinBox* batch_;
+    QComboBox* amp_;
+    QComboBox* device_;
+    QSpinBox* seed_;
+    QSpinBox* workers_;
+    QLabel* errorSummary_;
+    QFutureWatcher<qlonglong> countWatcher_;
+    QString countedModel_;
+};
+
+} // namespace segscope::ui

@@ -1,0 +1,80 @@
+#pragma once
+// The runs of a workspace: a sortable table that follows the database (runs started by
+// segscope-cli appear while they run), comparison of selected runs (overlaid curves, per-class
+// IoU as grouped bars) and the per-class IoU diff of two runs. GUI thread only.
+#include "segscope/core/run_store.h"
+
+#include <QAbstractTableModel>
+#include <QWidget>
+
+#include <memory>
+#include <vector>
+
+class QCustomPlot;
+class QLabel;
+class QSortFilterProxyModel;
+class QTableView;
+class QTableWidget;
+class QTimer;
+
+namespace segscope::ui {
+
+class CurvesWidget;
+
+class RunsModel : public QAbstractTableModel {
+    Q_OBJECT
+public:
+    enum Column { Name, Model, Dataset, Status, Parameters, BestMiou, FinalMiou, Seconds, ImagesPerSecond, Started, Id,
+                  ColumnCount };
+    explicit RunsModel(QObject* parent = nullptr);
+    void setRuns(std::vector<core::RunSummary> runs);
+    const core::RunSummary& run(int row) const { return runs_.at(std::size_t(row)); }
+    int rowCount(const QModelIndex& parent = {}) const override;
+    int columnCount(const QModelIndex& parent = {}) const override;
+    QVariant data(const QModelIndex& index, int role) const override;
+    QVariant headerData(int section, Qt::Orientation orientation, int role) const override;
+
+private:
+    std::vector<core::RunSummary> runs_;
+};
+
+class RunsPanel : public QWidget {
+    Q_OBJECT
+public:
+    // Opens its own connection to the workspace's database.
+    explicit RunsPanel(const QString& workspace, QWidget* parent = nullptr);
+    ~RunsPanel() override;
+
+    // Re-reads the runs when the database changed (also called by a 1 s timer).
+    void refresh(bool force = false);
+    void selectRuns(const QStringList& runIds);
+    QStringList selectedRunIds() const;
+    // Overlays the selected runs' curves and per-class IoU bars.
+    void compareSelected();
+    // Per-class ΔIoU of the second selected run against the first (best evaluations).
+    void diffSelected();
+
+    RunsModel* model() const { return model_; }
+    QTableView* view() const { return view_; }
+    CurvesWidget* curves() const { return curves_; }
+    QTableWidget* diffTable() const { return diffTable_; }
+    QCustomPlot* classBars() const { return classBars_; }
+
+Q_SIGNALS:
+    void resumeRequested(const QString& runId);
+    void statusMessage(const QString& text);
+
+private:
+    std::unique_ptr<core::RunStore> store_;
+    std::int64_t lastCounter_ = -1;
+    RunsModel* model_ = nullptr;
+    QSortFilterProxyModel* proxy_ = nullptr;
+    QTableView* view_ = nullptr;
+    CurvesWidget* curves_ = nullptr;
+    QCustomPlot* classBars_ = nullptr;
+    QTableWidget* diffTable_ = nullptr;
+    QLabel* diffTitle_ = nullptr;
+    QTimer* poll_ = nullptr;
+};
+
+} // namespace segscope::ui

@@ -1,0 +1,73 @@
+#pragma once
+// One training run in a worker object living on its own QThread.
+//
+// run() (a slot, invoked through the thread's event loop) blocks its thread for the whole
+// training; pause(), resume() and stop() are thread-safe and meant to be called directly from
+// the GUI thread. Only values leave the worker, through queued signals; step events are batched
+// so a fast run cannot flood the GUI's event loop. No exception escapes run().
+#include "segscope/core/experiment.h"
+#include "segscope/core/trainer.h"
+
+#include <QObject>
+#include <QString>
+#include <QVector>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <optional>
+
+Q_DECLARE_METATYPE(segscope::core::StepEvent)
+Q_DECLARE_METATYPE(segscope::core::ValidationEvent)
+Q_DECLARE_METATYPE(segscope::core::TrainingStart)
+
+namespace segscope::ui {
+
+void registerCoreMetaTypes();
+
+class TrainingWorker : public QObject, private core::TrainingObserver {
+    Q_OBJECT
+public:
+    // A new run of `experiment`, or (with resumeRunId) the continuation of an interrupted run.
+    TrainingWorker(core::Experiment experiment, QString workspace, QString resumeRunId = {});
+    ~TrainingWorker() override;
+
+    void pause();
+    void resume();
+    void stop();
+    QString runId() const;
+
+public Q_SLOTS:
+    void run();
+
+Q_SIGNALS:
+    void runCreated(const QString& runId);
+    void started(const QString& runId, const segscope::core::TrainingStart& start);
+    void steps(const QString& runId, const QVector<segscope::core::StepEvent>& steps);
+    void validated(const QString& runId, const segscope::core::ValidationEvent& event);
+    void logLine(const QString& runId, const QString& line);
+    void pausedChanged(const QString& runId, bool paused);
+    // outcome: core::TrainingOutcome as int.
+    void finished(const QString& runId, int outcome, const QString& message);
+
+private:
+    void onStarted(const core::TrainingStart& start) override;
+    void onStep(const core::StepEvent& event) override;
+    void onValidation(const core::ValidationEvent& event) override;
+    void onLog(const std::string& line) override;
+    void onPaused(bool paused) override;
+    void onFinished(core::TrainingOutcome outcome, const std::string& reason) override;
+    void flushSteps();
+
+    core::Experiment experiment_;
+    QString workspace_;
+    QString resumeRunId_;
+    mutable std::mutex mutex_;
+    QString runId_;
+    core::Trainer* trainer_ = nullptr;  // guarded by mutex_, valid while run() trains
+    bool stopRequested_ = false;
+    QVector<core::StepEvent> pendingSteps_;
+    std::chrono::steady_clock::time_point lastEmit_{};
+};
+
+} // namespace segscope::ui

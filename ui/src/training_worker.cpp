@@ -1,0 +1,134 @@
+#include "segscope/ui/training_worker.h"
+
+#include "segscope/core/run_recorder.h"
+#include "segscope/core/run_store.h"
+
+#include <nlohmann/json.hpp>
+
+namespace segscope::ui {
+
+void registerCoreMetaTypes() {
+    qRegisterMetaType<core::StepEvent>();
+    qRegisterMetaType<core::ValidationEvent>();
+    qRegisterMetaType<core::TrainingStart>();
+    qRegisterMetaType<QVector<core::StepEvent>>();
+}
+
+TrainingWorker::TrainingWorker(core::Experiment experiment, QString workspace, QString resumeRunId)
+    : experiment_(std::move(experiment)), workspace_(std::move(workspace)), resumeRunId_(std::move(resumeRunId)) {
+    registerCoreMetaTypes();
+}
+
+TrainingWorker::~TrainingWorker() { stop(); }
+
+void TrainingWorker::pause() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (trainer_) trainer_->pause();
+}
+
+void TrainingWorker::resume() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (trainer_) trainer_->resume();
+}
+
+void TrainingWorker::stop() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopRequested_ = true;
+    if (trainer_) trainer_->cancel();
+}
+
+QString TrainingWorker::runId() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return runId_;
+}
+
+void TrainingWorker::run() {
+    QString id;
+    try {
+        const auto store = core::RunStore::open(workspace_.toStdString());
+        store->markInterrupted();
+        core::TrainerOptions options;
+        std::string runId = resumeRunId_.toStdString();
+        if (!resumeRunId_.isEmpty()) {
+            const auto record = store->run(runId);
+            if (!record) throw core::Error("no run '" + runId + "' in this workspace");
+            experiment_ = core::parseExperiment(nlohmann::json::parse(record->experimentJson));
+            const auto checkpoint = store->latestCheckpoint(runId);
+            store->truncateAfter(runId, checkpoint ? checkpoint->step : 0);
+            if (checkpoint) options.resumeFrom = checkpoint->path;
+        } else {
+            core::NewRun newRun;
+            newRun.name = experiment_.name.empty() ? experiment_.model.id : experiment_.name;
+            newRun.model = experiment_.model.id;
+            newRun.dataset = std::string(core::dataSourceName(experiment_.dataset.kind)) + ":" +
+                             core::datasetRoot(experiment_).string();
+            newRun.experimentJson = core::toJson(experiment_).dump(2);
+            newRun.device = experiment_.runtime.device;
+            runId = store->createRun(newRun);
+            core::saveExperiment(store->run(runId)->folder / "experiment.json", experiment_);
+        }
+        options.runFolder = store->run(runId)->folder;
+        id = QString::fromStdString(runId);
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            runId_ = id;
+        }
+        Q_EMIT runCreated(id);
+        core::RunRecorder recorder(*store, runId, this);
+        core::Trainer trainer(experiment_, options, &recorder);
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            trainer_ = &trainer;
+            if (stopRequested_) trainer.cancel();
+        }
+        const core::TrainingResult result = trainer.run();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            trainer_ = nullptr;
+        }
+        recorder.recordResult(result);
+    } catch (const std::exception& e) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            trainer_ = nullptr;
+        }
+        Q_EMIT finished(id, int(core::TrainingOutcome::Failed), QString::fromStdString(e.what()));
+    } catch (...) {
+        Q_EMIT finished(id, int(core::TrainingOutcome::Failed), tr("unknown error"));
+    }
+}
+
+void TrainingWorker::onStarted(const core::TrainingStart& start) { Q_EMIT started(runId(), start); }
+
+void TrainingWorker::onStep(const core::StepEvent& event) {
+    pendingSteps_.push_back(event);
+    // A few updates per second are plenty for curves; the rest would only load the event loop.
+    const auto now = std::chrono::steady_clock::now();
+    if (now - lastEmit_ >= std::chrono::milliseconds(150)) flushSteps();
+}
+
+void TrainingWorker::flushSteps() {
+    if (pendingSteps_.isEmpty()) return;
+    Q_EMIT steps(runId(), pendingSteps_);
+    pendingSteps_.clear();
+    lastEmit_ = std::chrono::steady_clock::now();
+}
+
+void TrainingWorker::onValidation(const core::ValidationEvent& event) {
+    flushSteps();
+    Q_EMIT validated(runId(), event);
+}
+
+void TrainingWorker::onLog(const std::string& line) { Q_EMIT logLine(runId(), QString::fromStdString(line)); }
+
+void TrainingWorker::onPaused(bool paused) {
+    flushSteps();
+    Q_EMIT pausedChanged(runId(), paused);
+}
+
+void TrainingWorker::onFinished(core::TrainingOutcome outcome, const std::string& reason) {
+    flushSteps();
+    Q_EMIT finished(runId(), int(outcome), QString::fromStdString(reason));
+}
+
+} // namespace segscope::ui
