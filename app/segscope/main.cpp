@@ -2,6 +2,7 @@
 #include "segscope/core/runtime.h"
 #include "segscope/ui/dataset_panel.h"
 #include "segscope/ui/main_window.h"
+#include "segscope/ui/runs_panel.h"
 #include "segscope/ui/workspace.h"
 
 #include <QApplication>
@@ -29,13 +30,15 @@ int main(int argc, char** argv) {
     QCommandLineOption start(QStringLiteral("start"), QStringLiteral("Start the loaded experiment at once."));
     QCommandLineOption check(QStringLiteral("check"), QStringLiteral("Run the dataset check once the demo is open."));
     QCommandLineOption tab(QStringLiteral("tab"), QStringLiteral("Tab to show first (0-3)."), QStringLiteral("N"));
+    QCommandLineOption compareAll(QStringLiteral("compare-all"),
+                                  QStringLiteral("Select every run of the workspace and compare them (Runs tab)."));
     QCommandLineOption presenter(QStringLiteral("presenter"), QStringLiteral("Start in presenter mode."));
     QCommandLineOption screenshot(QStringLiteral("screenshot"),
                                   QStringLiteral("Save a PNG of the window after --screenshot-delay ms, then quit."),
                                   QStringLiteral("PNG"));
     QCommandLineOption screenshotDelay(QStringLiteral("screenshot-delay"), QStringLiteral("Delay before --screenshot."),
                                        QStringLiteral("MS"), QStringLiteral("3000"));
-    for (const auto& option : {workspace, start, check, tab, presenter, screenshot, screenshotDelay}) parser.addOption(option);
+    for (const auto& option : {workspace, start, check, tab, compareAll, presenter, screenshot, screenshotDelay}) parser.addOption(option);
     parser.process(app);
 
     const QString workspaceDir = parser.value(workspace);
@@ -55,6 +58,18 @@ int main(int argc, char** argv) {
                          [&window] { window.datasetPanel()->startCheck(); });
     QTimer::singleShot(0, &window, [&window] { window.datasetPanel()->openDemoDataset(); });
     if (loaded && parser.isSet(start)) QTimer::singleShot(0, &window, [&window] { window.startRun(); });
+    if (parser.isSet(compareAll)) {
+        QTimer::singleShot(200, &window, [&window] {
+            auto* runs = window.runsPanel();
+            QStringList ids;
+            for (int row = 0; row < runs->model()->rowCount(); ++row)
+                ids << QString::fromStdString(runs->model()->run(row).id);
+            runs->selectRuns(ids);
+            runs->compareSelected();
+            runs->diffSelected();
+            window.tabs()->setCurrentWidget(runs);
+        });
+    }
     if (parser.isSet(tab)) {
         const int index = parser.value(tab).toInt();
         QTimer::singleShot(0, &window, [&window, index] { window.tabs()->setCurrentIndex(index); });

@@ -343,6 +343,11 @@ void CurvesWidget::rebuild() {
         rate->setPen(QPen(s.color, 1, Qt::DashLine));
         rate->setData(x, y, true);
         rate->setName(prefix + tr("learning rate"));
+        // With several runs the legend names each run once (its smoothed loss and its mIoU).
+        if (order_.size() > 1) {
+            rate->removeFromLegend();
+            smooth->setName(s.label);
+        }
         for (double r : s.rate) rateMax = std::max(rateMax, r);
 
         const QVector<double>& vx = xFor(s, true);
@@ -357,7 +362,8 @@ void CurvesWidget::rebuild() {
             g->setPen(QPen(s.color, m.style == Qt::SolidLine ? width * 1.3 : width, m.style));
             g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, presenter_ ? 8 : 5));
             g->setData(vx, *m.values, true);
-            g->setName(prefix + m.name);
+            g->setName(order_.size() > 1 ? s.label + QStringLiteral(" ") + m.name : m.name);
+            if (order_.size() > 1 && m.style != Qt::SolidLine) g->removeFromLegend();
         }
         for (int c = 0; c < s.classIou.size() && c < s.classNames.size(); ++c) {
             if (!shownClasses.contains(s.classNames[c])) continue;
