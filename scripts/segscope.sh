@@ -40,13 +40,10 @@ case "$action" in
     if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
       exec "$build_dir/app/segscope" --workspace "$workspace"
     fi
-    echo "No display: running the headless demo."
-    demo="$workspace/datasets/demo"
-    if [ ! -f "$demo/ImageSets/Segmentation/val.txt" ]; then
-      "$build_dir/app/segscope-cli" demo-data --out "$demo"
-    fi
+    echo "No display: training the demo headless (resources/presets/demo.json)."
     "$build_dir/app/segscope-cli" --version
-    "$build_dir/app/segscope-cli" check-dataset --kind voc --root "$demo" --split train
+    "$build_dir/app/segscope-cli" train --config resources/presets/demo.json --workspace "$workspace"
+    "$build_dir/app/segscope-cli" runs --workspace "$workspace"
     ;;
   *)
     echo "usage: scripts/segscope.sh run|test|build" >&2
