@@ -10,5 +10,8 @@ int commandCheckDataset(const Arguments& args);
 int commandScore(const Arguments& args);
 int commandRuns(const Arguments& args);
 int commandTrain(const Arguments& args);
+int commandEval(const Arguments& args);
+int commandExport(const Arguments& args);
+int commandPredict(const Arguments& args);
 
 } // namespace segscope::cli

@@ -26,6 +26,16 @@ commands:
   train --resume RUN_ID [--workspace DIR]
                                   train an experiment (or continue an interrupted run), recording
                                   it in the workspace; prints the metrics table at the end
+  eval --run ID [--workspace DIR] [--split NAME] [--checkpoint latest|best|FILE]
+       [--device NAME] [--json]
+                                  score a run's checkpoint on a split (default: its val split)
+  export --run ID [--workspace DIR] [--checkpoint latest|best|FILE] --out FILE.safetensors
+                                  write a checkpoint's weights with reference names and metadata
+                                  (model, classes, class names)
+  predict --run ID [--workspace DIR] [--checkpoint latest|best|FILE] [--device NAME]
+          --image FILE --out OVERLAY.png [--mask MASK.png] [--alpha 0.5]
+                                  segment one image: an overlay in class colours and, with
+                                  --mask, a palette PNG of class indices at the image's size
   score --pred DIR --gt DIR --classes K [--ignore 255] [--names classes.txt] [--json]
                                   score index-PNG predictions against index-PNG ground truth
                                   (matched by file name): aAcc, mIoU, mAcc, mDice, per class
@@ -45,6 +55,9 @@ const Command kCommands[] = {
     {"score", [](const std::vector<std::string>& a) { return commandScore(Arguments(a, {"json"})); }},
     {"runs", [](const std::vector<std::string>& a) { return commandRuns(Arguments(a, {"json"})); }},
     {"train", [](const std::vector<std::string>& a) { return commandTrain(Arguments(a, {}, {})); }},
+    {"eval", [](const std::vector<std::string>& a) { return commandEval(Arguments(a, {"json"})); }},
+    {"export", [](const std::vector<std::string>& a) { return commandExport(Arguments(a, {})); }},
+    {"predict", [](const std::vector<std::string>& a) { return commandPredict(Arguments(a, {})); }},
 };
 
 } // namespace

@@ -1,13 +1,15 @@
 #include "segscope/core/trainer.h"
 
+#include "autocast_scope.h"
+
 #include "segscope/core/dataset_check.h"
+#include "segscope/core/inference.h"
 #include "segscope/core/loader.h"
 #include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
 #include "segscope/core/training_parts.h"
 #include "segscope/core/weights.h"
 
-#include <ATen/autocast_mode.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <torch/serialize.h>
@@ -23,7 +25,6 @@
 
 namespace segscope::core {
 namespace fs = std::filesystem;
-namespace F = torch::nn::functional;
 
 const char* trainingOutcomeName(TrainingOutcome outcome) {
     switch (outcome) {
@@ -44,29 +45,6 @@ std::optional<std::int64_t> residentBytes() {
     if (!(statm >> pages >> resident)) return std::nullopt;
     return resident * sysconf(_SC_PAGESIZE);
 }
-
-// Enables CUDA autocast for its lifetime.
-class AutocastScope {
-public:
-    AutocastScope(bool enabled, at::ScalarType dtype) : enabled_(enabled) {
-        if (!enabled_) return;
-        previous_ = at::autocast::is_autocast_enabled(at::kCUDA);
-        previousType_ = at::autocast::get_autocast_dtype(at::kCUDA);
-        at::autocast::set_autocast_enabled(at::kCUDA, true);
-        at::autocast::set_autocast_dtype(at::kCUDA, dtype);
-    }
-    ~AutocastScope() {
-        if (!enabled_) return;
-        at::autocast::set_autocast_enabled(at::kCUDA, previous_);
-        at::autocast::set_autocast_dtype(at::kCUDA, previousType_);
-        at::autocast::clear_cache();
-    }
-
-private:
-    bool enabled_;
-    bool previous_ = false;
-    at::ScalarType previousType_ = at::kHalf;
-};
 
 class Cancelled : public std::exception {};
 
@@ -425,60 +403,24 @@ void Trainer::Session::flushLosses(bool force) {
 }
 
 void Trainer::Session::validate() {
-    model_->eval();
-    torch::NoGradGuard noGrad;
-    ConfusionMatrix matrix(classes_);
+    EvaluationOptions evaluation;
+    evaluation.device = device_;
+    evaluation.resolution = e_.training.evalResolution;
+    evaluation.voidToBackground = e_.dataset.voidToBackground;
+    evaluation.classNames = classNames_;
+    evaluation.loss = loss_.get();
+    evaluation.amp = e_.training.amp;
+    evaluation.channelsLast = e_.training.channelsLast;
+    evaluation.shouldStop = [this] { return trainer_.waitWhilePaused(); };
+    Evaluation scored = evaluate(*model_, *valLoader_, classes_, evaluation);
+    if (scored.cancelled) throw Cancelled();
     ValidationEvent event;
-    double lossSum = 0.0;
-    std::int64_t lossBatches = 0;
-    valLoader_->startEpoch(0);
-    const bool original = e_.training.evalResolution == EvalResolution::Original;
-    while (auto batch = valLoader_->next()) {
-        checkControl();
-        torch::Tensor images = batch->images.to(device_);
-        if (cuda_ && e_.training.channelsLast) images = images.contiguous(at::MemoryFormat::ChannelsLast);
-        torch::Tensor logits;
-        {
-            AutocastScope autocast(cuda_ && e_.training.amp != AmpMode::Off,
-                                   e_.training.amp == AmpMode::Fp16 ? at::kHalf : at::kBFloat16);
-            logits = model_->forward(images).to(torch::kFloat32);
-        }
-        const torch::Tensor labels = batch->labels.to(device_);
-        lossSum += (*loss_)(logits, labels).item<double>();
-        ++lossBatches;
-        if (!original) {
-            const torch::Tensor prediction = logits.argmax(1);
-            matrix.update(prediction, labels);
-            auto ious = batchImageIou(prediction, labels, classes_);
-            for (std::size_t i = 0; i < ious.size(); ++i) {
-                event.imageIds.push_back(batch->ids[i]);
-                event.images.push_back(std::move(ious[i]));
-            }
-        } else {
-            // Logits resized back to each label's own resolution.
-            for (std::size_t i = 0; i < batch->indices.size(); ++i) {
-                const LabeledImage sample = valSet_->load(batch->indices[i]);
-                cv::Mat label = sample.label;
-                if (e_.dataset.voidToBackground) label.setTo(0, label == kIgnoreIndex);
-                const torch::Tensor target =
-                    torch::from_blob(label.data, {1, label.rows, label.cols}, torch::kUInt8).to(torch::kInt64).to(device_);
-                const torch::Tensor resized = F::interpolate(
-                    logits.slice(0, std::int64_t(i), std::int64_t(i) + 1),
-                    F::InterpolateFuncOptions().size(std::vector<std::int64_t>{label.rows, label.cols})
-                        .mode(torch::kBilinear).align_corners(false));
-                const torch::Tensor prediction = resized.argmax(1);
-                matrix.update(prediction, target);
-                auto ious = batchImageIou(prediction, target, classes_);
-                event.imageIds.push_back(batch->ids[i]);
-                event.images.push_back(std::move(ious.front()));
-            }
-        }
-    }
-    model_->train();
+    event.metrics = std::move(scored.metrics);
+    event.valLoss = scored.meanLoss;
+    event.imageIds = std::move(scored.imageIds);
+    event.images = std::move(scored.images);
     event.epoch = epoch_;
     event.step = step_;
-    event.metrics = computeMetrics(matrix, classNames_);
-    if (lossBatches) event.valLoss = lossSum / double(lossBatches);
     event.wallSeconds = wallSeconds();
     lastMiou_ = event.metrics.mIoU;
     if (event.metrics.mIoU && (!bestMiou_ || *event.metrics.mIoU > *bestMiou_)) {

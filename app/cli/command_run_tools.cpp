@@ -1,0 +1,147 @@
+// segscope-cli eval, export and predict: using a recorded run's checkpoints.
+#include "commands.h"
+
+#include "segscope/core/dataset.h"
+#include "segscope/core/experiment.h"
+#include "segscope/core/image_io.h"
+#include "segscope/core/inference.h"
+#include "segscope/core/run_store.h"
+#include "segscope/core/weights.h"
+
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <map>
+
+namespace segscope::cli {
+namespace core = segscope::core;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Opens an existing workspace only: a mistyped --workspace must not create an empty one.
+std::unique_ptr<core::RunStore> openWorkspace(const Arguments& args) {
+    const fs::path workspace = args.value("workspace").value_or(core::defaultWorkspace().string());
+    std::error_code ec;
+    if (!fs::exists(workspace / "segscope.db", ec))
+        throw core::FileError(workspace.string(), "not a SegScope workspace (no segscope.db)");
+    return core::RunStore::open(workspace);
+}
+
+core::LoadedRun loadRunFromArguments(const Arguments& args, core::RunStore& store) {
+    return core::loadRun(store, args.required("run"), args.value("checkpoint").value_or("latest"),
+                         args.value("device").value_or(""));
+}
+
+std::string checkpointLabel(const core::LoadedRun& run) {
+    std::string label = run.checkpoint.filename().string();
+    if (run.epoch) label += " (epoch " + std::to_string(*run.epoch) + ", step " + std::to_string(*run.step) + ")";
+    return label;
+}
+
+}  // namespace
+
+int commandEval(const Arguments& args) {
+    args.allowOnly({"run", "workspace", "split", "checkpoint", "device", "json"});
+    const auto store = openWorkspace(args);
+    const core::LoadedRun run = loadRunFromArguments(args, *store);
+    const core::Experiment& experiment = run.experiment;
+    const std::string split = args.value("split").value_or(experiment.dataset.valSplit);
+
+    core::prepareDemoDataset(experiment);
+    const auto dataset = core::Dataset::open(core::datasetSpec(experiment, split));
+    core::EvaluationOptions options;
+    options.device = run.device;
+    options.resolution = experiment.training.evalResolution;
+    options.voidToBackground = experiment.dataset.voidToBackground;
+    for (const auto& c : run.classInfo) options.classNames.push_back(c.name);
+    options.amp = experiment.training.amp;
+    options.channelsLast = experiment.training.channelsLast;
+    const bool terminal = isatty(STDERR_FILENO);
+    if (terminal)
+        options.progress = [](std::size_t done, std::size_t total) {
+            std::cerr << "\rscoring " << done << "/" << total << " images" << std::flush;
+        };
+    const core::Evaluation result =
+        core::evaluate(*run.model, dataset, core::transformConfig(experiment), run.classes,
+                       std::size_t(experiment.training.batchSize), experiment.runtime.workers, options);
+    if (terminal) std::cerr << "\r\033[K" << std::flush;
+
+    if (args.has("json")) {
+        std::cout << core::metricsToJson(result.metrics) << std::endl;
+    } else {
+        std::cout << "run " << run.runId << ", checkpoint " << checkpointLabel(run) << ", split " << split << " ("
+                  << dataset->size() << " images)\n"
+                  << core::metricsToText(result.metrics);
+    }
+    return 0;
+}
+
+int commandExport(const Arguments& args) {
+    args.allowOnly({"run", "workspace", "checkpoint", "out"});
+    const fs::path out = args.required("out");
+    const auto store = openWorkspace(args);
+    const core::LoadedRun run =
+        core::loadRun(*store, args.required("run"), args.value("checkpoint").value_or("latest"), "cpu");
+    nlohmann::json names = nlohmann::json::array();
+    for (const auto& c : run.classInfo) names.push_back(c.name);
+    std::map<std::string, std::string> metadata = {
+        {"format", "pt"},
+        {"model", run.experiment.model.id},
+        {"classes", std::to_string(run.classes)},
+        {"class_names", names.dump()},
+        {"run", run.runId},
+        {"checkpoint", run.checkpoint.filename().string()},
+    };
+    if (run.epoch) metadata["epoch"] = std::to_string(*run.epoch);
+    if (run.step) metadata["step"] = std::to_string(*run.step);
+    const core::TensorMap tensors = core::stateDict(*run.model);
+    core::writeSafetensors(out, tensors, metadata);
+    std::cout << "wrote " << tensors.size() << " tensors of " << run.experiment.model.id << " (" << run.classes
+              << " classes) from " << checkpointLabel(run) << " to " << out.string() << std::endl;
+    return 0;
+}
+
+int commandPredict(const Arguments& args) {
+    args.allowOnly({"run", "workspace", "checkpoint", "device", "image", "out", "mask", "alpha"});
+    const fs::path imagePath = args.required("image");
+    const fs::path overlayPath = args.required("out");
+    double alpha = 0.5;
+    if (auto text = args.value("alpha")) {
+        try {
+            std::size_t used = 0;
+            alpha = std::stod(*text, &used);
+            if (used != text->size()) throw std::invalid_argument(*text);
+        } catch (const std::exception&) {
+            throw UsageError("--alpha expects a number in [0, 1], got '" + *text + "'");
+        }
+        if (!(alpha >= 0.0 && alpha <= 1.0))
+            throw UsageError("--alpha expects a number in [0, 1], got '" + *text + "'");
+    }
+    // The image is checked before the (slower) model load so a typo fails at once.
+    const cv::Mat image = core::readImageRgb(imagePath);
+    const auto store = openWorkspace(args);
+    const core::LoadedRun run = loadRunFromArguments(args, *store);
+    const cv::Mat labels = core::predictImage(*run.model, image, core::transformConfig(run.experiment), run.device);
+
+    std::vector<core::Rgb> palette;
+    for (const auto& c : run.classInfo) palette.push_back(c.color);
+    core::writeImageRgb(overlayPath, core::overlayLabels(image, labels, palette, alpha));
+    if (auto maskPath = args.value("mask")) core::writePalettePng(*maskPath, labels, palette);
+
+    std::vector<std::int64_t> pixels(std::size_t(run.classes), 0);
+    for (int y = 0; y < labels.rows; ++y)
+        for (int x = 0; x < labels.cols; ++x) ++pixels[labels.at<std::uint8_t>(y, x)];
+    std::cout << imagePath.string() << " (" << image.cols << "x" << image.rows << ") with " << checkpointLabel(run)
+              << ":\n";
+    for (int c = 0; c < run.classes; ++c)
+        if (pixels[std::size_t(c)] > 0)
+            std::cout << "  " << run.classInfo[std::size_t(c)].name << ": " << std::fixed << std::setprecision(1)
+                      << 100.0 * double(pixels[std::size_t(c)]) / double(labels.total()) << "%\n";
+    return 0;
+}
+
+}  // namespace segscope::cli
