@@ -10,5 +10,6 @@ int commandCheckDataset(const Arguments& args);
 int commandScore(const Arguments& args);
 int commandRuns(const Arguments& args);
 int commandTrain(const Arguments& args);
+int commandErf(const Arguments& args);
 
 } // namespace segscope::cli
