@@ -53,6 +53,14 @@ torch::Device modelDevice(SegmentationModel& model) {
     return torch::kCPU;
 }
 
+// Inputs follow the parameters' floating type (float32 normally, float64 for a model moved to
+// double), so the caller's tensor never has to match it.
+torch::Dtype modelDtype(SegmentationModel& model) {
+    for (const auto& p : model.parameters(true))
+        if (p.is_floating_point()) return p.scalar_type();
+    return torch::kFloat32;
+}
+
 std::vector<std::string> resolveStages(const SegmentationModel& model, const ErfOptions& options) {
     const std::vector<std::string> offered = model.stageNames();
     if (options.stages.empty()) return offered;
@@ -95,7 +103,7 @@ bool accumulateBatch(SegmentationModel& model, const torch::Tensor& inputs, cons
         throw Error("ERF inputs change size within one computation");
     }
     const torch::Device device = modelDevice(model);
-    torch::Tensor input = inputs.detach().to(device, torch::kFloat32).clone().set_requires_grad(true);
+    torch::Tensor input = inputs.detach().to(device, modelDtype(model)).clone().set_requires_grad(true);
 
     StageMap stageMap;
     model.forwardStages(input, &stageMap);
