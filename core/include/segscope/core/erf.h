@@ -88,7 +88,7 @@ struct ErfResult {
 
 // ERF of explicit inputs (B, 3, H, W), normalised as the model expects, moved to the model's
 // device; all B images go through one forward pass. `cancel` is checked between stages; a
-// cancelled call returns cancelled = true and images = 0 with empty maps.
+// cancelled call returns cancelled = true and images = 0 with all-zero maps.
 ErfResult computeErf(SegmentationModel& model, const torch::Tensor& inputs, const ErfOptions& options = {},
                      const ErfProgress& progress = {}, const std::atomic<bool>* cancel = nullptr);
 
