@@ -13,5 +13,6 @@ int commandTrain(const Arguments& args);
 int commandEval(const Arguments& args);
 int commandExport(const Arguments& args);
 int commandPredict(const Arguments& args);
+int commandErf(const Arguments& args);
 
 } // namespace segscope::cli

@@ -39,6 +39,13 @@ commands:
   score --pred DIR --gt DIR --classes K [--ignore 255] [--names classes.txt] [--json]
                                   score index-PNG predictions against index-PNG ground truth
                                   (matched by file name): aAcc, mIoU, mAcc, mDice, per class
+  erf (--run ID [--workspace DIR] [--checkpoint best|latest]
+       | --model ID --classes K [--weights FILE] [--seed S] [--config EXPERIMENT.json])
+      [--images N | --input IN.safetensors] [--split NAME] [--size H W] [--batch-size B]
+      [--stages stage1,...] [--objective relu-sum|sum] [--reduction abs-sum|relu-sum]
+      [--device auto|cpu|cuda:N] --out DIR [--json]
+                                  effective receptive field of every stage (mean input gradient
+                                  of the centre activation): erf.safetensors, PNGs, erf.json
   runs [--workspace DIR] [--json] the runs of a workspace (default $SEGSCOPE_WORKSPACE, else
                                   $XDG_DATA_HOME/SegScope or ~/.local/share/SegScope)
 )";
@@ -58,6 +65,7 @@ const Command kCommands[] = {
     {"eval", [](const std::vector<std::string>& a) { return commandEval(Arguments(a, {"json"})); }},
     {"export", [](const std::vector<std::string>& a) { return commandExport(Arguments(a, {})); }},
     {"predict", [](const std::vector<std::string>& a) { return commandPredict(Arguments(a, {})); }},
+    {"erf", [](const std::vector<std::string>& a) { return commandErf(Arguments(a, {"json"}, {"size"})); }},
 };
 
 } // namespace
