@@ -10,5 +10,7 @@ int commandCheckDataset(const Arguments& args);
 int commandScore(const Arguments& args);
 int commandRuns(const Arguments& args);
 int commandTrain(const Arguments& args);
+int commandModels(const Arguments& args);
+int commandForward(const Arguments& args);
 
 } // namespace segscope::cli

@@ -31,6 +31,14 @@ commands:
                                   (matched by file name): aAcc, mIoU, mAcc, mDice, per class
   runs [--workspace DIR] [--json] the runs of a workspace (default $SEGSCOPE_WORKSPACE, else
                                   $XDG_DATA_HOME/SegScope or ~/.local/share/SegScope)
+  models [--classes K] [--json] [ID ...]
+                                  the model zoo (or the given ids): id, family, exact parameter
+                                  count at K classes (default 21), stage names
+  forward --model ID --classes K --input IN.safetensors --output OUT.safetensors
+          [--weights FILE] [--strict]
+                                  eval-mode forward of tensor `input` (B,3,H,W float32), writing
+                                  `logits`; --weights takes .safetensors or torch.save .pth/.bin,
+                                  mapped by name (torchvision ResNet, HF MiT, timm ViT)
 )";
 
 struct Command {
@@ -45,6 +53,8 @@ const Command kCommands[] = {
     {"score", [](const std::vector<std::string>& a) { return commandScore(Arguments(a, {"json"})); }},
     {"runs", [](const std::vector<std::string>& a) { return commandRuns(Arguments(a, {"json"})); }},
     {"train", [](const std::vector<std::string>& a) { return commandTrain(Arguments(a, {}, {})); }},
+    {"models", [](const std::vector<std::string>& a) { return commandModels(Arguments(a, {"json"})); }},
+    {"forward", [](const std::vector<std::string>& a) { return commandForward(Arguments(a, {"strict"})); }},
 };
 
 } // namespace

@@ -80,6 +80,8 @@ TensorMap readSafetensors(const std::filesystem::path& path, std::map<std::strin
             if (!found) throw FileError(name, "tensor '" + key + "' has unsupported dtype " + dtype);
             if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > dataSize)
                 throw FileError(name, "tensor '" + key + "' lies outside the file (truncated?)");
+            for (const auto d : shape)
+                if (d < 0) throw FileError(name, "tensor '" + key + "' has a negative dimension");
             auto tensor = torch::empty(shape, torch::TensorOptions().dtype(found->type));
             const std::uint64_t expected = std::uint64_t(tensor.numel()) * tensor.element_size();
             if (offsets[1] - offsets[0] != expected)
@@ -171,6 +173,15 @@ TensorMap readWeightsFile(const std::filesystem::path& path) {
     char head[2] = {};
     in.read(head, 2);
     if (head[0] == 'P' && head[1] == 'K') return readTorchStateDict(path);
+    // A legacy (pre-1.6, or _use_new_zipfile_serialization=False) torch.save file is a bare
+    // pickle stream: PROTO opcode 0x80 and a protocol 2..5. A safetensors file starts with its
+    // header length instead, whose low byte could be 0x80 but whose header then begins at byte 8
+    // with '{'; route pickles to readTorchStateDict so the user reads why it is refused.
+    if (static_cast<unsigned char>(head[0]) == 0x80 && head[1] >= 2 && head[1] <= 5) {
+        char rest[7] = {};
+        in.read(rest, 7);
+        if (!in || rest[6] != '{') return readTorchStateDict(path);
+    }
     return readSafetensors(path);
 }
 

@@ -27,7 +27,8 @@ void writeSafetensors(const std::filesystem::path& path, const TensorMap& tensor
 // usual containers ("state_dict", "model"). Throws FileError.
 TensorMap readTorchStateDict(const std::filesystem::path& path);
 
-// Dispatches on content: safetensors or torch.save zip.
+// Dispatches on content: safetensors or torch.save zip; a legacy (non-zip) torch.save pickle is
+// refused with readTorchStateDict's FileError. A missing file: FileError "PATH: does not exist".
 TensorMap readWeightsFile(const std::filesystem::path& path);
 
 // The module's parameters and buffers by state_dict name (what Python's state_dict() lists).
