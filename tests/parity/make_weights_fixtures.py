@@ -7,6 +7,9 @@
   state.pth               torch.save(OrderedDict) of STATE below (zip format)
   wrapped.pth             torch.save({"state_dict": STATE, "epoch": 3})
   legacy.pth              torch.save(STATE, _use_new_zipfile_serialization=False): refused by C++
+  module.pth              torch.save(nn.Sequential(Conv2d, BatchNorm2d).state_dict()), seeded: an
+                          OrderedDict with `_metadata` as real checkpoints are; module.safetensors
+                          holds the same tensors
   timm_vit.safetensors    state_dict of timm VisionTransformer(img_size=224, patch_size=16,
                           embed_dim=192, depth=12, num_heads=3), seeded (ViT-Tiny/16 at 224 with
                           its 1000-class head: a stand-in for an ImageNet checkpoint)
@@ -23,7 +26,7 @@ import importlib.metadata
 import os
 import sys
 
-FILES = ("dtypes.safetensors", "state.pth", "wrapped.pth", "legacy.pth", "timm_vit.safetensors",
+FILES = ("dtypes.safetensors", "state.pth", "wrapped.pth", "legacy.pth", "module.pth", "module.safetensors", "timm_vit.safetensors",
          "timm_vit_expected.safetensors")
 
 
@@ -95,6 +98,14 @@ def main():
     torch.save(state(), os.path.join(OUT, "state.pth"))
     torch.save({"state_dict": state(), "epoch": 3}, os.path.join(OUT, "wrapped.pth"))
     torch.save(state(), os.path.join(OUT, "legacy.pth"), _use_new_zipfile_serialization=False)
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    with torch.no_grad():
+        module[1].running_mean.normal_()
+        module[1].num_batches_tracked += 5
+    torch.save(module.state_dict(), os.path.join(OUT, "module.pth"))
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, os.path.join(OUT, "module.safetensors"))
 
     from timm.models.vision_transformer import VisionTransformer
     torch.manual_seed(0)
