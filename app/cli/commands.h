@@ -14,5 +14,7 @@ int commandEval(const Arguments& args);
 int commandExport(const Arguments& args);
 int commandPredict(const Arguments& args);
 int commandErf(const Arguments& args);
+int commandModels(const Arguments& args);
+int commandForward(const Arguments& args);
 
 } // namespace segscope::cli

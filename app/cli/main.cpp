@@ -48,6 +48,14 @@ commands:
                                   of the centre activation): erf.safetensors, PNGs, erf.json
   runs [--workspace DIR] [--json] the runs of a workspace (default $SEGSCOPE_WORKSPACE, else
                                   $XDG_DATA_HOME/SegScope or ~/.local/share/SegScope)
+  models [--classes K] [--json] [ID ...]
+                                  the model zoo (or the given ids): id, family, exact parameter
+                                  count at K classes (default 21), stage names
+  forward --model ID --classes K --input IN.safetensors --output OUT.safetensors
+          [--weights FILE] [--strict]
+                                  eval-mode forward of tensor `input` (B,3,H,W float32), writing
+                                  `logits`; --weights takes .safetensors or torch.save .pth/.bin,
+                                  mapped by name (torchvision ResNet, HF MiT, timm ViT)
 )";
 
 struct Command {
@@ -66,6 +74,8 @@ const Command kCommands[] = {
     {"export", [](const std::vector<std::string>& a) { return commandExport(Arguments(a, {})); }},
     {"predict", [](const std::vector<std::string>& a) { return commandPredict(Arguments(a, {})); }},
     {"erf", [](const std::vector<std::string>& a) { return commandErf(Arguments(a, {"json"}, {"size"})); }},
+    {"models", [](const std::vector<std::string>& a) { return commandModels(Arguments(a, {"json"})); }},
+    {"forward", [](const std::vector<std::string>& a) { return commandForward(Arguments(a, {"strict"})); }},
 };
 
 } // namespace

@@ -4,8 +4,11 @@
 #include "segscope/core/image_io.h"
 
 #include <nlohmann/json.hpp>
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/unpickler.h>
 #include <torch/serialize.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -44,6 +47,165 @@ void collectTensors(const c10::IValue& value, const std::string& prefix, TensorM
     }
 }
 
+// torch.save pickles a state dict as collections.OrderedDict (GLOBAL, EMPTY_TUPLE, REDUCE, then
+// SETITEMS, and for Module.state_dict() a BUILD with its `_metadata`). LibTorch's Unpickler turns
+// that global into None, because it only expects it for tensors' (empty) backward hooks, so
+// SETITEMS on it fails; it also has no POP. So the pickle is rewritten, opcode by opcode, before
+// unpickling: the OrderedDict callable (its GLOBAL, or a BINGET of it) becomes EMPTY_DICT and
+// the EMPTY_TUPLE/REDUCE calling it disappear; BUILD becomes TUPLE2, pairing the dict with its
+// state, which unwrapBuilt() then drops. Returns false for opcodes it does not know (the pickle
+// is then used as is).
+bool rewriteOrderedDicts(const std::vector<char>& in, std::vector<char>& out) {
+    out.clear();
+    out.reserve(in.size());
+    std::vector<std::uint32_t> odMemos;
+    bool pending = false, seen = false;
+    std::size_t i = 0;
+    auto u = [&](std::size_t k) { return static_cast<unsigned char>(in[k]); };
+    auto le = [&](std::size_t at, int n) {
+        std::uint64_t v = 0;
+        for (int b = n - 1; b >= 0; --b) v = (v << 8) | u(at + std::size_t(b));
+        return v;
+    };
+    auto line = [&](std::size_t at) {
+        while (at < in.size() && in[at] != '\n') ++at;
+        return at + 1;
+    };
+    while (i < in.size()) {
+        const unsigned char op = u(i);
+        std::size_t next = i + 1;
+        switch (op) {
+        case '(': case '.': case '0': case '1': case '2': case 'N': case 0x88: case 0x89: case ']': case '}':
+        case 0x8f: case 'a': case 'e': case 's': case 'u': case 'R': case 't': case 0x85: case 0x86: case 0x87:
+        case 'Q': case 'l': case 'd': case 0x90: case 0x91: case 0x81: case 0x92: case 0x93:
+            break;
+        case ')':
+            if (pending && i + 1 < in.size() && in[i + 1] == 'R') {
+                i += 2;
+                pending = false;
+                continue;
+            }
+            break;
+        case 'b':
+            if (seen) {
+                out.push_back(static_cast<char>(0x86));
+                i = next;
+                continue;
+            }
+            break;
+        case 0x80: case 'K': case 0x82: next = i + 2; break;
+        case 'q': case 'h': {
+            if (i + 1 >= in.size()) return false;
+            const std::uint32_t id = u(i + 1);
+            if (op == 'q' && pending) odMemos.push_back(id);
+            if (op == 'h' && std::find(odMemos.begin(), odMemos.end(), id) != odMemos.end()) {
+                out.push_back('}');
+                i += 2;
+                pending = true;
+                continue;
+            }
+            next = i + 2;
+            break;
+        }
+        case 'r': case 'j': {
+            if (i + 4 >= in.size()) return false;
+            const auto id = static_cast<std::uint32_t>(le(i + 1, 4));
+            if (op == 'r' && pending) odMemos.push_back(id);
+            if (op == 'j' && std::find(odMemos.begin(), odMemos.end(), id) != odMemos.end()) {
+                out.push_back('}');
+                i += 5;
+                pending = true;
+                continue;
+            }
+            next = i + 5;
+            break;
+        }
+        case 0x8a: case 'U': case 0x8c: case 'C':
+            if (i + 1 >= in.size()) return false;
+            next = i + 2 + u(i + 1);
+            break;
+        case 'M': case 0x83: next = i + 3; break;
+        case 'J': case 0x84: next = i + 5; break;
+        case 'X': case 'T': case 'B': case 0x8b:
+            if (i + 4 >= in.size()) return false;
+            next = i + 5 + le(i + 1, 4);
+            break;
+        case 'G': case 0x95: next = i + 9; break;
+        case 0x8d: case 0x8e: case 0x96:
+            if (i + 8 >= in.size()) return false;
+            next = i + 9 + le(i + 1, 8);
+            break;
+        case 'c': {
+            const std::size_t moduleEnd = line(i + 1);
+            next = line(moduleEnd);
+            if (std::string(in.begin() + long(i) + 1, in.begin() + long(std::min(next, in.size()))) ==
+                "collections\nOrderedDict\n") {
+                out.push_back('}');
+                i = next;
+                pending = seen = true;
+                continue;
+            }
+            break;
+        }
+        case 'I': case 'L': case 'S': case 'V': case 'F': case 'p': case 'g': case 'P':
+            next = line(i + 1);
+            break;
+        case 'i': next = line(line(i + 1)); break;
+        default:
+            return false;  // MEMOIZE (protocol 4+) and anything unknown: leave the pickle alone
+        }
+        if (next > in.size()) return false;
+        // Only the opcodes right after the OrderedDict callable keep it pending (its BINPUT).
+        if (op != 'q' && op != 'r') pending = false;
+        out.insert(out.end(), in.begin() + long(i), in.begin() + long(next));
+        i = next;
+    }
+    return true;
+}
+
+// Undoes the TUPLE2 that stands for BUILD: (dict, state dict) -> dict, recursively.
+c10::IValue unwrapBuilt(const c10::IValue& value) {
+    if (value.isTuple()) {
+        const auto& elements = value.toTupleRef().elements();
+        if (elements.size() == 2 && elements[0].isGenericDict() && elements[1].isGenericDict())
+            return unwrapBuilt(elements[0]);
+        return value;
+    }
+    if (value.isGenericDict()) {
+        auto dict = value.toGenericDict();
+        for (auto it = dict.begin(); it != dict.end(); ++it) it->setValue(unwrapBuilt(it->value()));
+        return dict;
+    }
+    return value;
+}
+
+c10::IValue unpickleTorchSave(const std::filesystem::path& path) {
+    caffe2::serialize::PyTorchStreamReader reader(path.string());
+    at::DataPtr pickleData;
+    std::size_t pickleSize = 0;
+    std::tie(pickleData, pickleSize) = reader.getRecord("data.pkl");
+    const char* begin = static_cast<const char*>(pickleData.get());
+    const std::vector<char> original(begin, begin + pickleSize);
+    std::vector<char> pickle;
+    if (!rewriteOrderedDicts(original, pickle)) pickle = original;
+    std::size_t position = 0;
+    auto read = [&](char* buffer, std::size_t n) {
+        const std::size_t count = std::min(n, pickle.size() - position);
+        std::memcpy(buffer, pickle.data() + position, count);
+        position += count;
+        return count;
+    };
+    auto readRecord = [&](const std::string& name) {
+        at::DataPtr data;
+        std::size_t size = 0;
+        std::tie(data, size) = reader.getRecord("data/" + name);
+        return data;
+    };
+    torch::jit::Unpickler unpickler(read, nullptr, nullptr, readRecord, c10::Device(c10::kCPU));
+    unpickler.set_version(reader.version());
+    return unwrapBuilt(unpickler.parse_ivalue());
+}
+
 } // namespace
 
 TensorMap readSafetensors(const std::filesystem::path& path, std::map<std::string, std::string>* metadata) {
@@ -80,6 +242,8 @@ TensorMap readSafetensors(const std::filesystem::path& path, std::map<std::strin
             if (!found) throw FileError(name, "tensor '" + key + "' has unsupported dtype " + dtype);
             if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > dataSize)
                 throw FileError(name, "tensor '" + key + "' lies outside the file (truncated?)");
+            for (const auto d : shape)
+                if (d < 0) throw FileError(name, "tensor '" + key + "' has a negative dimension");
             auto tensor = torch::empty(shape, torch::TensorOptions().dtype(found->type));
             const std::uint64_t expected = std::uint64_t(tensor.numel()) * tensor.element_size();
             if (offsets[1] - offsets[0] != expected)
@@ -144,7 +308,7 @@ TensorMap readTorchStateDict(const std::filesystem::path& path) {
                                        "re-save with torch.save in PyTorch >= 1.6)");
     c10::IValue value;
     try {
-        value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+        value = unpickleTorchSave(path);
     } catch (const std::exception& e) {
         throw FileError(path.string(), std::string("cannot unpickle: ") + e.what());
     }
@@ -171,6 +335,15 @@ TensorMap readWeightsFile(const std::filesystem::path& path) {
     char head[2] = {};
     in.read(head, 2);
     if (head[0] == 'P' && head[1] == 'K') return readTorchStateDict(path);
+    // A legacy (pre-1.6, or _use_new_zipfile_serialization=False) torch.save file is a bare
+    // pickle stream: PROTO opcode 0x80 and a protocol 2..5. A safetensors file starts with its
+    // header length instead, whose low byte could be 0x80 but whose header then begins at byte 8
+    // with '{'; route pickles to readTorchStateDict so the user reads why it is refused.
+    if (static_cast<unsigned char>(head[0]) == 0x80 && head[1] >= 2 && head[1] <= 5) {
+        char rest[7] = {};
+        in.read(rest, 7);
+        if (!in || rest[6] != '{') return readTorchStateDict(path);
+    }
     return readSafetensors(path);
 }
 

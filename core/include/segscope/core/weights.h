@@ -23,11 +23,14 @@ TensorMap readSafetensors(const std::filesystem::path& path, std::map<std::strin
 void writeSafetensors(const std::filesystem::path& path, const TensorMap& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
-// Reads a PyTorch state dict written by torch.save (.pth/.pt/.bin, zip format), unwrapping the
-// usual containers ("state_dict", "model"). Throws FileError.
+// Reads a PyTorch state dict written by torch.save (.pth/.pt/.bin, zip format): a dict or an
+// OrderedDict (Module.state_dict(), `_metadata` ignored), unwrapping the usual containers
+// ("state_dict", "model", "model_state_dict"). Throws FileError naming the file for a legacy
+// (non-zip) pickle, an unreadable pickle or one without tensors.
 TensorMap readTorchStateDict(const std::filesystem::path& path);
 
-// Dispatches on content: safetensors or torch.save zip.
+// Dispatches on content: safetensors or torch.save zip; a legacy (non-zip) torch.save pickle is
+// refused with readTorchStateDict's FileError. A missing file: FileError "PATH: does not exist".
 TensorMap readWeightsFile(const std::filesystem::path& path);
 
 // The module's parameters and buffers by state_dict name (what Python's state_dict() lists).

@@ -18,6 +18,23 @@ namespace segscope::core {
 // The result loads with loadStateDict(model, mapped) and leaves only head parameters missing.
 TensorMap mapPretrainedResNet(const std::string& modelId, const TensorMap& torchvision);
 
+// Renames a timm VisionTransformer checkpoint (keys "patch_embed.proj.weight", "cls_token",
+// "pos_embed", "blocks.N.…", "norm.*", "head.*") to the encoder of Segmenter ("encoder." + key)
+// or SETR ("backbone." + key) model `modelId`:
+//   - "head.*" and "fc_norm.*" (the classifier) are dropped; so is "norm.*" for SETR, whose
+//     mmseg backbone has no final norm;
+//   - "pos_embed" (1, 1 + n*n, dim) is resized from its n×n grid (14×14 for a 224-pixel
+//     checkpoint at patch 16) to the model's default grid (512 / patch) bilinearly,
+//     align_corners=false, keeping the cls position entry — the resize the model's forward
+//     itself applies at other input sizes (timm's own resample defaults to bicubic);
+//   - every other tensor is shared, not copied.
+// Throws Error when `modelId` is not a Segmenter or SETR model, when the checkpoint lacks
+// patch_embed.proj.weight or pos_embed, or when its patch size or width differs from the model's
+// (e.g. a ViT-S/16 checkpoint for segmenter-linear-vit-tiny-p16); the message shows both shapes.
+// Builds the model once to learn its shapes (ViT-large: a few seconds).
+// The result loads with loadStateDict(model, mapped) and leaves only decoder parameters missing.
+TensorMap mapPretrainedVit(const std::string& modelId, const TensorMap& timm);
+
 } // namespace segscope::core
 
 namespace segscope::core {
@@ -26,6 +43,8 @@ namespace segscope::core {
 //   - a torchvision ResNet ImageNet checkpoint, for ResNet-based models (mapPretrainedResNet);
 //   - an HF MiT image-classification checkpoint (nvidia/mit-b0 … b5) for SegFormer: its
 //     top-level "classifier.*" is dropped, "segformer.encoder.*" kept;
+//   - a timm ViT checkpoint (top-level "patch_embed.proj.weight" and "pos_embed") for Segmenter
+//     and SETR (mapPretrainedVit);
 //   - a checkpoint already in the model's reference names (smp, torchvision FCN, HF SegFormer
 //     such as the ADE-finetuned ones, SegScope exports) passes through unchanged; a classifier
 //     whose class count differs is then skipped by loadStateDict as a shape mismatch.
