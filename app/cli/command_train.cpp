@@ -107,31 +107,18 @@ int commandTrain(const Arguments& args) {
     options.keepCheckpoints = int(args.integer("keep-checkpoints", options.keepCheckpoints));
     if (auto resume = args.value("resume")) {
         if (args.has("config")) throw UsageError("--resume and --config exclude each other");
-        const auto run = store->run(*resume);
-        if (!run) throw core::Error("no run '" + *resume + "' in workspace " + workspace.string());
-        if (run->status == core::RunStatus::Running)
-            throw core::Error("run " + *resume + " is still running (pid " + std::to_string(run->pid.value_or(0)) + ")");
-        if (run->status == core::RunStatus::Finished) throw core::Error("run " + *resume + " has already finished");
-        experiment = core::parseExperiment(nlohmann::json::parse(run->experimentJson));
         runId = *resume;
-        const auto checkpoint = store->latestCheckpoint(runId);
-        store->truncateAfter(runId, checkpoint ? checkpoint->step : 0);
-        if (checkpoint) options.resumeFrom = checkpoint->path;
+        const core::ResumePoint point = core::prepareResume(*store, runId);
+        experiment = point.experiment;
+        options.resumeFrom = point.checkpoint;
         std::cout << "resuming run " << runId
-                  << (checkpoint ? " from " + checkpoint->path.string() : std::string(" from the start")) << std::endl;
+                  << (point.checkpoint ? " from " + point.checkpoint->string() : std::string(" from the start"))
+                  << std::endl;
     } else {
         experiment = core::loadExperiment(args.required("config"));
         for (const auto& assignment : args.all("set")) core::applyOverride(experiment, assignment);
         if (auto name = args.value("name")) experiment.name = *name;
-        core::NewRun newRun;
-        newRun.name = experiment.name.empty() ? experiment.model.id : experiment.name;
-        newRun.model = experiment.model.id;
-        newRun.dataset = std::string(core::dataSourceName(experiment.dataset.kind)) + ":" +
-                         core::datasetRoot(experiment).string();
-        newRun.experimentJson = core::toJson(experiment).dump(2);
-        newRun.device = experiment.runtime.device;
-        runId = store->createRun(newRun);
-        core::saveExperiment(store->run(runId)->folder / "experiment.json", experiment);
+        runId = core::createRecordedRun(*store, experiment);
         std::cout << "run " << runId << " in " << workspace.string() << std::endl;
     }
     options.runFolder = store->run(runId)->folder;

@@ -1,8 +1,38 @@
 #include "segscope/core/run_recorder.h"
 
+#include <nlohmann/json.hpp>
+
 #include <fstream>
 
 namespace segscope::core {
+
+std::string createRecordedRun(RunStore& store, const Experiment& experiment) {
+    NewRun run;
+    run.name = experiment.name.empty() ? experiment.model.id : experiment.name;
+    run.model = experiment.model.id;
+    run.dataset = std::string(dataSourceName(experiment.dataset.kind)) + ":" + datasetRoot(experiment).string();
+    run.experimentJson = toJson(experiment).dump(2);
+    run.device = experiment.runtime.device;
+    const std::string id = store.createRun(run);
+    saveExperiment(store.run(id)->folder / "experiment.json", experiment);
+    return id;
+}
+
+ResumePoint prepareResume(RunStore& store, const std::string& runId) {
+    const auto run = store.run(runId);
+    if (!run) throw Error("no run '" + runId + "' in workspace " + store.workspace().string());
+    if (run->status == RunStatus::Running)
+        throw Error("run " + runId + " is still running (pid " + std::to_string(run->pid.value_or(0)) + ")");
+    if (run->status == RunStatus::Finished) throw Error("run " + runId + " has already finished");
+    ResumePoint point;
+    point.experiment = parseExperiment(nlohmann::json::parse(run->experimentJson));
+    if (const auto checkpoint = store.latestCheckpoint(runId)) {
+        point.checkpoint = checkpoint->path;
+        point.step = checkpoint->step;
+    }
+    store.truncateAfter(runId, point.step);
+    return point;
+}
 
 RunRecorder::RunRecorder(RunStore& store, std::string runId, TrainingObserver* next)
     : store_(store), runId_(std::move(runId)), next_(next) {}

@@ -236,9 +236,16 @@ void RunsPanel::diffSelected() {
         return;
     }
     try {
-        // The older run is A, so Δ reads as "what changed since".
+        // The older run is A, so Δ reads as "what changed since". The model lists runs newest
+        // first (creation time, then insertion order), so the older one has the larger row.
+        auto rowOf = [this](const QString& id) {
+            for (int row = 0; row < model_->rowCount(); ++row)
+                if (QString::fromStdString(model_->run(row).id) == id) return row;
+            return -1;
+        };
         QStringList ordered = ids;
-        std::sort(ordered.begin(), ordered.end());
+        std::sort(ordered.begin(), ordered.end(),
+                  [&](const QString& a, const QString& b) { return rowOf(a) > rowOf(b); });
         const auto a = bestClasses(*store_, ordered[0].toStdString());
         const auto b = bestClasses(*store_, ordered[1].toStdString());
         diffTitle_->setText(tr("B = %1 against A = %2 (best evaluations); regressions in red").arg(ordered[1], ordered[0]));

@@ -50,22 +50,11 @@ void TrainingWorker::run() {
         core::TrainerOptions options;
         std::string runId = resumeRunId_.toStdString();
         if (!resumeRunId_.isEmpty()) {
-            const auto record = store->run(runId);
-            if (!record) throw core::Error("no run '" + runId + "' in this workspace");
-            experiment_ = core::parseExperiment(nlohmann::json::parse(record->experimentJson));
-            const auto checkpoint = store->latestCheckpoint(runId);
-            store->truncateAfter(runId, checkpoint ? checkpoint->step : 0);
-            if (checkpoint) options.resumeFrom = checkpoint->path;
+            core::ResumePoint point = core::prepareResume(*store, runId);
+            experiment_ = std::move(point.experiment);
+            options.resumeFrom = point.checkpoint;
         } else {
-            core::NewRun newRun;
-            newRun.name = experiment_.name.empty() ? experiment_.model.id : experiment_.name;
-            newRun.model = experiment_.model.id;
-            newRun.dataset = std::string(core::dataSourceName(experiment_.dataset.kind)) + ":" +
-                             core::datasetRoot(experiment_).string();
-            newRun.experimentJson = core::toJson(experiment_).dump(2);
-            newRun.device = experiment_.runtime.device;
-            runId = store->createRun(newRun);
-            core::saveExperiment(store->run(runId)->folder / "experiment.json", experiment_);
+            runId = core::createRecordedRun(*store, experiment_);
         }
         options.runFolder = store->run(runId)->folder;
         id = QString::fromStdString(runId);

@@ -10,6 +10,22 @@
 
 namespace segscope::core {
 
+// Records a new run of `experiment` in the store; its folder receives experiment.json. Returns
+// the run's id. Throws Error/FileError when the workspace cannot be written.
+std::string createRecordedRun(RunStore& store, const Experiment& experiment);
+
+// What a recorded run needs to continue: its experiment and its latest checkpoint's state file
+// (none: it restarts from the beginning).
+struct ResumePoint {
+    Experiment experiment;
+    std::optional<std::filesystem::path> checkpoint;
+    std::int64_t step = 0;
+};
+// Prepares run `runId` to continue: reads its experiment and latest checkpoint and deletes the
+// rows recorded after that checkpoint (the resumed run records them again). Throws Error for an
+// unknown run, one still running, or one that has finished.
+ResumePoint prepareResume(RunStore& store, const std::string& runId);
+
 class RunRecorder : public TrainingObserver {
 public:
     // `store` and `next` must outlive the recorder; `next` may be null.
