@@ -217,3 +217,39 @@ TEST(CurvesWidget, HundredThousandPointsPerRunDownsampleToTheWidth) {
     RecordProperty("rebuild_ms", int(rebuildMs));
 }
 
+
+TEST(RunsPanel, ReplayPlaysARecordedRunInScaledTime) {
+    test::TempDir dir;
+    auto store = core::RunStore::open(dir / "ws");
+    core::NewRun run;
+    run.name = "recorded";
+    run.model = "segformer-b0";
+    run.experimentJson = "{}";
+    const std::string id = store->createRun(run);
+    for (int s = 1; s <= 40; ++s) {
+        core::StepRecord step;
+        step.step = s;
+        step.loss = 1.0 / s;
+        step.wallSeconds = 0.5 * s;  // 20 s of recorded training
+        store->appendStep(id, step);
+    }
+    core::EpochRecord epoch;
+    epoch.epoch = 1;
+    epoch.step = 40;
+    epoch.mIoU = 0.7;
+    epoch.wallSeconds = 20.0;
+    store->appendEpoch(id, epoch, {}, {});
+    ui::RunsPanel panel(QString::fromStdString((dir / "ws").string()));
+    panel.selectRuns({QString::fromStdString(id)});
+    QSignalSpy done(&panel, &ui::RunsPanel::replayFinished);
+    panel.replaySelected(20.0);  // 20 s recorded -> about 1 s
+    ASSERT_TRUE(panel.replaying());
+    QTest::qWait(300);
+    const int partway = panel.curves()->stepPointCount(QString::fromStdString(id));
+    EXPECT_GT(partway, 0);
+    EXPECT_LT(partway, 40) << "a replay must unfold over time, not all at once";
+    ASSERT_TRUE(done.wait(10000));
+    EXPECT_EQ(panel.curves()->stepPointCount(QString::fromStdString(id)), 40);
+    EXPECT_EQ(panel.curves()->validationPointCount(QString::fromStdString(id)), 1);
+    EXPECT_FALSE(panel.replaying());
+}

@@ -92,7 +92,7 @@ CurvesWidget::CurvesWidget(QWidget* parent) : QWidget(parent) {
     for (QCustomPlot* plot : {lossPlot_, validationPlot_}) {
         plot->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
         plot->setMinimumHeight(200);
-        plot->legend->setVisible(true);
+        plot->legend->setVisible(false);  // shown by rebuild() once there are graphs
         plot->legend->setFont(QFont(font().family(), 8));
         plots->addWidget(plot, 1);
     }
@@ -393,6 +393,9 @@ void CurvesWidget::rebuild() {
         validationPlot_->xAxis->setRange(lossPlot_->xAxis->range());
         validationPlot_->yAxis->setRange(0, 1.0);
     }
+    // An empty legend draws as a stray little box.
+    lossPlot_->legend->setVisible(lossPlot_->graphCount() > 0);
+    validationPlot_->legend->setVisible(validationPlot_->graphCount() > 0);
     lossPlot_->replot(QCustomPlot::rpQueuedReplot);
     validationPlot_->replot(QCustomPlot::rpQueuedReplot);
 }

@@ -99,10 +99,18 @@ RunsPanel::RunsPanel(const QString& workspace, QWidget* parent) : QWidget(parent
     auto* compare = new QPushButton(tr("Compare selected"));
     auto* diff = new QPushButton(tr("Diff two"));
     auto* resume = new QPushButton(tr("Resume"));
+    auto* replay = new QPushButton(tr("Replay"));
+    auto* speed = new QDoubleSpinBox;
+    speed->setRange(0.1, 1000.0);
+    speed->setValue(20.0);
+    speed->setSuffix(QStringLiteral("×"));
+    speed->setToolTip(tr("Replay speed relative to the recorded wall time"));
     auto* buttons = new QHBoxLayout;
     buttons->addWidget(compare);
     buttons->addWidget(diff);
     buttons->addWidget(resume);
+    buttons->addWidget(replay);
+    buttons->addWidget(speed);
     buttons->addStretch(1);
 
     curves_ = new CurvesWidget;
@@ -142,6 +150,43 @@ RunsPanel::RunsPanel(const QString& workspace, QWidget* parent) : QWidget(parent
     connect(resume, &QPushButton::clicked, this, [this] {
         const auto ids = selectedRunIds();
         if (ids.size() == 1) Q_EMIT resumeRequested(ids.front());
+    });
+    connect(replay, &QPushButton::clicked, this, [this, speed] {
+        replaying() ? stopReplay() : replaySelected(speed->value());
+    });
+    replayTimer_ = new QTimer(this);
+    replayTimer_->setInterval(50);
+    connect(replayTimer_, &QTimer::timeout, this, [this] {
+        replayClock_ += 0.05 * replaySpeed_;
+        QVector<core::StepEvent> steps;
+        for (; replayStep_ < replaySteps_.size() && replaySteps_[replayStep_].wallSeconds <= replayClock_; ++replayStep_) {
+            const auto& r = replaySteps_[replayStep_];
+            core::StepEvent e;
+            e.step = r.step;
+            e.epoch = r.epoch;
+            e.loss = r.loss;
+            e.learningRate = r.learningRate;
+            e.wallSeconds = r.wallSeconds;
+            steps.push_back(e);
+        }
+        if (!steps.isEmpty()) curves_->appendSteps(replayRun_, steps);
+        for (; replayEpoch_ < replayEpochs_.size() && replayEpochs_[replayEpoch_].wallSeconds <= replayClock_;
+             ++replayEpoch_) {
+            const auto& r = replayEpochs_[replayEpoch_];
+            core::ValidationEvent e;
+            e.epoch = r.epoch;
+            e.step = r.step;
+            e.wallSeconds = r.wallSeconds;
+            e.metrics.mIoU = r.mIoU;
+            e.metrics.aAcc = r.aAcc;
+            e.metrics.mAcc = r.mAcc;
+            curves_->appendValidation(replayRun_, e);
+        }
+        if (replayStep_ >= replaySteps_.size() && replayEpoch_ >= replayEpochs_.size()) {
+            const QString run = replayRun_;
+            stopReplay();
+            Q_EMIT replayFinished(run);
+        }
     });
     poll_ = new QTimer(this);
     poll_->setInterval(1000);
@@ -227,6 +272,32 @@ void RunsPanel::compareSelected() {
         Q_EMIT statusMessage(tr("Compare: %1").arg(QString::fromStdString(e.what())));
     }
 }
+
+void RunsPanel::replaySelected(double speed) {
+    stopReplay();
+    const QStringList ids = selectedRunIds();
+    if (ids.isEmpty()) return;
+    try {
+        replayRun_ = ids.front();
+        replaySteps_ = store_->steps(replayRun_.toStdString());
+        replayEpochs_ = store_->epochs(replayRun_.toStdString());
+    } catch (const std::exception& e) {
+        Q_EMIT statusMessage(tr("Replay: %1").arg(QString::fromStdString(e.what())));
+        return;
+    }
+    replayStep_ = replayEpoch_ = 0;
+    replayClock_ = 0.0;
+    replaySpeed_ = std::max(0.01, speed);
+    curves_->clear();
+    curves_->addRun(replayRun_, tr("replay of %1").arg(replayRun_));
+    if (!replayEpochs_.empty() && replayEpochs_.front().epoch > 0)
+        curves_->setStepsPerEpoch(replayRun_, replayEpochs_.front().step / replayEpochs_.front().epoch);
+    replayTimer_->start();
+}
+
+void RunsPanel::stopReplay() { replayTimer_->stop(); }
+
+bool RunsPanel::replaying() const { return replayTimer_->isActive(); }
 
 void RunsPanel::diffSelected() {
     const QStringList ids = selectedRunIds();

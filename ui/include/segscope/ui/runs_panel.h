@@ -54,6 +54,12 @@ public:
     // Per-class ΔIoU of the second selected run against the first (best evaluations).
     void diffSelected();
 
+    // Replays the first selected run's recorded curves in recorded time scaled by `speed`
+    // (10: ten times faster), without training: a long GPU run, shown on a laptop.
+    void replaySelected(double speed);
+    void stopReplay();
+    bool replaying() const;
+
     RunsModel* model() const { return model_; }
     QTableView* view() const { return view_; }
     CurvesWidget* curves() const { return curves_; }
@@ -62,6 +68,7 @@ public:
 
 Q_SIGNALS:
     void resumeRequested(const QString& runId);
+    void replayFinished(const QString& runId);
     void statusMessage(const QString& text);
 
 private:
@@ -75,6 +82,13 @@ private:
     QTableWidget* diffTable_ = nullptr;
     QLabel* diffTitle_ = nullptr;
     QTimer* poll_ = nullptr;
+    // Replay state: recorded events, how far they were played, and the virtual clock.
+    QTimer* replayTimer_ = nullptr;
+    QString replayRun_;
+    std::vector<core::StepRecord> replaySteps_;
+    std::vector<core::EpochRecord> replayEpochs_;
+    std::size_t replayStep_ = 0, replayEpoch_ = 0;
+    double replayClock_ = 0.0, replaySpeed_ = 1.0;
 };
 
 } // namespace segscope::ui
