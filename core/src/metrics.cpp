@@ -205,15 +205,16 @@ std::string metricsToJson(const SegmentationMetrics& metrics, int indent) {
     return j.dump(indent);
 }
 
+std::string formatPercent(const std::optional<double>& fraction) {
+    std::ostringstream s;
+    if (fraction)
+        s << std::fixed << std::setprecision(2) << *fraction * 100;
+    else
+        s << "-";
+    return s.str();
+}
+
 std::string metricsToText(const SegmentationMetrics& metrics) {
-    auto percent = [](const std::optional<double>& v) {
-        std::ostringstream s;
-        if (v)
-            s << std::fixed << std::setprecision(2) << *v * 100;
-        else
-            s << "-";
-        return s.str();
-    };
     std::size_t nameWidth = 5;
     for (const auto& c : metrics.perClass) nameWidth = std::max(nameWidth, c.name.size());
     std::ostringstream out;
@@ -223,11 +224,11 @@ std::string metricsToText(const SegmentationMetrics& metrics) {
     for (const auto& c : metrics.perClass) {
         out << std::left << std::setw(static_cast<int>(nameWidth)) << c.name << std::right;
         for (const auto* v : {&c.iou, &c.acc, &c.dice, &c.precision, &c.recall, &c.pixelShare})
-            out << std::setw(9) << percent(*v);
+            out << std::setw(9) << formatPercent(*v);
         out << "\n";
     }
-    out << "\naAcc " << percent(metrics.aAcc) << "  mIoU " << percent(metrics.mIoU) << "  mAcc "
-        << percent(metrics.mAcc) << "  mDice " << percent(metrics.mDice) << "  (percent, " << metrics.pixels
+    out << "\naAcc " << formatPercent(metrics.aAcc) << "  mIoU " << formatPercent(metrics.mIoU) << "  mAcc "
+        << formatPercent(metrics.mAcc) << "  mDice " << formatPercent(metrics.mDice) << "  (percent, " << metrics.pixels
         << " pixels)\n";
     return out.str();
 }

@@ -752,14 +752,6 @@ std::string runsToJson(const std::vector<RunSummary>& runs, int indent) {
 
 std::string runsToText(const std::vector<RunSummary>& runs) {
     if (runs.empty()) return "no runs\n";
-    auto percent = [](const std::optional<double>& v) {
-        std::ostringstream s;
-        if (v)
-            s << std::fixed << std::setprecision(2) << *v * 100;
-        else
-            s << "-";
-        return s.str();
-    };
     std::size_t idWidth = 2;
     for (const auto& r : runs) idWidth = std::max(idWidth, r.id.size());
     std::ostringstream out;
@@ -768,7 +760,7 @@ std::string runsToText(const std::vector<RunSummary>& runs) {
         << "  name\n";
     for (const auto& r : runs)
         out << std::left << std::setw(static_cast<int>(idWidth) + 2) << r.id << std::setw(12) << runStatusName(r.status)
-            << std::right << std::setw(10) << percent(r.bestMiou) << std::setw(11) << percent(r.finalMiou)
+            << std::right << std::setw(10) << formatPercent(r.bestMiou) << std::setw(11) << formatPercent(r.finalMiou)
             << std::setw(12) << r.parameters << "  " << r.name << "\n";
     return out.str();
 }

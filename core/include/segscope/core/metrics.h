@@ -99,6 +99,8 @@ SegmentationMetrics computeMetrics(const ConfusionMatrix& matrix, const std::vec
 // {"aAcc", "mIoU", "mAcc", "mDice", "per_class": [{"name", "IoU", "Acc", "Dice", "Precision",
 // "Recall", "pixel_share"}]} with null for undefined values.
 std::string metricsToJson(const SegmentationMetrics& metrics, int indent = 2);
+// A fraction as a percentage with two decimals ("42.00"), "-" when undefined; for tables.
+std::string formatPercent(const std::optional<double>& fraction);
 // A fixed-width table for terminals (values in percent, "-" for undefined).
 std::string metricsToText(const SegmentationMetrics& metrics);
 
