@@ -1,6 +1,7 @@
 // segscope: the workbench GUI. Argument parsing only; everything else lives in segscope_ui.
 #include "segscope/core/runtime.h"
 #include "segscope/ui/dataset_panel.h"
+#include "segscope/ui/erf_panel.h"
 #include "segscope/ui/main_window.h"
 #include "segscope/ui/runs_panel.h"
 #include "segscope/ui/workspace.h"
@@ -10,6 +11,7 @@
 #include <QDir>
 #include <QFileInfo>
 #include <QPixmap>
+#include <QSpinBox>
 #include <QTabWidget>
 #include <QTimer>
 
@@ -29,16 +31,22 @@ int main(int argc, char** argv) {
                                  segscope::ui::defaultWorkspace());
     QCommandLineOption start(QStringLiteral("start"), QStringLiteral("Start the loaded experiment at once."));
     QCommandLineOption check(QStringLiteral("check"), QStringLiteral("Run the dataset check once the demo is open."));
-    QCommandLineOption tab(QStringLiteral("tab"), QStringLiteral("Tab to show first (0-3)."), QStringLiteral("N"));
+    QCommandLineOption tab(QStringLiteral("tab"), QStringLiteral("Tab to show first (0-4)."), QStringLiteral("N"));
     QCommandLineOption compareAll(QStringLiteral("compare-all"),
                                   QStringLiteral("Select every run of the workspace and compare them (Runs tab)."));
+    QCommandLineOption erfCompare(QStringLiteral("erf-compare"),
+                                  QStringLiteral("ERF tab: compute 'cnn-vs-transformer', or untrained vs trained of run ID."),
+                                  QStringLiteral("WHAT"));
+    QCommandLineOption erfImages(QStringLiteral("erf-images"), QStringLiteral("Images averaged by --erf-compare."),
+                                 QStringLiteral("N"), QStringLiteral("16"));
     QCommandLineOption presenter(QStringLiteral("presenter"), QStringLiteral("Start in presenter mode."));
     QCommandLineOption screenshot(QStringLiteral("screenshot"),
                                   QStringLiteral("Save a PNG of the window after --screenshot-delay ms, then quit."),
                                   QStringLiteral("PNG"));
     QCommandLineOption screenshotDelay(QStringLiteral("screenshot-delay"), QStringLiteral("Delay before --screenshot."),
                                        QStringLiteral("MS"), QStringLiteral("3000"));
-    for (const auto& option : {workspace, start, check, tab, compareAll, presenter, screenshot, screenshotDelay}) parser.addOption(option);
+    for (const auto& option : {workspace, start, check, tab, compareAll, erfCompare, erfImages, presenter, screenshot,
+                               screenshotDelay}) parser.addOption(option);
     parser.process(app);
 
     const QString workspaceDir = parser.value(workspace);
@@ -74,12 +82,29 @@ int main(int argc, char** argv) {
         const int index = parser.value(tab).toInt();
         QTimer::singleShot(0, &window, [&window, index] { window.tabs()->setCurrentIndex(index); });
     }
+    if (parser.isSet(erfCompare)) {
+        const QString what = parser.value(erfCompare);
+        const int images = parser.value(erfImages).toInt();
+        QTimer::singleShot(100, &window, [&window, what, images] {
+            auto* erf = window.erfPanel();
+            window.tabs()->setCurrentWidget(erf);
+            erf->setImages(images);
+            if (what == QStringLiteral("cnn-vs-transformer")) erf->compareCnnVsTransformer();
+            else erf->compareUntrainedVsTrained(what);
+        });
+    }
     if (parser.isSet(screenshot)) {
         const QString path = parser.value(screenshot);
-        QTimer::singleShot(parser.value(screenshotDelay).toInt(), &window, [&window, path] {
+        const auto save = [&window, path] {
             const bool saved = window.grab().save(path);
             QCoreApplication::exit(saved ? 0 : 1);
-        });
+        };
+        // With an ERF computation the picture is taken once it is done.
+        if (parser.isSet(erfCompare))
+            QObject::connect(window.erfPanel(), &segscope::ui::ErfPanel::computationFinished, &window,
+                             [&window, save] { QTimer::singleShot(800, &window, save); });
+        else
+            QTimer::singleShot(parser.value(screenshotDelay).toInt(), &window, save);
     }
     return app.exec();
 }

@@ -11,6 +11,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -361,6 +363,73 @@ void saveErf(const std::filesystem::path& directory, const ErfResult& result, co
     }
     std::filesystem::rename(temporary, path, ec);
     if (ec) throw FileError(path.string(), "cannot replace: " + ec.message());
+}
+
+
+ErfResult loadErf(const std::filesystem::path& directory) {
+    const std::filesystem::path mapsPath = directory / "erf.safetensors";
+    if (!std::filesystem::exists(mapsPath)) throw FileError(mapsPath.string(), "no ERF maps (erf.safetensors) here");
+    TensorMap maps = readSafetensors(mapsPath);
+    nlohmann::json doc;
+    const std::filesystem::path summaryPath = directory / "erf.json";
+    if (std::filesystem::exists(summaryPath)) {
+        std::ifstream in(summaryPath, std::ios::binary);
+        try {
+            doc = nlohmann::json::parse(in);
+        } catch (const std::exception& e) {
+            throw FileError(summaryPath.string(), std::string("unreadable ERF summary: ") + e.what());
+        }
+    }
+    std::vector<std::string> order;
+    if (doc.contains("stage_order") && doc["stage_order"].is_array())
+        for (const auto& name : doc["stage_order"])
+            if (name.is_string() && maps.count(name.get<std::string>())) order.push_back(name.get<std::string>());
+    if (order.empty())
+        for (const auto& entry : maps) order.push_back(entry.first);
+    ErfResult result;
+    for (const auto& name : order) {
+        StageErf stage;
+        stage.stage = name;
+        stage.map = maps.at(name).to(torch::kCPU, torch::kFloat32).contiguous();
+        if (stage.map.dim() != 2) throw FileError(mapsPath.string(), "ERF map '" + name + "' is not 2-D");
+        computeErfStatistics(stage);
+        result.height = int(stage.map.size(0));
+        result.width = int(stage.map.size(1));
+        result.stages.push_back(std::move(stage));
+    }
+    result.images = doc.value("images", std::int64_t(0));
+    result.cancelled = doc.value("cancelled", false);
+    if (doc.value("objective", std::string()) == erfObjectiveName(ErfObjective::Sum)) result.objective = ErfObjective::Sum;
+    if (doc.value("reduction", std::string()) == erfReductionName(ErfReduction::ReluSum))
+        result.reduction = ErfReduction::ReluSum;
+    return result;
+}
+
+std::string erfSnapshotName(int epoch, std::int64_t step) {
+    char name[64];
+    std::snprintf(name, sizeof name, "epoch-%04d-step-%08lld", epoch, static_cast<long long>(step));
+    return name;
+}
+
+std::vector<ErfSnapshot> listErfSnapshots(const std::filesystem::path& runFolder) {
+    std::vector<ErfSnapshot> snapshots;
+    std::error_code ec;
+    const std::filesystem::path root = runFolder / "erf";
+    if (!std::filesystem::is_directory(root, ec)) return snapshots;
+    for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+        int epoch = 0;
+        long long step = 0;
+        char tail = 0;
+        const std::string name = entry.path().filename().string();
+        if (std::sscanf(name.c_str(), "epoch-%d-step-%lld%c", &epoch, &step, &tail) != 2) continue;
+        // erf.json is written last: a snapshot without it was cut off.
+        if (!std::filesystem::exists(entry.path() / "erf.json", ec)) continue;
+        snapshots.push_back({epoch, step, entry.path()});
+    }
+    std::sort(snapshots.begin(), snapshots.end(), [](const ErfSnapshot& a, const ErfSnapshot& b) {
+        return a.step != b.step ? a.step < b.step : a.epoch < b.epoch;
+    });
+    return snapshots;
 }
 
 }  // namespace segscope::core

@@ -84,6 +84,7 @@ const FieldSpec kFields[] = {
     {"training", "channels_last", FieldType::Boolean, false},
     {"training", "checkpoint_every", FieldType::Integer, false},
     {"training", "erf_every_epochs", FieldType::Integer, false},
+    {"training", "erf_images", FieldType::Integer, false},
     {"training", "oom_retry_half_batch", FieldType::Boolean, false},
     {"runtime", "device", FieldType::String, false},
     {"runtime", "threads", FieldType::Integer, false},
@@ -395,7 +396,7 @@ bool operator==(const Experiment& a, const Experiment& b) {
     auto training = [](const ExperimentTraining& t) {
         return std::tie(t.epochs, t.iterations, t.batchSize, t.gradAccumulation, t.gradClipNorm, t.valEvery,
                         t.valEveryUnit, t.loss, t.classWeights, t.diceWeight, t.evalResolution, t.amp, t.channelsLast,
-                        t.checkpointEvery, t.erfEveryEpochs, t.oomRetryHalfBatch);
+                        t.checkpointEvery, t.erfEveryEpochs, t.erfImages, t.oomRetryHalfBatch);
     };
     auto runtime = [](const ExperimentRuntime& r) {
         return std::tie(r.device, r.threads, r.workers, r.seed, r.deterministic);
@@ -534,6 +535,7 @@ Experiment parseExperiment(const json& doc) {
         r.boolean(s, "training", "channels_last", t.channelsLast);
         r.integer(s, "training", "checkpoint_every", t.checkpointEvery, atLeast(0));
         r.integer(s, "training", "erf_every_epochs", t.erfEveryEpochs, atLeast(0));
+        r.integer(s, "training", "erf_images", t.erfImages, atLeast(1));
         r.boolean(s, "training", "oom_retry_half_batch", t.oomRetryHalfBatch);
     }
     // runtime
@@ -616,6 +618,7 @@ json toJson(const Experiment& e) {
                        {"channels_last", tr.channelsLast},
                        {"checkpoint_every", tr.checkpointEvery},
                        {"erf_every_epochs", tr.erfEveryEpochs},
+                       {"erf_images", tr.erfImages},
                        {"oom_retry_half_batch", tr.oomRetryHalfBatch}};
     if (tr.epochs) doc["training"]["epochs"] = *tr.epochs;
     if (tr.iterations) doc["training"]["iterations"] = *tr.iterations;

@@ -3,6 +3,7 @@
 #include "autocast_scope.h"
 
 #include "segscope/core/dataset_check.h"
+#include "segscope/core/erf.h"
 #include "segscope/core/inference.h"
 #include "segscope/core/loader.h"
 #include "segscope/core/models/pretrained.h"
@@ -83,6 +84,7 @@ private:
     void flushLosses(bool force);
     void validate();
     void checkpoint(bool best);
+    void recordErf();
     void checkControl() {
         if (trainer_.waitWhilePaused()) throw Cancelled();
     }
@@ -268,6 +270,8 @@ TrainingResult Trainer::Session::execute() {
 
 void Trainer::Session::trainLoop() {
     model_->train();
+    // The untrained model's ERF is the first frame of the ERF-over-training series.
+    if (step_ == 0 && e_.training.erfEveryEpochs > 0) recordErf();
     started_ = lastStepTime_ = Clock::now();
     while (!finished()) {
         trainLoader_->startEpoch(std::uint64_t(epoch_), std::size_t(batchInEpoch_));
@@ -325,6 +329,8 @@ void Trainer::Session::trainLoop() {
             else if (!options_.runFolder.empty() &&
                      (finished() || (e_.training.checkpointEvery > 0 && epoch_ % e_.training.checkpointEvery == 0)))
                 checkpoint(false);
+            if (e_.training.erfEveryEpochs > 0 && (epoch_ % e_.training.erfEveryEpochs == 0 || finished()))
+                recordErf();
         }
     }
     if (e_.training.valEveryUnit == ScheduleUnit::Iteration && step_ % e_.training.valEvery != 0) validate();
@@ -442,6 +448,27 @@ void Trainer::Session::validate() {
                                    : (step_ / e_.training.valEvery) % e_.training.checkpointEvery == 0);
         if (periodic || event.best || finished()) checkpoint(event.best);
     }
+}
+
+void Trainer::Session::recordErf() {
+    if (options_.runFolder.empty()) return;
+    const auto begun = Clock::now();
+    ErfOptions erfOptions;
+    // ERF gradients are taken in float32 without autocast; a few images at a time keeps the
+    // snapshot within a training step's memory.
+    erfOptions.batchSize = std::max(1, std::min(batchSize_, 4));
+    const ErfResult erf = computeErf(*model_, valSet_, transformConfig(e_), e_.training.erfImages, erfOptions, {},
+                                     &trainer_.cancelled_);
+    if (erf.cancelled) throw Cancelled();
+    const fs::path folder = options_.runFolder / "erf" / erfSnapshotName(epoch_, step_);
+    saveErf(folder, erf, e_.model.id, "training, epoch " + std::to_string(epoch_) + ", step " + std::to_string(step_));
+    ErfEvent event{epoch_, step_, folder, std::chrono::duration<double>(Clock::now() - begun).count()};
+    std::ostringstream line;
+    line.precision(3);
+    line << "ERF snapshot at epoch " << epoch_ << " (" << erf.images << " images, " << event.seconds << " s): "
+         << folder.string();
+    log(line.str());
+    if (trainer_.observer_) trainer_.observer_->onErf(event);
 }
 
 void Trainer::Session::checkpoint(bool best) {

@@ -19,6 +19,7 @@
 
 namespace core = segscope::core;
 using segscope::test::TempDir;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -325,6 +326,59 @@ TEST(Erf, DatasetInputMatchesTheValidationPreprocessing) {
     EXPECT_TRUE(cancelled.cancelled);
     EXPECT_EQ(cancelled.images, 0);
     EXPECT_THROW(core::computeErf(model, dataset, transform, 0, options), core::Error);
+}
+
+TEST(Erf, SavedMapsLoadBackWithTheirStatisticsAndSnapshotsAreListedInStepOrder) {
+    TempDir dir;
+    core::ErfResult result;
+    result.images = 7;
+    result.height = 5;
+    result.width = 6;
+    result.reduction = core::ErfReduction::ReluSum;
+    for (const char* name : {"stage2", "decoder", "stage1"}) {
+        core::StageErf stage;
+        stage.stage = name;
+        stage.map = torch::arange(30, torch::kFloat32).reshape({5, 6}) * float(std::string(name).size());
+        core::computeErfStatistics(stage);
+        result.stages.push_back(stage);
+    }
+    const fs::path run = dir.path() / "run";
+    core::saveErf(run / "erf" / core::erfSnapshotName(3, 120), result, "unet-resnet18");
+    core::saveErf(run / "erf" / core::erfSnapshotName(0, 0), result, "unet-resnet18");
+    core::saveErf(run / "erf" / core::erfSnapshotName(10, 1000), result, "unet-resnet18");
+    // A snapshot cut off before its summary, and an unrelated folder, are not listed.
+    fs::create_directories(run / "erf/epoch-0004-step-00000160");
+    std::ofstream(run / "erf/epoch-0004-step-00000160/erf.safetensors") << "partial";
+    fs::create_directories(run / "erf/notes");
+
+    const auto snapshots = core::listErfSnapshots(run);
+    ASSERT_EQ(snapshots.size(), 3u);
+    EXPECT_EQ(snapshots[0].epoch, 0);
+    EXPECT_EQ(snapshots[1].epoch, 3);
+    EXPECT_EQ(snapshots[1].step, 120);
+    EXPECT_EQ(snapshots[2].step, 1000);
+    EXPECT_EQ(snapshots[2].directory.filename(), "epoch-0010-step-00001000");
+    EXPECT_TRUE(core::listErfSnapshots(dir.path() / "no-such-run").empty());
+
+    const core::ErfResult loaded = core::loadErf(snapshots[1].directory);
+    EXPECT_EQ(loaded.images, 7);
+    EXPECT_EQ(loaded.height, 5);
+    EXPECT_EQ(loaded.width, 6);
+    EXPECT_EQ(loaded.reduction, core::ErfReduction::ReluSum);
+    ASSERT_EQ(loaded.stages.size(), 3u);
+    for (std::size_t i = 0; i < 3; ++i) {
+        EXPECT_EQ(loaded.stages[i].stage, result.stages[i].stage) << "stage order kept";
+        EXPECT_TRUE(torch::equal(loaded.stages[i].map, result.stages[i].map));
+        EXPECT_DOUBLE_EQ(loaded.stages[i].effectiveRadiusPixels, result.stages[i].effectiveRadiusPixels);
+        EXPECT_EQ(loaded.stages[i].areaRatios.size(), 4u);
+        EXPECT_DOUBLE_EQ(loaded.stages[i].areaRatios[2].areaRatio, result.stages[i].areaRatios[2].areaRatio);
+    }
+    try {
+        core::loadErf(dir.path() / "empty");
+        FAIL() << "expected a FileError";
+    } catch (const core::FileError& error) {
+        EXPECT_NE(std::string(error.what()).find("erf.safetensors"), std::string::npos) << error.what();
+    }
 }
 
 TEST(Erf, CliWritesMapsPngsAndJsonForSegformer) {

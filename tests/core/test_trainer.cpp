@@ -1,4 +1,6 @@
 #include "segscope/core/demo_data.h"
+#include "segscope/core/erf.h"
+#include "segscope/core/models/registry.h"
 #include "segscope/core/run_store.h"
 #include "segscope/core/trainer.h"
 #include "segscope/core/training_parts.h"
@@ -78,6 +80,11 @@ public:
         add("validation " + std::to_string(e.epoch));
     }
     void onCheckpoint(const CheckpointEvent& e) override { add("checkpoint " + std::to_string(e.step)); }
+    void onErf(const ErfEvent& e) override {
+        add("erf " + std::to_string(e.epoch) + " " + std::to_string(e.step));
+        erfFolders.push_back(e.directory);
+    }
+    std::vector<fs::path> erfFolders;
     void onLog(const std::string& line) override { logs.push_back(line); }
     void onPaused(bool paused) override {
         add(paused ? "paused" : "resumed");
@@ -148,6 +155,63 @@ TEST(Trainer, EventsFireInOrderWithCheckpoints) {
     // Checkpoints: model weights in reference names and the training state.
     EXPECT_TRUE(fs::exists(dir / "run/checkpoints/epoch-0002-step-00000014.safetensors"));
     EXPECT_TRUE(fs::exists(dir / "run/checkpoints/epoch-0002-step-00000014.state.pt"));
+}
+
+TEST(Trainer, ErfSnapshotsBeforeTrainingAndEveryNEpochs) {
+    segscope::test::TempDir dir;
+    writeSmallDemo(dir / "demo");
+    Experiment e = tinyExperiment(dir / "demo");
+    e.training.epochs = 3;
+    e.training.erfEveryEpochs = 2;
+    e.training.erfImages = 3;
+    e.training.checkpointEvery = 0;
+    e.training.valEvery = 3;
+    Recorder recorder;
+    TrainerOptions options;
+    options.runFolder = dir / "run";
+    Trainer trainer(e, options, &recorder);
+    const TrainingResult result = trainer.run();
+    ASSERT_EQ(result.outcome, TrainingOutcome::Finished) << result.message;
+    // 7 steps per epoch: snapshots before the first step, after epoch 2, and after the last (3).
+    std::vector<std::string> erfEvents;
+    for (const auto& event : recorder.events)
+        if (event.rfind("erf ", 0) == 0) erfEvents.push_back(event);
+    EXPECT_EQ(erfEvents, (std::vector<std::string>{"erf 0 0", "erf 2 14", "erf 3 21"}));
+    EXPECT_EQ(recorder.events.at(1), "erf 0 0") << "the untrained snapshot comes before the first step";
+    EXPECT_EQ(recorder.events.back(), "finished finished");
+
+    const std::vector<ErfSnapshot> snapshots = listErfSnapshots(dir / "run");
+    ASSERT_EQ(snapshots.size(), 3u);
+    EXPECT_EQ(snapshots[0].epoch, 0);
+    EXPECT_EQ(snapshots[1].epoch, 2);
+    EXPECT_EQ(snapshots[2].step, 21);
+    EXPECT_EQ(snapshots[1].directory, dir / "run/erf/epoch-0002-step-00000014");
+    EXPECT_EQ(recorder.erfFolders.at(1), snapshots[1].directory);
+
+    const ErfResult first = loadErf(snapshots[0].directory);
+    const ErfResult last = loadErf(snapshots[2].directory);
+    EXPECT_EQ(first.images, 3);
+    EXPECT_EQ(first.height, 64);
+    EXPECT_EQ(first.width, 64);
+    const std::vector<std::string> stages{"stage1", "stage2", "stage3", "stage4", "decoder"};
+    ASSERT_EQ(first.stages.size(), stages.size());
+    for (std::size_t i = 0; i < stages.size(); ++i) EXPECT_EQ(first.stages[i].stage, stages[i]);
+
+    // The first snapshot is the untrained model's ERF: the same seed builds the same model.
+    torch::manual_seed(0);
+    auto untrained = createModel("segformer-b0", 5);
+    ErfOptions erfOptions;
+    erfOptions.batchSize = 4;
+    const auto valSet = Dataset::open(datasetSpec(e, e.dataset.valSplit));
+    const ErfResult expected = computeErf(*untrained, valSet, transformConfig(e), 3, erfOptions);
+    for (const auto& stage : expected.stages) {
+        const torch::Tensor recorded = first.find(stage.stage)->map;
+        const double scale = stage.map.abs().max().item<double>();
+        EXPECT_LT((recorded - stage.map).abs().max().item<double>(), 1e-4 * scale) << stage.stage;
+    }
+    // Training changed the ERF.
+    const torch::Tensor before = first.find("stage4")->map, after = last.find("stage4")->map;
+    EXPECT_GT((before - after).abs().max().item<double>(), 1e-3 * before.abs().max().item<double>());
 }
 
 TEST(Trainer, CancelIsHonouredWithinOneStep) {

@@ -73,6 +73,10 @@ ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
     seed_->setRange(0, 1 << 30);
     workers_ = new QSpinBox;
     workers_->setRange(0, 64);
+    erfEvery_ = new QSpinBox;
+    erfEvery_->setRange(0, 100000);
+    erfEvery_->setSpecialValueText(tr("off"));
+    erfEvery_->setToolTip(tr("Record the effective receptive field of every stage before training and every N epochs"));
     errorSummary_ = new QLabel;
     errorSummary_->setWordWrap(true);
     errorSummary_->setStyleSheet(QStringLiteral("color: #b41e1e;"));
@@ -130,6 +134,7 @@ ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
     form->addRow(tr("Device"), device_);
     form->addRow(tr("Seed"), seed_);
     form->addRow(tr("Loader workers"), workers_);
+    form->addRow(tr("ERF every N epochs"), erfEvery_);
     auto* layout = new QVBoxLayout(this);
     auto* scroll = new QScrollArea;
     auto* inner = new QWidget;
@@ -162,6 +167,7 @@ ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
     addField(QStringLiteral("runtime.device"), device_);
     addField(QStringLiteral("runtime.seed"), seed_);
     addField(QStringLiteral("runtime.workers"), workers_);
+    addField(QStringLiteral("training.erf_every_epochs"), erfEvery_);
 
     connect(browse, &QPushButton::clicked, this, [this] {
         const QString dir = QFileDialog::getExistingDirectory(this, tr("Dataset root"), root_->text());
@@ -223,6 +229,7 @@ void ExperimentEditor::setExperiment(const core::Experiment& e) {
     device_->setCurrentText(QString::fromStdString(e.runtime.device));
     seed_->setValue(int(e.runtime.seed));
     workers_->setValue(e.runtime.workers);
+    erfEvery_->setValue(e.training.erfEveryEpochs);
     epochs_->setEnabled(!e.training.iterations);
     validate();
     updateParameterCount();
@@ -258,6 +265,7 @@ nlohmann::json ExperimentEditor::document() const {
     j["runtime"]["device"] = device_->currentText().toStdString();
     j["runtime"]["seed"] = seed_->value();
     j["runtime"]["workers"] = workers_->value();
+    j["training"]["erf_every_epochs"] = erfEvery_->value();
     return j;
 }
 

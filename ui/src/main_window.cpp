@@ -5,6 +5,7 @@
 #include "segscope/ui/workspace.h"
 #include "segscope/ui/curves_widget.h"
 #include "segscope/ui/dataset_panel.h"
+#include "segscope/ui/erf_panel.h"
 #include "segscope/ui/experiment_editor.h"
 #include "segscope/ui/runs_panel.h"
 #include "segscope/ui/training_worker.h"
@@ -81,6 +82,9 @@ MainWindow::MainWindow(QString workspace, QWidget* parent) : QMainWindow(parent)
     tabs_->addTab(runs_, tr("Runs"));
     dataset_ = new DatasetPanel(workspace_);
     tabs_->addTab(dataset_, tr("Dataset"));
+    erf_ = new ErfPanel(workspace_);
+    erf_->setExperimentProvider([this] { return editor_->experiment(); });
+    tabs_->addTab(erf_, tr("ERF"));
     setCentralWidget(tabs_);
     resize(1360, 860);
     buildMenus();
@@ -91,6 +95,10 @@ MainWindow::MainWindow(QString workspace, QWidget* parent) : QMainWindow(parent)
     connect(runs_, &RunsPanel::resumeRequested, this, &MainWindow::resumeRun);
     connect(runs_, &RunsPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
     connect(dataset_, &DatasetPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
+    connect(erf_, &ErfPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
+    connect(tabs_, &QTabWidget::currentChanged, this, [this](int index) {
+        if (tabs_->widget(index) == erf_ && !erf_->busy()) erf_->refreshRuns();
+    });
 }
 
 MainWindow::~MainWindow() {
@@ -230,6 +238,8 @@ void MainWindow::launchNext() {
     });
     connect(worker, &TrainingWorker::validated, this,
             [this](const QString& id, const core::ValidationEvent& e) { curves_->appendValidation(id, e); });
+    connect(worker, &TrainingWorker::erfRecorded, this,
+            [this](const QString& id, int, qint64, const QString&) { erf_->snapshotRecorded(id); });
     connect(worker, &TrainingWorker::logLine, this, [this](const QString&, const QString& line) { log_->appendPlainText(line); });
     connect(worker, &TrainingWorker::pausedChanged, this, [this](const QString&, bool paused) {
         paused_ = paused;

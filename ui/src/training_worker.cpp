@@ -108,6 +108,11 @@ void TrainingWorker::onValidation(const core::ValidationEvent& event) {
     Q_EMIT validated(runId(), event);
 }
 
+void TrainingWorker::onErf(const core::ErfEvent& event) {
+    flushSteps();
+    Q_EMIT erfRecorded(runId(), event.epoch, qint64(event.step), QString::fromStdString(event.directory.string()));
+}
+
 void TrainingWorker::onLog(const std::string& line) { Q_EMIT logLine(runId(), QString::fromStdString(line)); }
 
 void TrainingWorker::onPaused(bool paused) {

@@ -129,4 +129,23 @@ nlohmann::json erfSummaryJson(const ErfResult& result, const std::string& modelI
 void saveErf(const std::filesystem::path& directory, const ErfResult& result, const std::string& modelId,
              const std::string& source = {});
 
+// Reads a folder written by saveErf(): the maps from erf.safetensors in erf.json's stage order
+// (safetensors order when erf.json is missing), with the statistics recomputed from the maps and
+// images/objective/reduction/height/width from erf.json when present. Throws FileError naming the
+// file that is missing or unreadable, or a map that is not 2-D.
+ErfResult loadErf(const std::filesystem::path& directory);
+
+// ERF snapshots recorded during training (training.erf_every_epochs): the trainer writes them to
+// RUN/erf/epoch-EEEE-step-SSSSSSSS/ (saveErf layout), epoch = epochs completed (0: before training).
+struct ErfSnapshot {
+    int epoch = 0;
+    std::int64_t step = 0;
+    std::filesystem::path directory;
+};
+// The snapshots of a run folder that were completely written (erf.json present), sorted by step then epoch;
+// empty when there are none (also when the folder does not exist). Other entries are ignored.
+std::vector<ErfSnapshot> listErfSnapshots(const std::filesystem::path& runFolder);
+// "epoch-EEEE-step-SSSSSSSS", the snapshot folder name.
+std::string erfSnapshotName(int epoch, std::int64_t step);
+
 } // namespace segscope::core

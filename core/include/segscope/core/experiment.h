@@ -104,7 +104,8 @@ struct ExperimentTraining {
     AmpMode amp = AmpMode::Off;
     bool channelsLast = false;
     int checkpointEvery = 1;  // in valEveryUnit units; 0: only the last and the best
-    int erfEveryEpochs = 0;   // 0: off
+    int erfEveryEpochs = 0;   // 0: off; snapshots before training and every N epochs (RUN/erf/)
+    int erfImages = 16;       // validation images averaged per ERF snapshot
     bool oomRetryHalfBatch = true;
 };
 

@@ -67,6 +67,14 @@ struct CheckpointEvent {
     bool best = false;
 };
 
+// An ERF snapshot (training.erf_every_epochs) written to `directory` (saveErf layout).
+struct ErfEvent {
+    int epoch = 0;           // epochs completed; 0 = before the first step
+    std::int64_t step = 0;
+    std::filesystem::path directory;
+    double seconds = 0.0;    // time the snapshot took
+};
+
 enum class TrainingOutcome { Finished, Failed, Cancelled };
 const char* trainingOutcomeName(TrainingOutcome outcome);
 
@@ -77,6 +85,7 @@ public:
     virtual void onStep(const StepEvent&) {}
     virtual void onValidation(const ValidationEvent&) {}
     virtual void onCheckpoint(const CheckpointEvent&) {}
+    virtual void onErf(const ErfEvent&) {}
     virtual void onLog(const std::string& line) {}
     virtual void onPaused(bool paused) {}
     virtual void onFinished(TrainingOutcome outcome, const std::string& reason) {}
@@ -95,7 +104,8 @@ struct TrainingResult {
 };
 
 struct TrainerOptions {
-    // Checkpoints go to runFolder/checkpoints; empty: no checkpoints are written.
+    // Checkpoints go to runFolder/checkpoints and ERF snapshots (training.erf_every_epochs) to
+    // runFolder/erf; empty: neither is written.
     std::filesystem::path runFolder;
     // A checkpoint's state file to continue from (optimiser, schedule, data order, RNG).
     std::optional<std::filesystem::path> resumeFrom;

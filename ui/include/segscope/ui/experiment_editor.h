@@ -70,6 +70,7 @@ private:
     QComboBox* device_;
     QSpinBox* seed_;
     QSpinBox* workers_;
+    QSpinBox* erfEvery_;
     QLabel* errorSummary_;
     QFutureWatcher<qlonglong> countWatcher_;
     QString countedModel_;

@@ -20,6 +20,7 @@ namespace segscope::ui {
 
 class CurvesWidget;
 class DatasetPanel;
+class ErfPanel;
 class ExperimentEditor;
 class RunsPanel;
 class TrainingWorker;
@@ -44,6 +45,7 @@ public:
     CurvesWidget* liveCurves() const { return curves_; }
     RunsPanel* runsPanel() const { return runs_; }
     DatasetPanel* datasetPanel() const { return dataset_; }
+    ErfPanel* erfPanel() const { return erf_; }
     QTabWidget* tabs() const { return tabs_; }
     QString activeRunId() const { return activeRunId_; }
     int queuedRuns() const { return int(queue_.size()); }
@@ -73,6 +75,7 @@ private:
     CurvesWidget* curves_ = nullptr;
     RunsPanel* runs_ = nullptr;
     DatasetPanel* dataset_ = nullptr;
+    ErfPanel* erf_ = nullptr;
     QPushButton* startButton_ = nullptr;
     QPushButton* pauseButton_ = nullptr;
     QPushButton* stopButton_ = nullptr;

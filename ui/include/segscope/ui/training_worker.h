@@ -45,6 +45,8 @@ Q_SIGNALS:
     void started(const QString& runId, const segscope::core::TrainingStart& start);
     void steps(const QString& runId, const QVector<segscope::core::StepEvent>& steps);
     void validated(const QString& runId, const segscope::core::ValidationEvent& event);
+    // An ERF snapshot (training.erf_every_epochs) was written to `directory`.
+    void erfRecorded(const QString& runId, int epoch, qint64 step, const QString& directory);
     void logLine(const QString& runId, const QString& line);
     void pausedChanged(const QString& runId, bool paused);
     // outcome: core::TrainingOutcome as int.
@@ -54,6 +56,7 @@ private:
     void onStarted(const core::TrainingStart& start) override;
     void onStep(const core::StepEvent& event) override;
     void onValidation(const core::ValidationEvent& event) override;
+    void onErf(const core::ErfEvent& event) override;
     void onLog(const std::string& line) override;
     void onPaused(bool paused) override;
     void onFinished(core::TrainingOutcome outcome, const std::string& reason) override;
