@@ -53,13 +53,20 @@ int main(int argc, char** argv) {
     QDir().mkpath(workspaceDir);
     segscope::ui::MainWindow window(workspaceDir);
     window.show();
+    // The last session of the workspace comes back (experiment as edited, tab, geometry, selected
+    // runs); an experiment named on the command line replaces its experiment.
+    const bool restored = window.restoreSession();
     QString experiment = parser.positionalArguments().value(0);
-    if (experiment.isEmpty()) {
-        const QString demo = QStringLiteral(SEGSCOPE_SOURCE_PRESETS "/demo.json");
-        const QString installed = QCoreApplication::applicationDirPath() + QStringLiteral("/../share/segscope/presets/demo.json");
-        experiment = QFileInfo::exists(installed) ? installed : demo;
+    bool loaded = restored;
+    if (!experiment.isEmpty() || !restored) {
+        if (experiment.isEmpty()) {
+            const QString demo = QStringLiteral(SEGSCOPE_SOURCE_PRESETS "/demo.json");
+            const QString installed =
+                QCoreApplication::applicationDirPath() + QStringLiteral("/../share/segscope/presets/demo.json");
+            experiment = QFileInfo::exists(installed) ? installed : demo;
+        }
+        loaded = window.openExperiment(experiment);
     }
-    const bool loaded = window.openExperiment(experiment);
     if (parser.isSet(presenter)) window.setPresenterMode(true);
     if (parser.isSet(check))
         QObject::connect(window.datasetPanel(), &segscope::ui::DatasetPanel::datasetOpened, &window,

@@ -11,6 +11,10 @@
 #include "test_support.h"
 
 #include <QApplication>
+#include <QDir>
+#include <QFileInfo>
+#include <QStatusBar>
+#include <nlohmann/json.hpp>
 #include <QSignalSpy>
 #include <QTableView>
 #include <QTableWidget>
@@ -252,4 +256,66 @@ TEST(RunsPanel, ReplayPlaysARecordedRunInScaledTime) {
     EXPECT_EQ(panel.curves()->stepPointCount(QString::fromStdString(id)), 40);
     EXPECT_EQ(panel.curves()->validationPointCount(QString::fromStdString(id)), 1);
     EXPECT_FALSE(panel.replaying());
+}
+
+TEST(Workbench, ReopeningRestoresTheSession) {
+    test::TempDir dir;
+    const QString workspace = QString::fromStdString((dir / "ws").string());
+    QStringList ids;
+    {
+        auto store = core::RunStore::open(dir / "ws");
+        for (const char* name : {"a", "b", "c"}) {
+            core::NewRun run;
+            run.name = name;
+            run.model = "segformer-b0";
+            run.experimentJson = "{}";
+            ids << QString::fromStdString(store->createRun(run));
+        }
+    }
+    {
+        ui::MainWindow window(workspace);
+        core::Experiment e = tinyExperiment(dir / "demo", 3);
+        e.name = "restored-name";
+        e.training.batchSize = 3;
+        window.editor()->setExperiment(e);
+        window.runsPanel()->refresh(true);
+        window.runsPanel()->selectRuns({ids[0], ids[2]});
+        window.tabs()->setCurrentIndex(2);
+        window.close();
+        ASSERT_TRUE(QFileInfo::exists(window.sessionPath()));
+    }
+    {
+        ui::MainWindow window(workspace);
+        ASSERT_TRUE(window.restoreSession());
+        const auto restored = window.editor()->experiment();
+        ASSERT_TRUE(restored.has_value());
+        EXPECT_EQ(restored->name, "restored-name");
+        EXPECT_EQ(restored->training.batchSize, 3);
+        EXPECT_EQ(*restored->training.epochs, 3);
+        EXPECT_EQ(window.tabs()->currentIndex(), 2);
+        QStringList selected = window.runsPanel()->selectedRunIds();
+        selected.sort();
+        QStringList expected{ids[0], ids[2]};
+        expected.sort();
+        EXPECT_EQ(selected, expected);
+        EXPECT_EQ(window.runsPanel()->curves()->runs().size(), 2) << "the selected runs are compared again";
+    }
+    // A session whose experiment no longer validates is kept aside, not lost, and reported.
+    {
+        QFile file(QDir(workspace).filePath(QStringLiteral("session.json")));
+        ASSERT_TRUE(file.open(QIODevice::ReadOnly));
+        nlohmann::json session = nlohmann::json::parse(file.readAll().toStdString());
+        file.close();
+        session["experiment"]["training"]["batch_size"] = 0;
+        session["tab"] = 1;
+        ASSERT_TRUE(file.open(QIODevice::WriteOnly | QIODevice::Truncate));
+        file.write(QByteArray::fromStdString(session.dump()));
+        file.close();
+        ui::MainWindow window(workspace);
+        EXPECT_FALSE(window.restoreSession());
+        EXPECT_TRUE(QFileInfo::exists(QDir(workspace).filePath(QStringLiteral("session-previous.json"))));
+        EXPECT_TRUE(window.statusBar()->currentMessage().contains(QStringLiteral("training.batch_size")))
+            << window.statusBar()->currentMessage().toStdString();
+        EXPECT_EQ(window.tabs()->currentIndex(), 1) << "the rest of the session is still restored";
+    }
 }

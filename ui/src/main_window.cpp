@@ -153,6 +153,7 @@ void MainWindow::buildMenus() {
     QMenu* view = menuBar()->addMenu(tr("&View"));
     QAction* presenter = view->addAction(tr("Presenter mode"));
     presenter->setCheckable(true);
+    presenter->setObjectName(QStringLiteral("presenterAction"));
     presenter->setShortcut(QKeySequence(Qt::Key_F11));
     connect(presenter, &QAction::toggled, this, &MainWindow::setPresenterMode);
 }
@@ -282,6 +283,11 @@ void MainWindow::stopActive() {
 }
 
 void MainWindow::setPresenterMode(bool on) {
+    presenter_ = on;
+    if (auto* action = findChild<QAction*>(QStringLiteral("presenterAction"))) {
+        QSignalBlocker block(action);
+        action->setChecked(on);
+    }
     curves_->setPresenterMode(on);
     runs_->curves()->setPresenterMode(on);
     QFont f = font();
@@ -315,7 +321,74 @@ void MainWindow::dropEvent(QDropEvent* event) {
         if (url.isLocalFile() && url.toLocalFile().endsWith(QStringLiteral(".json"))) openExperiment(url.toLocalFile());
 }
 
+QString MainWindow::sessionPath() const { return QDir(workspace_).filePath(QStringLiteral("session.json")); }
+
+bool MainWindow::saveSession() const {
+    nlohmann::json session;
+    session["version"] = 1;
+    session["experiment"] = editor_->document();
+    session["tab"] = tabs_->currentIndex();
+    session["presenter"] = presenter_;
+    session["geometry"] = saveGeometry().toBase64().toStdString();
+    session["selected_runs"] = nlohmann::json::array();
+    for (const QString& id : runs_->selectedRunIds()) session["selected_runs"].push_back(id.toStdString());
+    QSaveFile file(sessionPath());
+    if (!file.open(QIODevice::WriteOnly)) return false;
+    const std::string text = session.dump(2) + "\n";
+    file.write(text.data(), qint64(text.size()));
+    return file.commit();
+}
+
+bool MainWindow::restoreSession() {
+    QFile file(sessionPath());
+    if (!file.open(QIODevice::ReadOnly)) return false;
+    nlohmann::json session;
+    try {
+        session = nlohmann::json::parse(file.readAll().toStdString());
+    } catch (const std::exception& error) {
+        file.close();
+        QFile::remove(QDir(workspace_).filePath(QStringLiteral("session-previous.json")));
+        QFile::rename(sessionPath(), QDir(workspace_).filePath(QStringLiteral("session-previous.json")));
+        statusBar()->showMessage(tr("%1: unreadable session, kept as session-previous.json (%2)")
+                                     .arg(sessionPath(), QString::fromStdString(error.what())), 15000);
+        return false;
+    }
+    bool experimentRestored = false;
+    if (session.contains("experiment")) {
+        try {
+            core::Experiment experiment = core::parseExperiment(session["experiment"]);
+            if (experiment.dataset.kind == core::DataSource::Demo && experiment.dataset.root.empty())
+                experiment.dataset.root = demoDatasetPath(workspace_).toStdString();
+            editor_->setExperiment(experiment);
+            experimentRestored = true;
+        } catch (const std::exception& error) {
+            QFile::remove(QDir(workspace_).filePath(QStringLiteral("session-previous.json")));
+            QFile::copy(sessionPath(), QDir(workspace_).filePath(QStringLiteral("session-previous.json")));
+            statusBar()->showMessage(tr("The last session's experiment does not validate (%1); it is kept in "
+                                        "session-previous.json")
+                                         .arg(QString::fromStdString(error.what())),
+                                     15000);
+        }
+    }
+    if (session.contains("geometry") && session["geometry"].is_string())
+        restoreGeometry(QByteArray::fromBase64(QByteArray::fromStdString(session["geometry"].get<std::string>())));
+    if (session.value("presenter", false)) setPresenterMode(true);
+    QStringList selected;
+    if (session.contains("selected_runs") && session["selected_runs"].is_array())
+        for (const auto& id : session["selected_runs"])
+            if (id.is_string()) selected << QString::fromStdString(id.get<std::string>());
+    if (!selected.isEmpty()) {
+        runs_->refresh(true);
+        runs_->selectRuns(selected);
+        if (selected.size() > 1) runs_->compareSelected();
+    }
+    const int tab = session.value("tab", 0);
+    if (tab >= 0 && tab < tabs_->count()) tabs_->setCurrentIndex(tab);
+    return experimentRestored;
+}
+
 void MainWindow::closeEvent(QCloseEvent* event) {
+    if (!saveSession()) statusBar()->showMessage(tr("Could not save the session to %1").arg(sessionPath()));
     // A running run is stopped cleanly; it stays resumable from the runs table.
     queue_.clear();
     if (worker_) {

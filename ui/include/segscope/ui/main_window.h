@@ -41,6 +41,15 @@ public:
     void stopActive();
     void setPresenterMode(bool on);
 
+    // The session of a workspace (WORKSPACE/session.json): the experiment as edited, the tab,
+    // the window geometry, presenter mode and the runs selected in the runs table. Saved when
+    // the window closes (atomically), restored on the next start. restoreSession() returns false
+    // when there is no session; a session whose experiment no longer validates is kept as
+    // session-previous.json and reported in the status bar, and the rest is still restored.
+    bool saveSession() const;
+    bool restoreSession();
+    QString sessionPath() const;
+
     ExperimentEditor* editor() const { return editor_; }
     CurvesWidget* liveCurves() const { return curves_; }
     RunsPanel* runsPanel() const { return runs_; }
@@ -89,6 +98,7 @@ private:
     QThread* thread_ = nullptr;
     QString activeRunId_;
     bool paused_ = false;
+    bool presenter_ = false;
     // Live status of the active run.
     std::int64_t totalSteps_ = 0, lastStep_ = 0;
     int batchSize_ = 0;
