@@ -36,6 +36,7 @@
 #include "segscope/core/dataset.h"
 #include "segscope/core/error.h"
 #include "segscope/core/metrics.h"
+#include "segscope/core/transforms.h"
 
 #include <opencv2/core.hpp>
 
@@ -65,7 +66,7 @@ struct PredictionKey {
     DatasetKind datasetKind = DatasetKind::Voc;
     std::filesystem::path datasetRoot;       // absolute and lexically normal
     std::string split;
-    PetsMode petsMode = PetsMode::Trimap;    // compared for Pets only (kept as read otherwise)
+    PetsMode petsMode = PetsMode::Trimap;    // all fields are compared, whatever the dataset kind
     double validationFraction = 0.1;         // carved splits: the carve's fraction and seed
     std::uint64_t validationSeed = 0;
     bool voidToBackground = false;
@@ -173,8 +174,6 @@ public:
 private:
     void checkIndex(std::size_t index) const;
     void checkClass(int c) const;
-    std::vector<std::size_t> ordered(std::vector<std::size_t> indices, const std::vector<double>& value,
-                                     SortOrder order) const;
 
     PredictionKey key_;
     std::vector<ClassInfo> classes_;
@@ -194,8 +193,8 @@ struct CacheLookup {
 };
 
 // Opens the cache folder and checks it against `expected` (see "Validity" above). Reads only
-// index.json and confusion.safetensors. Never throws for a missing, stale or corrupt cache
-// (it reports Stale with the reason); throws only for unexpected I/O errors.
+// index.json and confusion.safetensors. Never throws: a missing folder or index.json is Missing;
+// a different key, version, or an unreadable or inconsistent file is Stale, with the reason.
 CacheLookup openPredictions(const std::filesystem::path& folder, const PredictionKey& expected);
 
 // Writes a prediction cache image by image, then publishes it atomically. Used by predictSplit();
