@@ -1,16 +1,18 @@
-// segscope-cli eval, export and predict: using a recorded run's checkpoints.
+// segscope-cli eval, export, predict and predict-split: using a recorded run's checkpoints.
 #include "commands.h"
 
 #include "segscope/core/dataset.h"
 #include "segscope/core/experiment.h"
 #include "segscope/core/image_io.h"
 #include "segscope/core/inference.h"
+#include "segscope/core/predictions.h"
 #include "segscope/core/run_store.h"
 #include "segscope/core/weights.h"
 
 #include <nlohmann/json.hpp>
 
 #include <unistd.h>
+#include <chrono>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -141,6 +143,85 @@ int commandPredict(const Arguments& args) {
         if (pixels[std::size_t(c)] > 0)
             std::cout << "  " << run.classInfo[std::size_t(c)].name << ": " << std::fixed << std::setprecision(1)
                       << 100.0 * double(pixels[std::size_t(c)]) / double(labels.total()) << "%\n";
+    return 0;
+}
+
+int commandPredictSplit(const Arguments& args) {
+    args.allowOnly({"run", "workspace", "split", "checkpoint", "device", "batch-size", "force", "json"});
+    const auto store = openWorkspace(args);
+    const std::string runId = args.required("run");
+    const std::string checkpoint = args.value("checkpoint").value_or("latest");
+    const auto record = store->run(runId);
+    if (!record) throw core::Error("no run '" + runId + "' in workspace " + store->workspace().string());
+    const std::string split =
+        args.value("split").value_or(core::parseExperiment(nlohmann::json::parse(record->experimentJson)).dataset.valSplit);
+    std::size_t batchSize = 0;
+    if (auto text = args.value("batch-size")) {
+        try {
+            std::size_t used = 0;
+            const long value = std::stol(*text, &used);
+            if (used != text->size() || value < 1) throw std::invalid_argument(*text);
+            batchSize = std::size_t(value);
+        } catch (const std::exception&) {
+            throw UsageError("--batch-size expects an integer >= 1, got '" + *text + "'");
+        }
+    }
+
+    // A valid cache answers without building the model: that is what makes reopening instant.
+    std::optional<core::PredictionSet> set;
+    bool cached = false;
+    fs::path folder;
+    std::string checkpointText;
+    const auto started = std::chrono::steady_clock::now();
+    if (!args.has("force")) {
+        const core::PredictionKey key = core::predictionKey(*store, runId, checkpoint, split);
+        folder = core::predictionFolder(record->folder, key.checkpoint, split);
+        core::CacheLookup lookup = core::openPredictions(folder, key);
+        if (lookup.state == core::CacheState::Valid) {
+            set = std::move(lookup.set);
+            cached = true;
+            checkpointText = key.checkpoint.filename().string();
+        }
+    }
+    if (!set) {
+        const core::LoadedRun run = loadRunFromArguments(args, *store);
+        checkpointText = checkpointLabel(run);
+        core::PredictionOptions options;
+        options.batchSize = batchSize;
+        options.force = args.has("force");
+        const bool terminal = isatty(STDERR_FILENO);
+        if (terminal)
+            options.progress = [](std::size_t done, std::size_t total) {
+                std::cerr << "\rpredicting " << done << "/" << total << " images" << std::flush;
+            };
+        core::SplitPrediction prediction = core::predictSplit(run, record->folder, split, options);
+        if (terminal) std::cerr << "\r\033[K" << std::flush;
+        set = std::move(prediction.set);
+        cached = prediction.fromCache;
+        folder = prediction.folder;
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const core::SegmentationMetrics metrics = set->metrics();
+
+    if (args.has("json")) {
+        const nlohmann::json document = {
+            {"run", runId},
+            {"checkpoint", set->key().checkpoint.string()},
+            {"split", split},
+            {"images", set->size()},
+            {"cached", cached},
+            {"folder", folder.string()},
+            {"seconds", seconds},
+            {"metrics", nlohmann::json::parse(core::metricsToJson(metrics))},
+        };
+        std::cout << document.dump(2) << std::endl;
+    } else {
+        std::cout << "run " << runId << ", checkpoint " << checkpointText << ", split " << split << " ("
+                  << set->size() << " images): " << (cached ? "reused the cache" : "predicted") << " in " << std::fixed
+                  << std::setprecision(2) << seconds << " s\n"
+                  << "predictions: " << folder.string() << "\n"
+                  << core::metricsToText(metrics);
+    }
     return 0;
 }
 

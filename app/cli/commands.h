@@ -13,6 +13,7 @@ int commandTrain(const Arguments& args);
 int commandEval(const Arguments& args);
 int commandExport(const Arguments& args);
 int commandPredict(const Arguments& args);
+int commandPredictSplit(const Arguments& args);
 int commandErf(const Arguments& args);
 int commandModels(const Arguments& args);
 int commandForward(const Arguments& args);

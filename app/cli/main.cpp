@@ -36,6 +36,11 @@ commands:
           --image FILE --out OVERLAY.png [--mask MASK.png] [--alpha 0.5]
                                   segment one image: an overlay in class colours and, with
                                   --mask, a palette PNG of class indices at the image's size
+  predict-split --run ID [--workspace DIR] [--checkpoint latest|best|FILE] [--split NAME]
+                [--device NAME] [--batch-size B] [--force] [--json]
+                                  predict every image of a split (default: the run's val split)
+                                  into the run folder's prediction cache, or reuse it when still
+                                  valid; prints the metrics and the cache folder
   score --pred DIR --gt DIR --classes K [--ignore 255] [--names classes.txt] [--json]
                                   score index-PNG predictions against index-PNG ground truth
                                   (matched by file name): aAcc, mIoU, mAcc, mDice, per class
@@ -73,6 +78,8 @@ const Command kCommands[] = {
     {"eval", [](const std::vector<std::string>& a) { return commandEval(Arguments(a, {"json"})); }},
     {"export", [](const std::vector<std::string>& a) { return commandExport(Arguments(a, {})); }},
     {"predict", [](const std::vector<std::string>& a) { return commandPredict(Arguments(a, {})); }},
+    {"predict-split",
+     [](const std::vector<std::string>& a) { return commandPredictSplit(Arguments(a, {"json", "force"})); }},
     {"erf", [](const std::vector<std::string>& a) { return commandErf(Arguments(a, {"json"}, {"size"})); }},
     {"models", [](const std::vector<std::string>& a) { return commandModels(Arguments(a, {"json"})); }},
     {"forward", [](const std::vector<std::string>& a) { return commandForward(Arguments(a, {"strict"})); }},
@@ -84,7 +91,7 @@ int main(int argc, char** argv) {
     // Only the commands that run models pay for the re-exec.
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "train" || a == "eval" || a == "erf" || a == "predict" || a == "forward") {
+        if (a == "train" || a == "eval" || a == "erf" || a == "predict" || a == "predict-split" || a == "forward") {
             core::preferPassiveOpenMpWait(argv);
             break;
         }
