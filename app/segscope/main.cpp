@@ -2,6 +2,7 @@
 #include "segscope/core/runtime.h"
 #include "segscope/ui/dataset_panel.h"
 #include "segscope/ui/erf_panel.h"
+#include "segscope/ui/predictions_panel.h"
 #include "segscope/ui/main_window.h"
 #include "segscope/ui/runs_panel.h"
 #include "segscope/ui/workspace.h"
@@ -39,14 +40,23 @@ int main(int argc, char** argv) {
                                   QStringLiteral("WHAT"));
     QCommandLineOption erfImages(QStringLiteral("erf-images"), QStringLiteral("Images averaged by --erf-compare."),
                                  QStringLiteral("N"), QStringLiteral("16"));
+    QCommandLineOption predict(QStringLiteral("predict"),
+                               QStringLiteral("Predictions tab: predict (or reopen) run ID's best checkpoint on val."),
+                               QStringLiteral("ID"));
+    QCommandLineOption predictionsView(QStringLiteral("predictions-view"),
+                                       QStringLiteral("With --predict: images, gallery, confusion (clicks the worst "
+                                                      "off-diagonal cell) or side-by-side (with --compare-runs)."),
+                                       QStringLiteral("VIEW"), QStringLiteral("images"));
+    QCommandLineOption compareRuns(QStringLiteral("compare-runs"), QStringLiteral("Runs for the side-by-side view."),
+                                   QStringLiteral("ID,ID"));
     QCommandLineOption presenter(QStringLiteral("presenter"), QStringLiteral("Start in presenter mode."));
     QCommandLineOption screenshot(QStringLiteral("screenshot"),
                                   QStringLiteral("Save a PNG of the window after --screenshot-delay ms, then quit."),
                                   QStringLiteral("PNG"));
     QCommandLineOption screenshotDelay(QStringLiteral("screenshot-delay"), QStringLiteral("Delay before --screenshot."),
                                        QStringLiteral("MS"), QStringLiteral("3000"));
-    for (const auto& option : {workspace, start, check, tab, compareAll, erfCompare, erfImages, presenter, screenshot,
-                               screenshotDelay}) parser.addOption(option);
+    for (const auto& option : {workspace, start, check, tab, compareAll, erfCompare, erfImages, predict, predictionsView,
+                               compareRuns, presenter, screenshot, screenshotDelay}) parser.addOption(option);
     parser.process(app);
 
     const QString workspaceDir = parser.value(workspace);
@@ -100,6 +110,34 @@ int main(int argc, char** argv) {
             else erf->compareUntrainedVsTrained(what);
         });
     }
+    if (parser.isSet(predict)) {
+        auto* panel = window.predictionsPanel();
+        const QString run = parser.value(predict), view = parser.value(predictionsView);
+        const QStringList others = parser.value(compareRuns).split(QLatin1Char(','), Qt::SkipEmptyParts);
+        QObject::connect(panel, &segscope::ui::PredictionsPanel::predictionsReady, &window, [panel, view, others] {
+            if (view == QStringLiteral("gallery")) {
+                panel->views()->setCurrentIndex(1);
+            } else if (view == QStringLiteral("confusion")) {
+                // The largest off-diagonal cell: the model's most common confusion.
+                const auto& totals = panel->predictions()->totals();
+                int bestI = 0, bestJ = 1;
+                for (int i = 0; i < totals.classes(); ++i)
+                    for (int j = 0; j < totals.classes(); ++j)
+                        if (i != j && totals.count(i, j) > totals.count(bestI, bestJ)) bestI = i, bestJ = j;
+                panel->views()->setCurrentIndex(2);
+                panel->clickCell(bestI, bestJ);
+            } else if (view == QStringLiteral("side-by-side")) {
+                QTimer::singleShot(0, panel, [panel, others] { panel->compareRuns(others); });
+            } else {
+                panel->setErrorClass(panel->predictions()->classes() > 1 ? 1 : 0);
+            }
+        });
+        QTimer::singleShot(100, &window, [&window, panel, run] {
+            window.tabs()->setCurrentWidget(panel);
+            panel->setSource(run);
+            panel->predict();
+        });
+    }
     if (parser.isSet(screenshot)) {
         const QString path = parser.value(screenshot);
         const auto save = [&window, path] {
@@ -110,6 +148,12 @@ int main(int argc, char** argv) {
         if (parser.isSet(erfCompare))
             QObject::connect(window.erfPanel(), &segscope::ui::ErfPanel::computationFinished, &window,
                              [&window, save] { QTimer::singleShot(800, &window, save); });
+        else if (parser.isSet(predict) && parser.value(predictionsView) == QStringLiteral("side-by-side"))
+            QObject::connect(window.predictionsPanel(), &segscope::ui::PredictionsPanel::comparisonReady, &window,
+                             [&window, save] { QTimer::singleShot(800, &window, save); });
+        else if (parser.isSet(predict))
+            QObject::connect(window.predictionsPanel(), &segscope::ui::PredictionsPanel::predictionsReady, &window,
+                             [&window, save] { QTimer::singleShot(1500, &window, save); });
         else
             QTimer::singleShot(parser.value(screenshotDelay).toInt(), &window, save);
     }

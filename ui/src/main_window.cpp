@@ -6,6 +6,7 @@
 #include "segscope/ui/curves_widget.h"
 #include "segscope/ui/dataset_panel.h"
 #include "segscope/ui/erf_panel.h"
+#include "segscope/ui/predictions_panel.h"
 #include "segscope/ui/experiment_editor.h"
 #include "segscope/ui/runs_panel.h"
 #include "segscope/ui/training_worker.h"
@@ -82,6 +83,8 @@ MainWindow::MainWindow(QString workspace, QWidget* parent) : QMainWindow(parent)
     tabs_->addTab(runs_, tr("Runs"));
     dataset_ = new DatasetPanel(workspace_);
     tabs_->addTab(dataset_, tr("Dataset"));
+    predictions_ = new PredictionsPanel(workspace_);
+    tabs_->addTab(predictions_, tr("Predictions"));
     erf_ = new ErfPanel(workspace_);
     erf_->setExperimentProvider([this] { return editor_->experiment(); });
     tabs_->addTab(erf_, tr("ERF"));
@@ -95,9 +98,11 @@ MainWindow::MainWindow(QString workspace, QWidget* parent) : QMainWindow(parent)
     connect(runs_, &RunsPanel::resumeRequested, this, &MainWindow::resumeRun);
     connect(runs_, &RunsPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
     connect(dataset_, &DatasetPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
+    connect(predictions_, &PredictionsPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
     connect(erf_, &ErfPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
     connect(tabs_, &QTabWidget::currentChanged, this, [this](int index) {
         if (tabs_->widget(index) == erf_ && !erf_->busy()) erf_->refreshRuns();
+        if (tabs_->widget(index) == predictions_ && !predictions_->busy()) predictions_->refreshRuns();
     });
 }
 

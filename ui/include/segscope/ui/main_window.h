@@ -21,6 +21,7 @@ namespace segscope::ui {
 class CurvesWidget;
 class DatasetPanel;
 class ErfPanel;
+class PredictionsPanel;
 class ExperimentEditor;
 class RunsPanel;
 class TrainingWorker;
@@ -55,6 +56,7 @@ public:
     RunsPanel* runsPanel() const { return runs_; }
     DatasetPanel* datasetPanel() const { return dataset_; }
     ErfPanel* erfPanel() const { return erf_; }
+    PredictionsPanel* predictionsPanel() const { return predictions_; }
     QTabWidget* tabs() const { return tabs_; }
     QString activeRunId() const { return activeRunId_; }
     int queuedRuns() const { return int(queue_.size()); }
@@ -85,6 +87,7 @@ private:
     RunsPanel* runs_ = nullptr;
     DatasetPanel* dataset_ = nullptr;
     ErfPanel* erf_ = nullptr;
+    PredictionsPanel* predictions_ = nullptr;
     QPushButton* startButton_ = nullptr;
     QPushButton* pauseButton_ = nullptr;
     QPushButton* stopButton_ = nullptr;

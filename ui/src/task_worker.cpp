@@ -1,0 +1,39 @@
+#include "segscope/ui/task_worker.h"
+
+#include <QThread>
+
+#include <exception>
+
+namespace segscope::ui {
+
+TaskWorker::TaskWorker(Task task) : task_(std::move(task)) {}
+
+TaskWorker* TaskWorker::start(Task task, QObject* owner) {
+    auto* worker = new TaskWorker(std::move(task));
+    auto* thread = new QThread(owner);
+    worker->moveToThread(thread);
+    QObject::connect(thread, &QThread::started, worker, &TaskWorker::run);
+    QObject::connect(worker, &TaskWorker::finished, thread, &QThread::quit);
+    QObject::connect(thread, &QThread::finished, worker, &QObject::deleteLater);
+    QObject::connect(thread, &QThread::finished, thread, &QObject::deleteLater);
+    thread->start();
+    return worker;
+}
+
+void TaskWorker::run() {
+    QString error;
+    try {
+        task_(cancel_, [this](qint64 done, qint64 total) { Q_EMIT progress(done, total); });
+        if (cancel_) error = QStringLiteral("cancelled");
+    } catch (const TaskCancelled&) {
+        error = QStringLiteral("cancelled");
+    } catch (const std::exception& e) {
+        error = QString::fromStdString(e.what());
+        if (error.isEmpty()) error = QStringLiteral("failed");
+    } catch (...) {
+        error = QStringLiteral("failed with an unknown error");
+    }
+    Q_EMIT finished(error);
+}
+
+} // namespace segscope::ui
