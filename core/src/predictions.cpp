@@ -12,6 +12,9 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <unistd.h>
 #include <algorithm>
 #include <chrono>
@@ -701,6 +704,13 @@ SplitPrediction predictSplit(const LoadedRun& run, const fs::path& runFolder, co
             const cv::Mat predicted(label.rows, label.cols, CV_8UC1, prediction.data_ptr<std::uint8_t>());
             writer.add(batch->ids[i], predicted, label, dataset->samples()[batch->indices[i]].image);
         }
+#if defined(__GLIBC__)
+        // glibc kept the pages of the freed per-image resize temporaries (the upsample kernel
+        // allocates its own, so reusing output buffers did not help): RSS grew by ~1.5 MB per
+        // 320x240 image (+700 MB over 400) while the live heap stayed under 75 MB (heaptrack).
+        // Trimming after each batch keeps RSS flat at no measurable cost.
+        malloc_trim(0);
+#endif
         if (options.progress) options.progress(writer.size(), total);
     }
     result.set = writer.commit();
