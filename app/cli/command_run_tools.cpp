@@ -202,6 +202,7 @@ int commandPredictSplit(const Arguments& args) {
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     const core::SegmentationMetrics metrics = set->metrics();
+    folder = fs::absolute(folder).lexically_normal();
 
     if (args.has("json")) {
         const nlohmann::json document = {

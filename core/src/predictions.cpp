@@ -655,10 +655,18 @@ SplitPrediction predictSplit(const LoadedRun& run, const fs::path& runFolder, co
     }
 
     const auto dataset = Dataset::open(datasetSpec(experiment, split));
-    std::vector<ClassInfo> classes = run.classInfo;
-    classes.resize(std::size_t(run.classes));
-    for (int c = 0; c < run.classes; ++c)
-        if (classes[std::size_t(c)].name.empty()) classes[std::size_t(c)] = {"class" + std::to_string(c), vocColor(c)};
+    // The split's own class table first: loadRun() falls back to "classN" when the run's val split
+    // cannot be opened (e.g. a Pets copy holding only test.txt), but this split can.
+    std::vector<ClassInfo> classes(std::size_t(run.classes));
+    for (int c = 0; c < run.classes; ++c) {
+        const std::size_t i = std::size_t(c);
+        if (c < dataset->numClasses())
+            classes[i] = dataset->classes()[i];
+        else if (i < run.classInfo.size() && !run.classInfo[i].name.empty())
+            classes[i] = run.classInfo[i];
+        else
+            classes[i] = {"class" + std::to_string(c), vocColor(c)};
+    }
     PredictionCacheWriter writer(result.folder, key, std::move(classes));
 
     LoaderOptions loaderOpts = loaderOptions(experiment, false);

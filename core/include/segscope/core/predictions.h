@@ -56,7 +56,9 @@ struct LoadedRun;
 
 inline constexpr int kPredictionCacheVersion = 1;
 
-// Everything a cached prediction depends on. Two keys are equal when every field is.
+// Everything a cached prediction depends on. Two keys are equal when every field is. The key does
+// not cover the dataset's files themselves: after editing a split's images, masks or split file in
+// place, predict again with PredictionOptions::force (segscope-cli predict-split --force).
 struct PredictionKey {
     std::filesystem::path checkpoint;        // the weights file, absolute and lexically normal
     std::uintmax_t checkpointBytes = 0;      // its size
@@ -252,7 +254,8 @@ struct SplitPrediction {
 // Predicts `split` of the run's dataset (the demo dataset is written first when needed) into
 // predictionFolder(runFolder, run.checkpoint, split), or reopens it when valid (unless
 // options.force). Uses the run's device, the experiment's AMP and channels-last settings, its
-// eval transform and voidToBackground; classes named and coloured as run.classInfo. Ground truth
+// eval transform and voidToBackground; classes named and coloured by the split's dataset (then
+// run.classInfo, then "classN" with VOC colours beyond the dataset's classes). Ground truth
 // outside [0, run.classes) other than 255 is an Error.
 SplitPrediction predictSplit(const LoadedRun& run, const std::filesystem::path& runFolder, const std::string& split,
                              const PredictionOptions& options = {});
