@@ -137,7 +137,8 @@ std::string keyDifference(const PredictionKey& cached, const PredictionKey& expe
         return "made on another dataset (" + std::string(datasetKindName(cached.datasetKind)) + " at " +
                cached.datasetRoot.string() + ")";
     if (cached.split != expected.split) return "made on split " + cached.split;
-    if (cached.petsMode != expected.petsMode) return "made with Pets mode " + std::string(petsModeName(cached.petsMode));
+    if (cached.petsMode != expected.petsMode)
+        return "made with Pets mode " + std::string(petsModeName(cached.petsMode));
     if (cached.validationFraction != expected.validationFraction || cached.validationSeed != expected.validationSeed)
         return "made with another validation carve (fraction or seed)";
     if (cached.voidToBackground != expected.voidToBackground) return "made with another void_to_background";
@@ -591,7 +592,9 @@ PredictionSet PredictionCacheWriter::commit() {
     writeSafetensors(partial_ / kConfusionFile, {{"confusion", counts}},
                      {{"format", kFormatName}, {"version", std::to_string(kPredictionCacheVersion)}});
 
-    json index = {{"format", kFormatName}, {"version", kPredictionCacheVersion}, {"key", keyToJson(key_)},
+    json index = {{"format", kFormatName},
+                  {"version", kPredictionCacheVersion},
+                  {"key", keyToJson(key_)},
                   {"created_at", isoNow()}};
     json classes = json::array();
     for (const auto& c : classes_) classes.push_back({{"name", c.name}, {"color", {c.color.r, c.color.g, c.color.b}}});
@@ -698,17 +701,16 @@ SplitPrediction predictSplit(const LoadedRun& run, const fs::path& runFolder, co
             const LabeledImage sample = dataset->load(batch->indices[i]);
             cv::Mat label = sample.label;
             if (experiment.dataset.voidToBackground) label.setTo(0, label == kIgnoreIndex);
-            const torch::Tensor prediction =
-                F::interpolate(logits.slice(0, std::int64_t(i), std::int64_t(i) + 1),
-                               F::InterpolateFuncOptions()
-                                   .size(std::vector<std::int64_t>{label.rows, label.cols})
-                                   .mode(torch::kBilinear)
-                                   .align_corners(false))
-                    .argmax(1)
-                    .squeeze(0)
-                    .to(torch::kUInt8)
-                    .cpu()
-                    .contiguous();
+            const torch::Tensor prediction = F::interpolate(logits.slice(0, std::int64_t(i), std::int64_t(i) + 1),
+                                                            F::InterpolateFuncOptions()
+                                                                .size(std::vector<std::int64_t>{label.rows, label.cols})
+                                                                .mode(torch::kBilinear)
+                                                                .align_corners(false))
+                                                 .argmax(1)
+                                                 .squeeze(0)
+                                                 .to(torch::kUInt8)
+                                                 .cpu()
+                                                 .contiguous();
             const cv::Mat predicted(label.rows, label.cols, CV_8UC1, prediction.data_ptr<std::uint8_t>());
             writer.add(batch->ids[i], predicted, label, dataset->samples()[batch->indices[i]].image);
         }
@@ -751,11 +753,16 @@ cv::Mat errorMap(const cv::Mat& prediction, const cv::Mat& groundTruth, int c) {
 
 Rgb outcomeColor(PixelOutcome outcome) {
     switch (outcome) {
-        case PixelOutcome::Other: return {0, 0, 0};
-        case PixelOutcome::TruePositive: return {0, 200, 0};
-        case PixelOutcome::FalsePositive: return {230, 0, 0};
-        case PixelOutcome::FalseNegative: return {0, 90, 255};
-        case PixelOutcome::Ignored: return {255, 255, 255};
+        case PixelOutcome::Other:
+            return {0, 0, 0};
+        case PixelOutcome::TruePositive:
+            return {0, 200, 0};
+        case PixelOutcome::FalsePositive:
+            return {230, 0, 0};
+        case PixelOutcome::FalseNegative:
+            return {0, 90, 255};
+        case PixelOutcome::Ignored:
+            return {255, 255, 255};
     }
     throw Error("unknown pixel outcome " + std::to_string(int(outcome)));
 }

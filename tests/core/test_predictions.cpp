@@ -423,8 +423,7 @@ TEST(Predictions, PredictSplitCachesReopensCancelsAndMatchesEvaluate) {
     // The same figures as evaluate() at the original resolution, image by image.
     EvaluationOptions evalOptions;
     evalOptions.resolution = EvalResolution::Original;
-    const Evaluation evaluation =
-        evaluate(*run.model, dataset, transformConfig(experiment), 5, 2, 1, evalOptions);
+    const Evaluation evaluation = evaluate(*run.model, dataset, transformConfig(experiment), 5, 2, 1, evalOptions);
     ASSERT_EQ(evaluation.imageIds.size(), 3u);
     const SegmentationMetrics metrics = set.metrics();
     EXPECT_EQ(metrics.pixels, evaluation.metrics.pixels);
@@ -510,13 +509,13 @@ TEST(Predictions, PredictSplitCachesReopensCancelsAndMatchesEvaluate) {
     ASSERT_EQ(reused.exitCode, 0) << reused.output;
     EXPECT_EQ(json::parse(reused.output).at("cached"), true);
     EXPECT_EQ(json::parse(reused.output).at("metrics"), made.at("metrics"));
-    const auto text = segscope::test::runCli("predict-split --run " + tiny.runId + " --workspace '" +
-                                             (dir / "ws").string() + "'");
+    const auto text =
+        segscope::test::runCli("predict-split --run " + tiny.runId + " --workspace '" + (dir / "ws").string() + "'");
     ASSERT_EQ(text.exitCode, 0);
     EXPECT_NE(text.output.find("split val (3 images): reused the cache"), std::string::npos) << text.output;
     EXPECT_NE(text.output.find("predictions: " + first.folder.string()), std::string::npos) << text.output;
-    const auto missing = segscope::test::runCli("predict-split --run nope --workspace '" + (dir / "ws").string() +
-                                                "' 2>&1");
+    const auto missing =
+        segscope::test::runCli("predict-split --run nope --workspace '" + (dir / "ws").string() + "' 2>&1");
     EXPECT_EQ(missing.exitCode, 1);
     EXPECT_NE(missing.output.find("no run 'nope'"), std::string::npos) << missing.output;
 }
