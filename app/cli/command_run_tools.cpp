@@ -153,8 +153,8 @@ int commandPredictSplit(const Arguments& args) {
     const std::string checkpoint = args.value("checkpoint").value_or("latest");
     const auto record = store->run(runId);
     if (!record) throw core::Error("no run '" + runId + "' in workspace " + store->workspace().string());
-    const std::string split =
-        args.value("split").value_or(core::parseExperiment(nlohmann::json::parse(record->experimentJson)).dataset.valSplit);
+    const std::string split = args.value("split").value_or(
+        core::parseExperiment(nlohmann::json::parse(record->experimentJson)).dataset.valSplit);
     std::size_t batchSize = 0;
     if (auto text = args.value("batch-size")) {
         try {
@@ -202,6 +202,7 @@ int commandPredictSplit(const Arguments& args) {
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     const core::SegmentationMetrics metrics = set->metrics();
+    folder = fs::absolute(folder).lexically_normal();
 
     if (args.has("json")) {
         const nlohmann::json document = {

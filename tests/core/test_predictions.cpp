@@ -423,8 +423,7 @@ TEST(Predictions, PredictSplitCachesReopensCancelsAndMatchesEvaluate) {
     // The same figures as evaluate() at the original resolution, image by image.
     EvaluationOptions evalOptions;
     evalOptions.resolution = EvalResolution::Original;
-    const Evaluation evaluation =
-        evaluate(*run.model, dataset, transformConfig(experiment), 5, 2, 1, evalOptions);
+    const Evaluation evaluation = evaluate(*run.model, dataset, transformConfig(experiment), 5, 2, 1, evalOptions);
     ASSERT_EQ(evaluation.imageIds.size(), 3u);
     const SegmentationMetrics metrics = set.metrics();
     EXPECT_EQ(metrics.pixels, evaluation.metrics.pixels);
@@ -510,13 +509,13 @@ TEST(Predictions, PredictSplitCachesReopensCancelsAndMatchesEvaluate) {
     ASSERT_EQ(reused.exitCode, 0) << reused.output;
     EXPECT_EQ(json::parse(reused.output).at("cached"), true);
     EXPECT_EQ(json::parse(reused.output).at("metrics"), made.at("metrics"));
-    const auto text = segscope::test::runCli("predict-split --run " + tiny.runId + " --workspace '" +
-                                             (dir / "ws").string() + "'");
+    const auto text =
+        segscope::test::runCli("predict-split --run " + tiny.runId + " --workspace '" + (dir / "ws").string() + "'");
     ASSERT_EQ(text.exitCode, 0);
     EXPECT_NE(text.output.find("split val (3 images): reused the cache"), std::string::npos) << text.output;
     EXPECT_NE(text.output.find("predictions: " + first.folder.string()), std::string::npos) << text.output;
-    const auto missing = segscope::test::runCli("predict-split --run nope --workspace '" + (dir / "ws").string() +
-                                                "' 2>&1");
+    const auto missing =
+        segscope::test::runCli("predict-split --run nope --workspace '" + (dir / "ws").string() + "' 2>&1");
     EXPECT_EQ(missing.exitCode, 1);
     EXPECT_NE(missing.output.find("no run 'nope'"), std::string::npos) << missing.output;
 }
@@ -567,4 +566,50 @@ TEST(Predictions, PredictSplitOnAFolderDatasetKeepsSizesNamesAndColours) {
     EXPECT_EQ(set.containingClass(2), (Indices{0, 1}));
     EXPECT_EQ(set.containingClass(1), (Indices{}));
     EXPECT_EQ(set.loadGroundTruth(1).at<std::uint8_t>(0, 39), 255);
+}
+
+// Oxford-IIIT Pets, trimap and binary: the dataset's class table, and border pixels scored as
+// class 2 (trimap) or ignored (binary).
+TEST(Predictions, PredictSplitOnPetsTrimapAndBinary) {
+    segscope::test::TempDir dir;
+    const fs::path root = dir / "pets";
+    fs::create_directories(root / "images");
+    fs::create_directories(root / "annotations" / "trimaps");
+    // 30x20: left third pet (1), middle third border (3), right third background (2).
+    cv::Mat trimap(20, 30, CV_8UC1, cv::Scalar(2));
+    trimap(cv::Rect(0, 0, 10, 20)).setTo(1);
+    trimap(cv::Rect(10, 0, 10, 20)).setTo(3);
+    writeGrayPng(root / "annotations" / "trimaps" / "Abyssinian_1.png", trimap);
+    writeImageRgb(root / "images" / "Abyssinian_1.jpg", cv::Mat(20, 30, CV_8UC3, cv::Scalar(90, 60, 30)));
+    std::ofstream(root / "annotations" / "test.txt") << "Abyssinian_1 1 1 1\n";
+
+    for (const PetsMode mode : {PetsMode::Trimap, PetsMode::Binary}) {
+        SCOPED_TRACE(petsModeName(mode));
+        Experiment experiment = tinyExperiment(DataSource::Pets, root);
+        experiment.dataset.petsMode = mode;
+        const int classes = mode == PetsMode::Trimap ? 3 : 2;
+        TinyRun tiny = makeRun(dir / (std::string("ws-") + petsModeName(mode)), experiment, classes);
+        const LoadedRun run = loadRun(*tiny.store, tiny.runId, "latest", "cpu");
+        const SplitPrediction result = predictSplit(run, tiny.folder, "test");
+        ASSERT_TRUE(result.set.has_value());
+        const PredictionSet& set = *result.set;
+        ASSERT_EQ(set.size(), 1u);
+        EXPECT_EQ(set.key().petsMode, mode);
+        std::vector<std::int64_t> rows(std::size_t(classes), 0);
+        for (int t = 0; t < classes; ++t)
+            for (int p = 0; p < classes; ++p) rows[std::size_t(t)] += set.count(0, t, p);
+        const cv::Mat truth = set.loadGroundTruth(0);
+        if (mode == PetsMode::Trimap) {
+            EXPECT_EQ(set.classNames(), (std::vector<std::string>{"background", "pet", "border"}));
+            EXPECT_EQ(rows, (std::vector<std::int64_t>{200, 200, 200}));
+            EXPECT_EQ(truth.at<std::uint8_t>(5, 15), 2);
+        } else {
+            EXPECT_EQ(set.classNames(), (std::vector<std::string>{"background", "pet"}));
+            EXPECT_EQ(rows, (std::vector<std::int64_t>{200, 200}));
+            EXPECT_EQ(truth.at<std::uint8_t>(5, 15), 255);
+        }
+        EXPECT_EQ(truth.at<std::uint8_t>(5, 5), 1);
+        EXPECT_EQ(truth.at<std::uint8_t>(5, 25), 0);
+        EXPECT_EQ(set.loadPrediction(0).size(), cv::Size(30, 20));
+    }
 }

@@ -56,21 +56,23 @@ struct LoadedRun;
 
 inline constexpr int kPredictionCacheVersion = 1;
 
-// Everything a cached prediction depends on. Two keys are equal when every field is.
+// Everything a cached prediction depends on. Two keys are equal when every field is. The key does
+// not cover the dataset's files themselves: after editing a split's images, masks or split file in
+// place, predict again with PredictionOptions::force (segscope-cli predict-split --force).
 struct PredictionKey {
-    std::filesystem::path checkpoint;        // the weights file, absolute and lexically normal
-    std::uintmax_t checkpointBytes = 0;      // its size
-    std::int64_t checkpointModifiedNs = 0;   // its last write time (filesystem clock, ns)
+    std::filesystem::path checkpoint;       // the weights file, absolute and lexically normal
+    std::uintmax_t checkpointBytes = 0;     // its size
+    std::int64_t checkpointModifiedNs = 0;  // its last write time (filesystem clock, ns)
     std::string modelId;
-    int classes = 0;                         // the model's output classes (K)
+    int classes = 0;  // the model's output classes (K)
     DatasetKind datasetKind = DatasetKind::Voc;
-    std::filesystem::path datasetRoot;       // absolute and lexically normal
+    std::filesystem::path datasetRoot;  // absolute and lexically normal
     std::string split;
-    PetsMode petsMode = PetsMode::Trimap;    // all fields are compared, whatever the dataset kind
-    double validationFraction = 0.1;         // carved splits: the carve's fraction and seed
+    PetsMode petsMode = PetsMode::Trimap;  // all fields are compared, whatever the dataset kind
+    double validationFraction = 0.1;       // carved splits: the carve's fraction and seed
     std::uint64_t validationSeed = 0;
     bool voidToBackground = false;
-    int height = 0;                          // the eval transform's size
+    int height = 0;  // the eval transform's size
     int width = 0;
     Normalization normalization = Normalization::ImageNet;
 
@@ -99,7 +101,7 @@ std::filesystem::path predictionFolder(const std::filesystem::path& runFolder, c
 // One image of a prediction set.
 struct PredictionImage {
     std::string id;
-    int width = 0;   // original size (of the label as scored)
+    int width = 0;  // original size (of the label as scored)
     int height = 0;
     std::filesystem::path image;        // the dataset's image file; empty when not known
     std::filesystem::path prediction;   // cached predicted labels (CV_8UC1 palette PNG)
@@ -188,7 +190,9 @@ enum class CacheState { Valid, Missing, Stale };
 
 struct CacheLookup {
     CacheState state = CacheState::Missing;
-    std::string reason;  // Missing/Stale: why, e.g. "checkpoint modified since the prediction"
+    // Missing/Stale: why, e.g. "the checkpoint file changed since the prediction (size or
+    // modification time)".
+    std::string reason;
     std::optional<PredictionSet> set;  // Valid only
 };
 
@@ -246,13 +250,14 @@ struct SplitPrediction {
     std::optional<PredictionSet> set;  // empty only when cancelled
     bool fromCache = false;            // a valid cache was reopened; nothing was predicted
     bool cancelled = false;
-    std::filesystem::path folder;      // the cache folder
+    std::filesystem::path folder;  // the cache folder
 };
 
 // Predicts `split` of the run's dataset (the demo dataset is written first when needed) into
 // predictionFolder(runFolder, run.checkpoint, split), or reopens it when valid (unless
 // options.force). Uses the run's device, the experiment's AMP and channels-last settings, its
-// eval transform and voidToBackground; classes named and coloured as run.classInfo. Ground truth
+// eval transform and voidToBackground; classes named and coloured by the split's dataset (then
+// run.classInfo, then "classN" with VOC colours beyond the dataset's classes). Ground truth
 // outside [0, run.classes) other than 255 is an Error.
 SplitPrediction predictSplit(const LoadedRun& run, const std::filesystem::path& runFolder, const std::string& split,
                              const PredictionOptions& options = {});
