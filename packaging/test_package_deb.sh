@@ -77,8 +77,9 @@ else
     || fail "expected 'CUDA backend: not installed (no $lib/libtorch_cuda.so)'"
 fi
 if is_on "$build_ui"; then
-  gui=$(clean QT_QPA_PLATFORM=offscreen "$root/usr/bin/segscope" --version 2>&1) || { echo "$gui"; fail "segscope --version failed"; }
-  grep -q '^SegScope [0-9.]*$' <<< "$gui" || { echo "$gui"; fail "segscope --version printed no version"; }
+  gui=$(clean QT_QPA_PLATFORM=offscreen "$root/usr/bin/segscope" --version 2> "$tmp/gui.err") \
+    || { cat "$tmp/gui.err"; fail "segscope --version failed"; }
+  grep -q '^SegScope [0-9.]*$' <<< "$gui" || { echo "$gui"; cat "$tmp/gui.err"; fail "segscope --version printed no version"; }
 fi
 step "--version"
 
