@@ -3,13 +3,15 @@
 # folder, and runs the unpacked programs from there with an environment that sees neither the
 # build tree nor the LibTorch environment (env -i, no LD_LIBRARY_PATH, working folder elsewhere).
 #
-#   test_package_deb.sh BUILD_DIR PRIVATE_LIBDIR BUILD_UI PACKAGE_CUDA
+#   test_package_deb.sh BUILD_DIR PRIVATE_LIBDIR BUILD_UI PACKAGE_CUDA [CPACK]
 #     PRIVATE_LIBDIR  the private library folder under the prefix, e.g. lib/segscope
+#     CPACK           the cpack of the CMake that configured BUILD_DIR (default: cpack on PATH)
 set -euo pipefail
 build=$(realpath "$1")
 private_libdir=$2
 build_ui=$3
 package_cuda=$4
+cpack=${5:-cpack}
 
 tmp=$(realpath "$(mktemp -d "${TMPDIR:-/tmp}/segscope-deb.XXXXXX")")
 trap 'rm -rf "$tmp"' EXIT
@@ -17,14 +19,20 @@ fail() { echo "package_deb: FAIL: $*" >&2; exit 1; }
 step() { echo "package_deb: [${SECONDS}s] $*"; }
 is_on() { case "${1^^}" in ON|1|TRUE|YES|Y) return 0 ;; *) return 1 ;; esac; }
 
-cpack -G DEB --config "$build/CPackConfig.cmake" -B "$tmp/cpack" > "$tmp/cpack.log" 2>&1 \
+"$cpack" -G DEB --config "$build/CPackConfig.cmake" -B "$tmp/cpack" > "$tmp/cpack.log" 2>&1 \
   || { cat "$tmp/cpack.log"; fail "cpack -G DEB failed"; }
 shopt -s nullglob
 debs=("$tmp"/cpack/segscope_*.deb)
 [ ${#debs[@]} -eq 1 ] || fail "expected one segscope_*.deb, found ${#debs[@]}"
 deb=${debs[0]}
 step "cpack: $(basename "$deb"), $(( $(stat -c %s "$deb") / 1000000 )) MB"
-dpkg-deb --field "$deb" Depends | grep -q 'libqt6widgets6' || fail "Depends lacks Qt 6: $(dpkg-deb --field "$deb" Depends)"
+depends=$(dpkg-deb --field "$deb" Depends)
+for package in libopencv-core libsqlite3 libspng; do
+  grep -q "$package" <<< "$depends" || fail "Depends lacks $package: $depends"
+done
+if is_on "$build_ui"; then
+  grep -q 'libqt6widgets6' <<< "$depends" || fail "Depends lacks Qt 6 Widgets: $depends"
+fi
 rm -rf "$tmp/cpack/_CPack_Packages"
 
 root=$tmp/root
