@@ -56,7 +56,10 @@ clean() { (cd "$tmp/work" && env -i PATH=/usr/bin:/bin HOME="$tmp/home" LANG=C.U
 check_libraries() {
   local binary=$1 listing
   listing=$(clean ldd "$binary") || fail "ldd $binary failed"
-  if grep -q 'not found' <<< "$listing"; then echo "$listing"; fail "$(basename "$binary"): unresolved libraries"; fi
+  if grep -q 'not found' <<< "$listing"; then
+    echo "$listing"
+    fail "$(basename "$binary"): unresolved libraries"
+  fi
   while read -r path; do
     path=$(realpath "$path")
     case "$path" in
@@ -80,14 +83,15 @@ grep -qx 'SegScope [0-9.]*' <<< "$version" || fail "--version lacks the SegScope
 if is_on "$package_cuda"; then
   grep -qxF "CUDA backend: loaded ($lib/libtorch_cuda.so)" <<< "$version" || fail "the packaged CUDA backend did not load"
 else
-  [ ! -e "$lib/libtorch_cuda.so" ] || fail "libtorch_cuda.so is packaged although SEGSCOPE_PACKAGE_CUDA is off"
+  [ ! -e "$lib/libtorch_cuda.so" ] || fail "libtorch_cuda.so is packaged with SEGSCOPE_PACKAGE_CUDA off"
   grep -qxF "CUDA backend: not installed (no $lib/libtorch_cuda.so)" <<< "$version" \
     || fail "expected 'CUDA backend: not installed (no $lib/libtorch_cuda.so)'"
 fi
 if is_on "$build_ui"; then
   gui=$(clean QT_QPA_PLATFORM=offscreen "$root/usr/bin/segscope" --version 2> "$tmp/gui.err") \
     || { cat "$tmp/gui.err"; fail "segscope --version failed"; }
-  grep -q '^SegScope [0-9.]*$' <<< "$gui" || { echo "$gui"; cat "$tmp/gui.err"; fail "segscope --version printed no version"; }
+  grep -q '^SegScope [0-9.]*$' <<< "$gui" \
+    || { echo "$gui"; cat "$tmp/gui.err"; fail "segscope --version printed no version"; }
 fi
 step "--version"
 

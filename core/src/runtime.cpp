@@ -79,7 +79,9 @@ std::string formatRuntimeInfo(const RuntimeInfo& info) {
     case CudaBackendState::Loaded: out << "loaded (" << backend.libraryPath << ")\n"; break;
     case CudaBackendState::AlreadyLoaded: out << "already loaded (" << backend.libraryPath << ")\n"; break;
     case CudaBackendState::NotInstalled: out << "not installed (no " << backend.libraryPath << ")\n"; break;
-    case CudaBackendState::Failed: out << "failed to load " << backend.libraryPath << ": " << backend.error << "\n"; break;
+    case CudaBackendState::Failed:
+        out << "failed to load " << backend.libraryPath << ": " << backend.error << "\n";
+        break;
     }
     if (info.cudaDevices.empty()) {
         out << "CUDA devices: none\n";

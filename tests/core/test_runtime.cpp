@@ -1,9 +1,9 @@
 #include "segscope/core/runtime.h"
 
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 
 #include <dlfcn.h>
 
@@ -28,7 +28,8 @@ bool mappedInThisProcess(const std::string& fileName) {
     std::ifstream maps("/proc/self/maps");
     std::string line;
     while (std::getline(maps, line))
-        if (line.size() >= fileName.size() && line.compare(line.size() - fileName.size(), fileName.size(), fileName) == 0)
+        if (line.size() >= fileName.size() &&
+            line.compare(line.size() - fileName.size(), fileName.size(), fileName) == 0)
             return true;
     return false;
 }
@@ -44,7 +45,7 @@ RuntimeInfo infoWith(CudaBackendStatus backend) {
     return info;
 }
 
-} // namespace
+}  // namespace
 
 TEST(Runtime, CudaBackendIsLookedForNextToLibtorchCpu) {
     const auto folder = torchCpuFolder();
@@ -91,8 +92,9 @@ TEST(Runtime, FormatNamesTheCudaBackendState) {
     EXPECT_EQ(format(CudaBackendState::NotInstalled, "/t/libtorch_cuda.so", ""),
               head + "CUDA backend: not installed (no /t/libtorch_cuda.so)\nCUDA devices: none\n");
     EXPECT_EQ(format(CudaBackendState::Failed, "/t/libtorch_cuda.so", "libcudnn.so.9: cannot open shared object file"),
-              head + "CUDA backend: failed to load /t/libtorch_cuda.so: libcudnn.so.9: cannot open shared object file\n"
-                     "CUDA devices: none\n");
+              head +
+                  "CUDA backend: failed to load /t/libtorch_cuda.so: libcudnn.so.9: cannot open shared object file\n"
+                  "CUDA devices: none\n");
 }
 
 TEST(Runtime, FormatListsCudaDevices) {
