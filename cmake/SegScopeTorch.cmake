@@ -1,13 +1,17 @@
 # Finds LibTorch 2.x and exposes it as the target segscope::torch.
 #
 #  1. An official LibTorch archive (CPU or CUDA), given through Torch_DIR or CMAKE_PREFIX_PATH,
-#     is used through its own TorchConfig.cmake. That is what GPU users do.
+#     is found through its own TorchConfig.cmake. That is what GPU users do.
 #  2. Otherwise the pinned torch wheel in SegScope's environment (scripts/setup.sh) is imported
 #     directly from torch.utils.cmake_prefix_path's tree. The CUDA wheel's TorchConfig insists on
 #     a CUDA toolkit at configure time and then links that toolkit's libnvrtc, whatever its
-#     version, instead of the wheel's own; importing libtorch.so, libtorch_cpu.so and libc10.so
-#     directly links and runs on machines without a GPU or toolkit. libtorch.so depends on
-#     libtorch_cuda.so in CUDA wheels, so CUDA is still there at run time when a GPU is.
+#     version, instead of the wheel's own; importing the libraries directly links and runs on
+#     machines without a GPU or toolkit.
+#
+# Either way segscope::torch links only the CPU libraries, libtorch_cpu.so and libc10.so. CUDA is
+# a run-time backend: libsegscope_core loads libtorch_cuda.so from the same folder when it is
+# there (core/src/cuda_backend.cpp), so the build tree keeps CUDA on GPU machines while an
+# installation can leave the CUDA libraries (several GB) out and still start.
 set(SEGSCOPE_PYTHON "$ENV{HOME}/.cache/segscope/venv/bin/python" CACHE FILEPATH
     "Python of the environment that carries the torch wheel and the reference packages")
 
@@ -24,10 +28,12 @@ add_library(segscope::torch ALIAS segscope_torch)
 
 if(_explicit_torch)
   message(STATUS "SegScope: LibTorch ${Torch_VERSION} from ${Torch_DIR}")
-  target_link_libraries(segscope_torch INTERFACE ${TORCH_LIBRARIES})
+  get_filename_component(_torch_libdir "${TORCH_LIBRARY}" DIRECTORY)
+  target_include_directories(segscope_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
   separate_arguments(_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
   target_compile_options(segscope_torch INTERFACE ${_torch_flags})
-  get_filename_component(_torch_libdir "${TORCH_LIBRARY}" DIRECTORY)
+  target_link_libraries(segscope_torch INTERFACE
+    "${_torch_libdir}/libtorch_cpu.so" "${_torch_libdir}/libc10.so" Threads::Threads)
 else()
   if(NOT EXISTS "${SEGSCOPE_PYTHON}")
     message(FATAL_ERROR "LibTorch not found. Run scripts/setup.sh, or pass -DTorch_DIR=<libtorch>/share/cmake/Torch")
@@ -45,7 +51,7 @@ else()
   list(GET _torch_out 2 Torch_VERSION)
   get_filename_component(_torch_root "${_torch_prefix}/../.." ABSOLUTE)
   set(_torch_libdir "${_torch_root}/lib")
-  foreach(_lib torch torch_cpu c10)
+  foreach(_lib torch_cpu c10)
     if(NOT EXISTS "${_torch_libdir}/lib${_lib}.so")
       message(FATAL_ERROR "torch wheel at ${_torch_root} lacks lib${_lib}.so")
     endif()
@@ -54,10 +60,7 @@ else()
   target_include_directories(segscope_torch SYSTEM INTERFACE
     "${_torch_root}/include" "${_torch_root}/include/torch/csrc/api/include")
   target_compile_definitions(segscope_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=${_torch_abi})
-  # --no-as-needed keeps libtorch.so (and through it libtorch_cuda.so) loaded: its static
-  # initialisers register the CUDA kernels although no symbol of it is referenced directly.
   target_link_libraries(segscope_torch INTERFACE
-    "-Wl,--no-as-needed" "${_torch_libdir}/libtorch.so" "-Wl,--as-needed"
     "${_torch_libdir}/libtorch_cpu.so" "${_torch_libdir}/libc10.so" Threads::Threads)
 endif()
 

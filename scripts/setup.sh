@@ -9,7 +9,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 env_dir=${SEGSCOPE_ENV:-$HOME/.cache/segscope/venv}
 
 apt_packages=(
-  build-essential cmake ninja-build ccache pkg-config git
+  build-essential cmake ninja-build ccache pkg-config git file
   qt6-base-dev libqcustomplot-dev libgl-dev
   libopencv-dev libgtest-dev libgmock-dev nlohmann-json3-dev libsqlite3-dev libspng-dev
   xvfb xauth python3 python3-venv

@@ -11,6 +11,7 @@
 #include <QCommandLineParser>
 #include <QDir>
 #include <QFileInfo>
+#include <QIcon>
 #include <QPixmap>
 #include <QSpinBox>
 #include <QTabWidget>
@@ -21,6 +22,14 @@ int main(int argc, char** argv) {
     QApplication app(argc, argv);
     QApplication::setApplicationName(QStringLiteral("SegScope"));
     QApplication::setApplicationVersion(QString::fromStdString(segscope::core::segscopeVersion()));
+    // The desktop entry and icon installed by packaging/ (share/applications, share/icons/hicolor);
+    // the build tree falls back to the icon in the sources.
+    QApplication::setDesktopFileName(QStringLiteral("segscope"));
+    const QString installedIcon =
+        QCoreApplication::applicationDirPath() + QStringLiteral("/../share/icons/hicolor/256x256/apps/segscope.png");
+    QApplication::setWindowIcon(QIcon::fromTheme(
+        QStringLiteral("segscope"),
+        QIcon(QFileInfo::exists(installedIcon) ? installedIcon : QStringLiteral(SEGSCOPE_SOURCE_ICON))));
 
     QCommandLineParser parser;
     parser.setApplicationDescription(QStringLiteral("Semantic-segmentation workbench"));

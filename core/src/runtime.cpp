@@ -61,6 +61,7 @@ RuntimeInfo runtimeInfo() {
     info.opencvVersion = CV_VERSION;
     info.intraOpThreads = at::get_num_threads();
     info.hardwareThreads = static_cast<int>(std::thread::hardware_concurrency());
+    info.cudaBackend = cudaBackendStatus();
     info.cudaAvailable = torch::cuda::is_available();
     if (info.cudaAvailable) info.cudaDevices = queryDriverDevices(static_cast<int>(torch::cuda::device_count()));
     return info;
@@ -72,6 +73,16 @@ std::string formatRuntimeInfo(const RuntimeInfo& info) {
         << "LibTorch " << info.torchVersion << "\n"
         << "OpenCV " << info.opencvVersion << "\n"
         << "CPU threads: " << info.intraOpThreads << " (of " << info.hardwareThreads << " hardware threads)\n";
+    const CudaBackendStatus& backend = info.cudaBackend;
+    out << "CUDA backend: ";
+    switch (backend.state) {
+    case CudaBackendState::Loaded: out << "loaded (" << backend.libraryPath << ")\n"; break;
+    case CudaBackendState::AlreadyLoaded: out << "already loaded (" << backend.libraryPath << ")\n"; break;
+    case CudaBackendState::NotInstalled: out << "not installed (no " << backend.libraryPath << ")\n"; break;
+    case CudaBackendState::Failed:
+        out << "failed to load " << backend.libraryPath << ": " << backend.error << "\n";
+        break;
+    }
     if (info.cudaDevices.empty()) {
         out << "CUDA devices: none\n";
     } else {

@@ -14,6 +14,7 @@ TEST(CliBasics, VersionNamesLibrariesThreadsAndDevices) {
     EXPECT_NE(result.output.find("SegScope 0."), std::string::npos) << result.output;
     EXPECT_NE(result.output.find("LibTorch 2."), std::string::npos) << result.output;
     EXPECT_NE(result.output.find("OpenCV 4."), std::string::npos) << result.output;
+    EXPECT_NE(result.output.find("CUDA backend: "), std::string::npos) << result.output;
     EXPECT_NE(result.output.find("CUDA devices:"), std::string::npos) << result.output;
 }
 

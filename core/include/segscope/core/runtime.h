@@ -12,12 +12,36 @@ struct CudaDeviceInfo {
     std::uint64_t totalMemoryBytes = 0;
 };
 
+// How LibTorch's CUDA backend (libtorch_cuda.so) came into this process.
+//
+// The core links only LibTorch's CPU libraries (libtorch_cpu.so, libc10.so). An initialiser of
+// libsegscope_core, which runs when the library loads and so before any CUDA query (LibTorch caches
+// the first answer to "is CUDA there?"), loads libtorch_cuda.so with RTLD_NOW | RTLD_GLOBAL from the
+// folder that holds libtorch_cpu.so. With the CUDA torch wheel of the build tree, CUDA works when a
+// GPU is present; an installation packaged without the CUDA libraries simply runs on the CPU.
+enum class CudaBackendState {
+    Loaded,         // loaded from libraryPath by that initialiser
+    AlreadyLoaded,  // already in the process before it ran (a program that links libtorch.so)
+    NotInstalled,   // no libtorch_cuda.so at libraryPath: CPU only
+    Failed,         // the file is there but could not be loaded; error holds dlerror()'s text
+};
+
+struct CudaBackendStatus {
+    CudaBackendState state = CudaBackendState::NotInstalled;
+    std::string libraryPath;  // where libtorch_cuda.so was looked for, or found
+    std::string error;        // why loading failed; empty unless state is Failed
+};
+
+// The outcome of that load. Fixed before main() runs; may be read from any thread.
+const CudaBackendStatus& cudaBackendStatus();
+
 struct RuntimeInfo {
     std::string segscopeVersion;
     std::string torchVersion;
     std::string opencvVersion;
     int intraOpThreads = 0;
     int hardwareThreads = 0;
+    CudaBackendStatus cudaBackend;
     bool cudaAvailable = false;
     std::vector<CudaDeviceInfo> cudaDevices;
 };
@@ -26,7 +50,8 @@ std::string segscopeVersion();
 
 // Queries LibTorch and, through the CUDA driver when it is installed, the GPUs.
 RuntimeInfo runtimeInfo();
-// Multi-line text for `--version`.
+// Multi-line text for `--version`. The CUDA backend line reads "CUDA backend: loaded (PATH)",
+// "already loaded (PATH)", "not installed (no PATH)" or "failed to load PATH: ERROR".
 std::string formatRuntimeInfo(const RuntimeInfo& info);
 
 // LibTorch's OpenMP runtime (libgomp) reads OMP_WAIT_POLICY once, when it loads, and by default
