@@ -138,7 +138,17 @@ int main(int argc, char** argv) {
             } else if (view == QStringLiteral("side-by-side")) {
                 QTimer::singleShot(0, panel, [panel, others] { panel->compareRuns(others); });
             } else {
-                panel->setErrorClass(panel->predictions()->classes() > 1 ? 1 : 0);
+                // The worst image, with the error view of the class it confused most.
+                const auto* set = panel->predictions();
+                const auto worst = set->rankByMeanIou(segscope::core::SortOrder::Ascending);
+                if (!worst.empty()) {
+                    int worstClass = set->classes() > 1 ? 1 : 0;
+                    for (int c = worstClass + 1; c < set->classes(); ++c)
+                        if (set->confusedPixels(worst.front(), c) > set->confusedPixels(worst.front(), worstClass))
+                            worstClass = c;
+                    panel->showImage(worst.front());
+                    panel->setErrorClass(worstClass);
+                }
             }
         });
         QTimer::singleShot(100, &window, [&window, panel, run] {

@@ -222,8 +222,10 @@ TEST(PredictionsPanel, PredictsATrainedRunInTheWorkerAndReopensTheCache) {
     EXPECT_EQ(panel.predictions()->size(), 4u);
     // Any image file through the same model.
     QSignalSpy predicted(&panel, &ui::PredictionsPanel::imagePredicted);
+    QSignalSpy messages(&panel, &ui::PredictionsPanel::statusMessage);
     const auto imageFile = panel.predictions()->image(0).image;
     ASSERT_TRUE(panel.openImageFile(QString::fromStdString(imageFile.string())));
-    ASSERT_TRUE(predicted.wait(60000));
+    ASSERT_TRUE(predicted.wait(60000)) << (messages.isEmpty() ? std::string() : messages.last().at(0).toString().toStdString());
+    EXPECT_TRUE(messages.isEmpty());
     EXPECT_EQ(panel.predictionPane().size(), QSize(48, 48));
 }

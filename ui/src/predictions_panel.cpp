@@ -28,19 +28,28 @@ public:
         setMinimumSize(160, 160);
     }
     void setImage(const QImage& image) {
-        const bool first = item_->pixmap().isNull() || item_->pixmap().size() != image.size();
+        if (item_->pixmap().isNull() || item_->pixmap().size() != image.size()) zoomed_ = false;
         item_->setPixmap(QPixmap::fromImage(image));
         scene()->setSceneRect(item_->boundingRect());
-        if (first && !image.isNull()) fitInView(item_, Qt::KeepAspectRatio);
+        if (!zoomed_ && !image.isNull()) fitInView(item_, Qt::KeepAspectRatio);
     }
     std::vector<SyncedView*> siblings;
 
 protected:
     void wheelEvent(QWheelEvent* event) override {
         const double factor = event->angleDelta().y() > 0 ? 1.25 : 0.8;
-        for (SyncedView* view : siblings) view->scale(factor, factor);
+        for (SyncedView* view : siblings) {
+            view->zoomed_ = true;
+            view->scale(factor, factor);
+        }
+        zoomed_ = true;
         scale(factor, factor);
         event->accept();
+    }
+    // Until the user zooms, the image fills the pane whatever its size.
+    void resizeEvent(QResizeEvent* event) override {
+        QGraphicsView::resizeEvent(event);
+        if (!zoomed_ && !item_->pixmap().isNull()) fitInView(item_, Qt::KeepAspectRatio);
     }
     void scrollContentsBy(int dx, int dy) override {
         QGraphicsView::scrollContentsBy(dx, dy);
@@ -56,6 +65,7 @@ protected:
 private:
     QGraphicsPixmapItem* item_ = nullptr;
     bool syncing_ = false;
+    bool zoomed_ = false;
 };
 
 namespace {
@@ -163,6 +173,9 @@ PredictionsPanel::PredictionsPanel(QString workspace, QWidget* parent)
         auto* column = new QVBoxLayout;
         paneTitles_[p] = new QLabel(titles[p]);
         paneTitles_[p]->setAlignment(Qt::AlignCenter);
+        paneTitles_[p]->setWordWrap(true);
+        // Long titles must not widen one pane: the three stay the same size.
+        paneTitles_[p]->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
         paneViews_[p] = new SyncedView;
         column->addWidget(paneTitles_[p]);
         column->addWidget(paneViews_[p], 1);
@@ -177,6 +190,8 @@ PredictionsPanel::PredictionsPanel(QString workspace, QWidget* parent)
     opacity_->setRange(0, 100);
     opacity_->setValue(55);
     errorClass_ = new QComboBox;
+    errorClass_->setMinimumContentsLength(16);
+    errorClass_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
     auto* exportButton = new QPushButton(tr("Export overlay…"));
     paneControls->addWidget(new QLabel(tr("Opacity")));
     paneControls->addWidget(opacity_, 1);
@@ -501,6 +516,10 @@ void PredictionsPanel::predictionsChanged() {
                           .arg(percent(metrics.mIoU), percent(metrics.aAcc), percent(metrics.mAcc),
                                QString::fromStdString(set.folder().string())));
     visible_.assign(std::size_t(set.classes()), true);
+    // A black background class (VOC, the demo) only darkens the overlay: hidden until ticked.
+    if (set.classes() > 1 && set.classInfo()[0].color.r == 0 && set.classInfo()[0].color.g == 0 &&
+        set.classInfo()[0].color.b == 0)
+        visible_[0] = false;
     externalImage_.release();
     externalPrediction_.release();
     rebuildLegend();
@@ -913,6 +932,10 @@ bool PredictionsPanel::compareRuns(const QStringList& runIds) {
         Q_EMIT statusMessage(tr("Tick 2 to 4 runs to compare."));
         return false;
     }
+    for (int row = 0; row < compareList_->count(); ++row)
+        compareList_->item(row)->setCheckState(runIds.contains(compareList_->item(row)->data(Qt::UserRole).toString())
+                                                   ? Qt::Checked
+                                                   : Qt::Unchecked);
     const std::string workspace = workspace_.toStdString(), split = split_->currentText().toStdString();
     const std::string checkpoint = checkpoint_->currentText().toStdString();
     std::vector<std::string> ids;
@@ -967,7 +990,32 @@ void PredictionsPanel::rebuildComparison() {
     std::string id;
     if (current_) id = set_->image(*current_).id;
     else if (set_->size() > 0) id = set_->image(0).id;
-    const int columns = compareSets_.size() > 2 ? 2 : int(compareSets_.size());
+    // The ground truth first, then each run's prediction.
+    const int cells = int(compareSets_.size()) + 1;
+    const int columns = cells > 3 ? (cells + 1) / 2 : cells;
+    {
+        auto* cell = new QWidget;
+        auto* cellLayout = new QVBoxLayout(cell);
+        auto* title = new QLabel;
+        auto* picture = new QLabel;
+        picture->setAlignment(Qt::AlignCenter);
+        picture->setMinimumSize(200, 160);
+        picture->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Ignored);
+        try {
+            const std::size_t index = current_ ? *current_ : 0;
+            cv::Mat rgb = set_->loadImage(index);
+            const cv::Mat truth = set_->loadGroundTruth(index);
+            if (rgb.size() != truth.size()) cv::resize(rgb, rgb, truth.size());
+            picture->setPixmap(QPixmap::fromImage(renderLabels(rgb, truth)).scaled(360, 300, Qt::KeepAspectRatio,
+                                                                                    Qt::SmoothTransformation));
+            title->setText(tr("<b>Ground truth</b><br>%1").arg(QString::fromStdString(id)));
+        } catch (const std::exception& error) {
+            title->setText(QString::fromStdString(error.what()));
+        }
+        cellLayout->addWidget(title);
+        cellLayout->addWidget(picture, 1);
+        grid->addWidget(cell, 0, 0);
+    }
     for (std::size_t r = 0; r < compareSets_.size(); ++r) {
         const auto& [runId, set] = compareSets_[r];
         auto* cell = new QWidget;
@@ -1006,7 +1054,7 @@ void PredictionsPanel::rebuildComparison() {
         }
         cellLayout->addWidget(title);
         cellLayout->addWidget(picture, 1);
-        grid->addWidget(cell, int(r) / columns, int(r) % columns);
+        grid->addWidget(cell, int(r + 1) / columns, int(r + 1) % columns);
     }
 }
 

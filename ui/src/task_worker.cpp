@@ -1,6 +1,7 @@
 #include "segscope/ui/task_worker.h"
 
 #include <QThread>
+#include <QTimer>
 
 #include <exception>
 
@@ -16,7 +17,8 @@ TaskWorker* TaskWorker::start(Task task, QObject* owner) {
     QObject::connect(worker, &TaskWorker::finished, thread, &QThread::quit);
     QObject::connect(thread, &QThread::finished, worker, &QObject::deleteLater);
     QObject::connect(thread, &QThread::finished, thread, &QObject::deleteLater);
-    thread->start();
+    // Started from the event loop, so the caller's connections exist before the task can finish.
+    QTimer::singleShot(0, thread, [thread] { thread->start(); });
     return worker;
 }
 

@@ -22,9 +22,9 @@ public:
     explicit TaskWorker(Task task);
     void cancel() { cancel_ = true; }
 
-    // Moves a new worker for `task` to a new thread (child of `owner`) and starts it. The thread
-    // quits and both are deleted after finished(); connect to the returned worker's signals
-    // before control returns to the event loop.
+    // Moves a new worker for `task` to a new thread (child of `owner`), started when control
+    // returns to the event loop: connect to the returned worker's signals before that. The thread
+    // quits and both are deleted after finished().
     static TaskWorker* start(Task task, QObject* owner);
 
 public Q_SLOTS:
