@@ -10,7 +10,7 @@ env_dir=${SEGSCOPE_ENV:-$HOME/.cache/segscope/venv}
 
 apt_packages=(
   build-essential cmake ninja-build ccache pkg-config git file
-  qt6-base-dev libqcustomplot-dev libgl-dev
+  qt6-base-dev qt6-svg-dev libqcustomplot-dev libgl-dev
   libopencv-dev libgtest-dev libgmock-dev nlohmann-json3-dev libsqlite3-dev libspng-dev
   xvfb xauth python3 python3-venv
 )

@@ -319,3 +319,36 @@ TEST(Workbench, ReopeningRestoresTheSession) {
         EXPECT_EQ(window.tabs()->currentIndex(), 1) << "the rest of the session is still restored";
     }
 }
+
+TEST(CurvesWidget, ExportsPngPdfAndSvgAndCsv) {
+    test::TempDir dir;
+    ui::CurvesWidget curves;
+    curves.resize(900, 600);
+    curves.addRun(QStringLiteral("r"), QStringLiteral("r"));
+    QVector<core::StepEvent> steps;
+    for (int s = 1; s <= 50; ++s) {
+        core::StepEvent e;
+        e.step = s;
+        e.loss = 2.0 / s;
+        e.learningRate = 1e-3;
+        steps.push_back(e);
+    }
+    curves.appendSteps(QStringLiteral("r"), steps);
+    const auto at = [&](const char* name) { return QString::fromStdString((dir / name).string()); };
+    ASSERT_TRUE(curves.exportPlots(at("curves.png")));
+    EXPECT_EQ(QImage(at("curves-loss.png")).size(), QSize(1200, 500));
+    ASSERT_TRUE(curves.exportPlots(at("curves.pdf")));
+    QFile pdf(at("curves-validation.pdf"));
+    ASSERT_TRUE(pdf.open(QIODevice::ReadOnly));
+    EXPECT_TRUE(pdf.read(5) == "%PDF-");
+    ASSERT_TRUE(curves.exportPlots(at("curves.svg")));
+    QFile svg(at("curves-loss.svg"));
+    ASSERT_TRUE(svg.open(QIODevice::ReadOnly));
+    const QByteArray text = svg.readAll();
+    EXPECT_TRUE(text.contains("<svg")) << text.left(200).toStdString();
+    EXPECT_TRUE(text.contains("<path") || text.contains("<polyline")) << "the curve is drawn as vectors";
+    ASSERT_TRUE(curves.exportCsv(at("curves.csv")));
+    QFile csv(at("curves.csv"));
+    ASSERT_TRUE(csv.open(QIODevice::ReadOnly));
+    EXPECT_EQ(csv.readAll().count('\n'), 51) << "a header and one line per step";
+}

@@ -3,6 +3,7 @@
 #include "segscope/core/run_store.h"
 #include "segscope/ui/qcustomplot_include.h"
 
+#include <QSvgGenerator>
 #include <QtWidgets>
 
 #include <cmath>
@@ -408,6 +409,21 @@ bool CurvesWidget::exportPlots(const QString& path) {
     const QString valPath = QFileInfo(path).path() + QLatin1Char('/') + QFileInfo(path).completeBaseName() +
                             QStringLiteral("-validation.") + suffix;
     if (suffix == QStringLiteral("pdf")) return lossPlot_->savePdf(lossPath) && validationPlot_->savePdf(valPath);
+    if (suffix == QStringLiteral("svg")) {
+        // QCustomPlot draws vector output through any QPainter; QSvgGenerator is one.
+        const auto saveSvg = [](QCustomPlot* plot, const QString& file) {
+            QSvgGenerator generator;
+            generator.setFileName(file);
+            generator.setSize(QSize(1200, 500));
+            generator.setViewBox(QRect(0, 0, 1200, 500));
+            generator.setTitle(QStringLiteral("SegScope curves"));
+            QCPPainter painter;
+            if (!painter.begin(&generator)) return false;
+            plot->toPainter(&painter, 1200, 500);
+            return painter.end() && QFileInfo(file).size() > 0;
+        };
+        return saveSvg(lossPlot_, lossPath) && saveSvg(validationPlot_, valPath);
+    }
     return lossPlot_->savePng(lossPath, 1200, 500) && validationPlot_->savePng(valPath, 1200, 500);
 }
 

@@ -137,7 +137,7 @@ void MainWindow::buildMenus() {
     });
     file->addSeparator();
     file->addAction(tr("Export curves…"), this, [this] {
-        const QString path = QFileDialog::getSaveFileName(this, tr("Export curves"), workspace_, tr("PNG (*.png);;PDF (*.pdf)"));
+        const QString path = QFileDialog::getSaveFileName(this, tr("Export curves"), workspace_, tr("PNG (*.png);;PDF (*.pdf);;SVG (*.svg)"));
         if (!path.isEmpty() && !curves_->exportPlots(path)) showError(tr("Export failed"), path);
     });
     file->addAction(tr("Export metrics as CSV…"), this, [this] {

@@ -51,8 +51,9 @@ public:
     void setSmoothing(double weight);  // EMA weight in [0, 0.999]
     void setPresenterMode(bool on);    // thick, high-contrast curves and large fonts
 
-    // Exports both plots stacked: .png, .pdf or .svg-less formats QCustomPlot supports (png, pdf,
-    // jpg, bmp). Returns false on failure.
+    // Exports the two plots as NAME-loss.EXT and NAME-validation.EXT next to `path`, by its
+    // suffix: .pdf and .svg as vector graphics, anything else as PNG (1200 x 500). Returns false
+    // when a file cannot be written.
     bool exportPlots(const QString& path);
     // CSV of every recorded point of every run.
     bool exportCsv(const QString& path) const;
