@@ -1,5 +1,7 @@
 #include "segscope/core/inference.h"
 
+#include "eval_mode_scope.h"
+
 #include "autocast_scope.h"
 
 #include "segscope/core/dataset.h"
@@ -22,20 +24,6 @@ namespace F = torch::nn::functional;
 
 namespace {
 
-// Puts the model in eval mode and restores its previous mode on every exit.
-class EvalModeScope {
-public:
-    explicit EvalModeScope(SegmentationModel& model) : model_(model), wasTraining_(model.is_training()) {
-        model_.eval();
-    }
-    ~EvalModeScope() { model_.train(wasTraining_); }
-    EvalModeScope(const EvalModeScope&) = delete;
-    EvalModeScope& operator=(const EvalModeScope&) = delete;
-
-private:
-    SegmentationModel& model_;
-    bool wasTraining_;
-};
 
 torch::Tensor resizeLogits(const torch::Tensor& logits, std::int64_t rows, std::int64_t cols) {
     return F::interpolate(logits, F::InterpolateFuncOptions()

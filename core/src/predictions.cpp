@@ -1,5 +1,7 @@
 #include "segscope/core/predictions.h"
 
+#include "eval_mode_scope.h"
+
 #include "autocast_scope.h"
 
 #include "segscope/core/experiment.h"
@@ -202,19 +204,6 @@ std::vector<std::size_t> rankBy(std::vector<std::pair<std::size_t, Key>> entries
     return out;
 }
 
-class EvalModeScope {
-public:
-    explicit EvalModeScope(SegmentationModel& model) : model_(model), wasTraining_(model.is_training()) {
-        model_.eval();
-    }
-    ~EvalModeScope() { model_.train(wasTraining_); }
-    EvalModeScope(const EvalModeScope&) = delete;
-    EvalModeScope& operator=(const EvalModeScope&) = delete;
-
-private:
-    SegmentationModel& model_;
-    bool wasTraining_;
-};
 
 }  // namespace
 

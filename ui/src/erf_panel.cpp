@@ -7,6 +7,7 @@
 #include "segscope/core/training_parts.h"
 #include "segscope/core/transforms.h"
 #include "segscope/ui/image_convert.h"
+#include "segscope/ui/runs_panel.h"
 #include "segscope/ui/workspace.h"
 
 #include <QtWidgets>
@@ -407,11 +408,7 @@ void ErfPanel::refreshRuns() {
         row.run->clear();
         for (const auto& run : runs) {
             const QString id = QString::fromStdString(run.id);
-            QString text = QStringLiteral("%1 · %2 · %3").arg(QString::fromStdString(run.name.empty() ? run.id : run.name),
-                                                            QString::fromStdString(run.model),
-                                                            QString::fromLatin1(core::runStatusName(run.status)));
-            if (run.bestMiou) text += tr(" · best mIoU %1").arg(QString::fromStdString(core::formatPercent(run.bestMiou)));
-            row.run->addItem(text, id);
+            row.run->addItem(runLabel(run), id);
         }
         const int index = row.run->findData(current);
         if (index >= 0) row.run->setCurrentIndex(index);

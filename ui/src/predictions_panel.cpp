@@ -5,6 +5,7 @@
 #include "segscope/core/run_store.h"
 #include "segscope/ui/class_colors.h"
 #include "segscope/ui/image_convert.h"
+#include "segscope/ui/runs_panel.h"
 #include "segscope/ui/task_worker.h"
 
 #include <QtConcurrent>
@@ -387,10 +388,7 @@ void PredictionsPanel::refreshRuns() {
     compareList_->clear();
     for (const auto& run : runs) {
         const QString id = QString::fromStdString(run.id);
-        QString text = QStringLiteral("%1 · %2 · %3").arg(QString::fromStdString(run.name.empty() ? run.id : run.name),
-                                                        QString::fromStdString(run.model),
-                                                        QString::fromLatin1(core::runStatusName(run.status)));
-        if (run.bestMiou) text += tr(" · best mIoU %1").arg(percent(run.bestMiou));
+        const QString text = runLabel(run);
         run_->addItem(text, id);
         auto* item = new QListWidgetItem(text, compareList_);
         item->setData(Qt::UserRole, id);

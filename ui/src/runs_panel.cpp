@@ -8,6 +8,15 @@
 #include <cmath>
 
 namespace segscope::ui {
+
+QString runLabel(const core::RunSummary& run) {
+    QString text = QStringLiteral("%1 · %2 · %3").arg(QString::fromStdString(run.name.empty() ? run.id : run.name),
+                                                    QString::fromStdString(run.model),
+                                                    QString::fromLatin1(core::runStatusName(run.status)));
+    if (run.bestMiou) text += QObject::tr(" · best mIoU %1").arg(QString::fromStdString(core::formatPercent(run.bestMiou)));
+    return text;
+}
+
 namespace {
 
 QVariant optionalNumber(const std::optional<double>& v) { return v ? QVariant(*v) : QVariant(); }

@@ -21,6 +21,9 @@ namespace segscope::ui {
 
 class CurvesWidget;
 
+// "name · model · status · best mIoU 73.09": a run in pickers (ERF and Predictions tabs).
+QString runLabel(const core::RunSummary& run);
+
 class RunsModel : public QAbstractTableModel {
     Q_OBJECT
 public:
