@@ -14,7 +14,8 @@ the same output fields as segscope-bench (bench/segscope_bench.cpp):
            step = 3x forward; FlopCounterMode counts matmuls, convolutions and attention, not
            elementwise work).
 Common: --threads T (intra-op threads, 0: all cores), --warmup W, --reps R, --classes K,
---turns 1 (wait for a line on stdin before each repetition; see wait_turn).
+--turns 1 (wait for a line on stdin before each repetition; see wait_turn), --profile FILE
+(train, infer: one more repetition under torch.profiler, written as a chrome trace).
 
 The reference models are the ones SegScope's parity tests compare against (tests/parity): HF
 transformers' SegFormer, the Segmenter transcription on timm's ViT, smp's DeepLabV3+ and the seed
@@ -81,6 +82,14 @@ def wait_turn():
             raise SystemExit("--turns: stdin closed")
 
 
+def profile(path, fn):
+    """One more repetition under torch.profiler, written as a chrome trace (compare_profiles.py)."""
+    import torch
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    prof.export_chrome_trace(path)
+
+
 def synchronize(device):
     import torch
     if device.type == "cuda":
@@ -115,18 +124,21 @@ def cmd_train(args):
         optimizer.zero_grad(set_to_none=True)
         return loss
 
-    times, last_loss = [], 0.0
+    times, cpu_times, last_loss = [], [], 0.0
     for i in range(args.warmup + args.reps):
         wait_turn()
         synchronize(device)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         loss = step()
         synchronize(device)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         last_loss = float(loss.detach())
         if i >= args.warmup:
             times.append(seconds)
-    return {"seconds_per_step": times, "images_per_step": args.batch, "last_loss": last_loss}
+            cpu_times.append(cpu)
+    if args.profile:
+        profile(args.profile, step)
+    return {"seconds_per_step": times, "cpu_seconds": cpu_times, "images_per_step": args.batch, "last_loss": last_loss}
 
 
 def cmd_infer(args):
@@ -141,20 +153,23 @@ def cmd_infer(args):
     images = synthetic_batch(args.batch, args.size, 1)[0].to(device)
     if cuda:
         images = images.contiguous(memory_format=torch.channels_last)
-    times, checksum = [], 0.0
+    times, cpu_times, checksum = [], [], 0.0
     with torch.inference_mode():
         for i in range(args.warmup + args.reps):
             wait_turn()
             synchronize(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
                 logits = model(images)
             synchronize(device)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             checksum = float(logits.float().abs().mean())
             if i >= args.warmup:
                 times.append(seconds)
-    return {"seconds_per_batch": times, "images_per_batch": args.batch, "logits_abs_mean": checksum}
+                cpu_times.append(cpu)
+        if args.profile:
+            profile(args.profile, lambda: model(images))
+    return {"seconds_per_batch": times, "cpu_seconds": cpu_times, "images_per_batch": args.batch, "logits_abs_mean": checksum}
 
 
 class VocTrain:
@@ -285,6 +300,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--turns", type=int, default=0)
+    parser.add_argument("--profile")
     args = parser.parse_args()
     global TAKE_TURNS
     TAKE_TURNS = args.turns != 0

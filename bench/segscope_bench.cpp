@@ -10,7 +10,8 @@
 //   segscope-bench matmul    --n N
 //   segscope-bench make-data --root DIR --images N
 // Common: --threads T (intra-op threads, 0: all cores), --warmup W, --reps R, --classes K,
-// --turns 1 (train, infer, data: wait for a line on stdin before each repetition; see waitTurn).
+// --turns 1 (train, infer, data: wait for a line on stdin before each repetition; see waitTurn),
+// --profile FILE (train, infer: one more repetition under the profiler, written as a chrome trace).
 //
 // Every timed figure is a list of per-repetition seconds after the warm-up; bench/run takes
 // medians. Nothing here skips work the PyTorch side does: same weights, shapes, optimiser,
@@ -29,8 +30,11 @@
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
+
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -94,6 +98,15 @@ void waitTurn() {
     std::cout << "turn" << std::endl;
     std::string line;
     if (!std::getline(std::cin, line)) throw core::Error("--turns: stdin closed");
+}
+
+// CPU time of the whole process (all threads, user + system), in seconds: with passive OpenMP
+// waiting it is the work done, and far less sensitive than wall time to other load.
+double cpuSeconds() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+           1e-6 * double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
 }
 
 double secondsSince(Clock::time_point start) {
@@ -166,20 +179,30 @@ json train(const Args& args) {
         optimizer.optimizer->zero_grad(true);
         return value;
     };
-    json times = json::array();
+    json times = json::array(), cpuTimes = json::array();
     double lastLoss = 0;
     const int warmup = args.integer("warmup", 1), reps = args.integer("reps", 5);
     for (int i = 0; i < warmup + reps; ++i) {
         waitTurn();
         synchronize(device);
         const auto start = Clock::now();
+        const double cpuStart = cpuSeconds();
         const torch::Tensor value = step();
         synchronize(device);
-        const double seconds = secondsSince(start);
+        const double seconds = secondsSince(start), cpu = cpuSeconds() - cpuStart;
         lastLoss = value.item<double>();  // after the clock: the sync is not the step's
-        if (i >= warmup) times.push_back(seconds);
+        if (i >= warmup) {
+            times.push_back(seconds);
+            cpuTimes.push_back(cpu);
+        }
     }
-    return {{"seconds_per_step", times}, {"images_per_step", batch}, {"last_loss", lastLoss}};
+    if (args.values.count("profile")) {
+        // One more step under LibTorch's profiler (a chrome trace), for bench/compare_profiles.py.
+        torch::autograd::profiler::RecordProfile profile(args.text("profile"));
+        step();
+        synchronize(device);
+    }
+    return {{"seconds_per_step", times}, {"cpu_seconds", cpuTimes}, {"images_per_step", batch}, {"last_loss", lastLoss}};
 }
 
 json infer(const Args& args) {
@@ -197,13 +220,14 @@ json infer(const Args& args) {
     if (cuda) images = images.contiguous(at::MemoryFormat::ChannelsLast);
     // What core/src/inference.cpp runs per batch: eval mode under NoGradGuard.
     torch::NoGradGuard noGrad;
-    json times = json::array();
+    json times = json::array(), cpuTimes = json::array();
     double checksum = 0;
     const int warmup = args.integer("warmup", 1), reps = args.integer("reps", 5);
     for (int i = 0; i < warmup + reps; ++i) {
         waitTurn();
         synchronize(device);
         const auto start = Clock::now();
+        const double cpuStart = cpuSeconds();
         torch::Tensor logits;
         if (cuda) {
             at::autocast::set_autocast_enabled(at::kCUDA, true);
@@ -215,11 +239,20 @@ json infer(const Args& args) {
             at::autocast::clear_cache();
         }
         synchronize(device);
-        const double seconds = secondsSince(start);
+        const double seconds = secondsSince(start), cpu = cpuSeconds() - cpuStart;
         checksum = logits.to(torch::kFloat32).abs().mean().item<double>();
-        if (i >= warmup) times.push_back(seconds);
+        if (i >= warmup) {
+            times.push_back(seconds);
+            cpuTimes.push_back(cpu);
+        }
     }
-    return {{"seconds_per_batch", times}, {"images_per_batch", batch}, {"logits_abs_mean", checksum}};
+    if (args.values.count("profile")) {
+        torch::autograd::profiler::RecordProfile profile(args.text("profile"));
+        model->forward(images);
+        synchronize(device);
+    }
+    return {{"seconds_per_batch", times}, {"cpu_seconds", cpuTimes}, {"images_per_batch", batch},
+            {"logits_abs_mean", checksum}};
 }
 
 json data(const Args& args) {
