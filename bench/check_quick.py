@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 run, build = sys.argv[1], os.path.abspath(sys.argv[2])
-env = dict(os.environ, SEGSCOPE_BUILD_DIR=build, SEGSCOPE_ENV=os.path.dirname(os.path.dirname(sys.executable)))
+env = dict(os.environ, SEGSCOPE_BUILD_DIR=build, SEGSCOPE_PYTHON=sys.executable)
 done = subprocess.run([run, "--quick", "--json"], stdout=subprocess.PIPE, text=True, env=env)
 print(done.stdout)
 if done.returncode != 0:
