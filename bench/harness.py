@@ -30,7 +30,7 @@ REPO = os.path.dirname(HERE)
 FULL = dict(train_models=["segformer-b0", "unet-seed-resnet50"], train_size=256, train_batch=8,
             infer_models=["segmenter-mask-vit-tiny-p16", "deeplabv3plus-resnet50"], infer_size=512, infer_batch=1,
             data_images=64, data_size=256, data_batch=8, erf_model="segformer-b0", erf_size=256, erf_images=4,
-            erf_reps=3, matmul_n=2048, warmup=1, reps=5, matmul_reps=7)
+            erf_reps=3, matmul_n=4096, warmup=1, reps=5, matmul_reps=7)
 QUICK = dict(train_models=["segformer-b0"], train_size=64, train_batch=2,
              infer_models=["segmenter-mask-vit-tiny-p16"], infer_size=64, infer_batch=1,
              data_images=8, data_size=64, data_batch=2, erf_model="segformer-b0", erf_size=64, erf_images=2,
@@ -195,8 +195,11 @@ def main():
         log("measuring the fp32 matrix-multiply rate")
         mm = run_json([bench, "matmul", "--n", str(config["matmul_n"]), "--threads", str(args.threads),
                        "--warmup", "1", "--reps", str(config["matmul_reps"]), "--device", args.device], env)
-        peak = mm["flops"] / median(mm["seconds"])
-        report["matmul"] = {"n": mm["n"], "seconds": mm["seconds"], "flops_per_second": peak}
+        # A peak is a best case: the fastest repetition (the median is kept too; on a shared machine
+        # it can be half the best).
+        peak = mm["flops"] / min(mm["seconds"])
+        report["matmul"] = {"n": mm["n"], "seconds": mm["seconds"], "flops_per_second": peak,
+                            "median_flops_per_second": mm["flops"] / median(mm["seconds"])}
 
         def pair(kind, model, size, batch):
             weights = os.path.join(work, model + ".safetensors")
@@ -272,6 +275,11 @@ def main():
         "data_vs_torch_dataloader": report["data"]["speed_ratio"],
         "memory_vs_pytorch": geomean(memory),
     }
+    # The same over process CPU time (see cpu_time_ratio): the steadier figure on a busy machine.
+    report["ratios_cpu_time"] = {
+        "train_vs_pytorch": geomean([e["cpu_time_ratio"] for e in report["train"].values()]),
+        "inference_vs_pytorch": geomean([e["cpu_time_ratio"] for e in report["inference"].values()]),
+    }
     report["targets"] = {"train_vs_pytorch": ">= 1.1", "inference_vs_pytorch": ">= 1.2",
                          "data_vs_torch_dataloader": ">= 2", "memory_vs_pytorch": "<= 1"}
     report["torch"] = next(iter(report["train"].values()))["pytorch"]["torch"]
@@ -299,8 +307,9 @@ def print_tables(report, markdown):
     rows.append([f"data {d['size']}² b{d['batch']} w{d['workers']}", f"{d['segscope']['images_per_second']:.1f} img/s",
                  f"{d['pytorch']['images_per_second']:.1f} img/s", f"{d['speed_ratio']:.2f}×",
                  f"{d['best_speed_ratio']:.2f}×", "", "", "", ""])
-    ratio_rows = [["ratio", "value", "target"]] + [
-        [k, f"{v:.3f}", report["targets"][k]] for k, v in report["ratios"].items()]
+    ratio_rows = [["ratio", "value", "over CPU time", "target"]] + [
+        [k, f"{v:.3f}", f"{report['ratios_cpu_time'][k]:.3f}" if k in report["ratios_cpu_time"] else "",
+         report["targets"][k]] for k, v in report["ratios"].items()]
     erf = report["erf"]
     erf_rows = [["ERF stage", "s / image"]] + [[k, f"{v:.4f}"] for k, v in erf["seconds_per_image"].items()]
     flops_rows = [["model", "forward GFLOP / image", "at", "params"]]
@@ -314,7 +323,8 @@ def print_tables(report, markdown):
               f"torch {report['torch']}; threads {report['threads']}, workers {report['workers']}, "
               f"OMP_WAIT_POLICY {report['omp_wait_policy']}; "
               f"load average before {report['load_average_before']}, after {report['load_average_after']}; "
-              f"fp32 mm {report['matmul']['n']}²: {report['matmul']['flops_per_second'] / 1e9:.1f} GFLOP/s; "
+              f"fp32 mm {report['matmul']['n']}²: {report['matmul']['flops_per_second'] / 1e9:.1f} GFLOP/s best, "
+              f"{report['matmul']['median_flops_per_second'] / 1e9:.1f} median; "
               f"{report['wall_seconds']} s")
     print(header)
     for title, table in (("", rows), ("", ratio_rows), (f"ERF {erf['model']} {erf['size']}², {erf['images']} images "
