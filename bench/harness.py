@@ -140,6 +140,14 @@ def machine():
     return info
 
 
+def resolve_devices(requested, python, env):
+    if requested != "auto":
+        return [requested]
+    probe = subprocess.run([python, "-c", "import torch; print(torch.cuda.is_available())"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, env=env)
+    return ["cpu", "cuda"] if probe.stdout.strip() == "True" else ["cpu"]
+
+
 def main():
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny configuration (seconds; for ctest)")
@@ -149,7 +157,9 @@ def main():
                         help="intra-op threads on both sides (default: all cores)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="data-loading workers on both sides (default: 2)")
-    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the training/inference figures")
+    parser.add_argument("--device", default="auto",
+                        help="auto (the CPU, then CUDA when torch sees a GPU), cpu or cuda: where the training, "
+                             "inference and ERF figures are measured")
     parser.add_argument("--omp-wait-policy", default=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
                         help="OMP_WAIT_POLICY of both sides (default: the environment's, else PASSIVE)")
     parser.add_argument("--keep", metavar="DIR", help="keep the weights and the data set in DIR")
@@ -176,10 +186,11 @@ def main():
     os.makedirs(work, exist_ok=True)
     started = time.time()
     load_before = load_average()
-    report = {"quick": args.quick, "device": args.device, "threads": args.threads, "workers": args.workers,
+    devices = resolve_devices(args.device, python, env)
+    report = {"quick": args.quick, "devices_measured": devices, "threads": args.threads, "workers": args.workers,
               "omp_wait_policy": args.omp_wait_policy,
               "machine": machine(), "load_average_before": load_before, "config": config,
-              "train": {}, "inference": {}, "flops": {}}
+              "devices": {}, "flops": {}}
     try:
         # Weights: the Python reference builds each model with a fixed seed and writes its state dict.
         models = sorted(set(config["train_models"] + config["infer_models"] + [config["erf_model"]]))
@@ -192,51 +203,58 @@ def main():
              "--threads", str(args.threads)], env)
         report["flops"] = prepared["models"]
 
-        log("measuring the fp32 matrix-multiply rate")
-        mm = run_json([bench, "matmul", "--n", str(config["matmul_n"]), "--threads", str(args.threads),
-                       "--warmup", "1", "--reps", str(config["matmul_reps"]), "--device", args.device], env)
-        # A peak is a best case: the fastest repetition (the median is kept too; on a shared machine
-        # it can be half the best).
-        peak = mm["flops"] / min(mm["seconds"])
-        report["matmul"] = {"n": mm["n"], "seconds": mm["seconds"], "flops_per_second": peak,
-                            "median_flops_per_second": mm["flops"] / median(mm["seconds"])}
+        for device in devices:
+            log(f"{device}: measuring the fp32 matrix-multiply rate")
+            mm = run_json([bench, "matmul", "--n", str(config["matmul_n"]), "--threads", str(args.threads),
+                           "--warmup", "1", "--reps", str(config["matmul_reps"]), "--device", device], env)
+            # A peak is a best case: the fastest repetition (the median is kept too; on a shared machine
+            # it can be half the best).
+            peak = mm["flops"] / min(mm["seconds"])
+            measured = report["devices"][device] = {"train": {}, "inference": {}}
+            measured["matmul"] = {"n": mm["n"], "seconds": mm["seconds"], "flops_per_second": peak,
+                                "median_flops_per_second": mm["flops"] / median(mm["seconds"])}
 
-        def pair(kind, model, size, batch):
-            weights = os.path.join(work, model + ".safetensors")
-            arguments = [kind, "--model", model, "--weights", weights, "--size", str(size), "--batch", str(batch),
-                         "--device", args.device] + common
-            log(f"{kind} {model}: SegScope and PyTorch, taking turns")
-            ours, theirs = run_interleaved([bench] + arguments, [python, side] + arguments, env)
-            key = "seconds_per_step" if kind == "train" else "seconds_per_batch"
-            per = "images_per_step" if kind == "train" else "images_per_batch"
-            entry = {"size": size, "batch": batch}
-            for name, result in (("segscope", ours), ("pytorch", theirs)):
-                entry[name] = {"seconds": result[key], "images_per_second": result[per] / median(result[key]),
-                               "cpu_seconds": result["cpu_seconds"],
-                               "cpu_seconds_per_image": median(result["cpu_seconds"]) / result[per],
-                               "peak_rss_bytes": result["peak_rss_bytes"],
-                               "startup_rss_bytes": result["startup_rss_bytes"], "threads": result["threads"],
-                               "torch": result["torch"]}
-            flops = report["flops"][model]
-            per_image = flops["train_step_flops_per_image"] if kind == "train" else flops["inference_flops_per_image"]
-            entry["flops_per_image"] = per_image
-            for name in ("segscope", "pytorch"):
-                achieved = per_image * entry[name]["images_per_second"]
-                entry[name]["achieved_flops_per_second"] = achieved
-                entry[name]["fraction_of_matmul_peak"] = achieved / peak
-            entry["speed_ratio"] = entry["segscope"]["images_per_second"] / entry["pytorch"]["images_per_second"]
-            # The fastest repetitions' ratio: less sensitive to other load on a shared machine.
-            entry["best_speed_ratio"] = min(theirs[key]) / min(ours[key])
-            # Process CPU time (all threads) per image, PyTorch's over SegScope's: the work each
-            # side does, nearly independent of other load (OpenMP threads wait passively).
-            entry["cpu_time_ratio"] = entry["pytorch"]["cpu_seconds_per_image"] / entry["segscope"]["cpu_seconds_per_image"]
-            entry["memory_ratio"] = entry["segscope"]["peak_rss_bytes"] / entry["pytorch"]["peak_rss_bytes"]
-            return entry
+            def pair(kind, model, size, batch, device=device, peak=peak):
+                weights = os.path.join(work, model + ".safetensors")
+                arguments = [kind, "--model", model, "--weights", weights, "--size", str(size), "--batch", str(batch),
+                             "--device", device] + common
+                log(f"{device}: {kind} {model}: SegScope and PyTorch, taking turns")
+                ours, theirs = run_interleaved([bench] + arguments, [python, side] + arguments, env)
+                key = "seconds_per_step" if kind == "train" else "seconds_per_batch"
+                per = "images_per_step" if kind == "train" else "images_per_batch"
+                entry = {"size": size, "batch": batch}
+                for name, result in (("segscope", ours), ("pytorch", theirs)):
+                    entry[name] = {"seconds": result[key], "images_per_second": result[per] / median(result[key]),
+                                   "cpu_seconds": result["cpu_seconds"],
+                                   "cpu_seconds_per_image": median(result["cpu_seconds"]) / result[per],
+                                   "peak_rss_bytes": result["peak_rss_bytes"],
+                                   "startup_rss_bytes": result["startup_rss_bytes"], "threads": result["threads"],
+                                   "torch": result["torch"]}
+                flops = report["flops"][model]
+                per_image = flops["train_step_flops_per_image"] if kind == "train" else flops["inference_flops_per_image"]
+                entry["flops_per_image"] = per_image
+                for name in ("segscope", "pytorch"):
+                    achieved = per_image * entry[name]["images_per_second"]
+                    entry[name]["achieved_flops_per_second"] = achieved
+                    entry[name]["fraction_of_matmul_peak"] = achieved / peak
+                entry["speed_ratio"] = entry["segscope"]["images_per_second"] / entry["pytorch"]["images_per_second"]
+                # The fastest repetitions' ratio: less sensitive to other load on a shared machine.
+                entry["best_speed_ratio"] = min(theirs[key]) / min(ours[key])
+                # Process CPU time (all threads) per image, PyTorch's over SegScope's: the work each
+                # side does, nearly independent of other load (OpenMP threads wait passively).
+                entry["cpu_time_ratio"] = entry["pytorch"]["cpu_seconds_per_image"] / entry["segscope"]["cpu_seconds_per_image"]
+                entry["memory_ratio"] = entry["segscope"]["peak_rss_bytes"] / entry["pytorch"]["peak_rss_bytes"]
+                return entry
 
-        for model in config["train_models"]:
-            report["train"][model] = pair("train", model, config["train_size"], config["train_batch"])
-        for model in config["infer_models"]:
-            report["inference"][model] = pair("infer", model, config["infer_size"], config["infer_batch"])
+            for model in config["train_models"]:
+                measured["train"][model] = pair("train", model, config["train_size"], config["train_batch"])
+            for model in config["infer_models"]:
+                measured["inference"][model] = pair("infer", model, config["infer_size"], config["infer_batch"])
+
+        # The ratios and the main tables are the first device's (the CPU unless --device says
+        # otherwise); every device's figures stay under "devices".
+        primary = report["devices"][devices[0]]
+        report["train"], report["inference"], report["matmul"] = primary["train"], primary["inference"], primary["matmul"]
 
         log("data pipeline: writing a VOC-like data set (500x375 JPEGs)")
         root = os.path.join(work, "voc")
@@ -261,8 +279,8 @@ def main():
                         "--weights", os.path.join(work, config["erf_model"] + ".safetensors"),
                         "--size", str(config["erf_size"]), "--images", str(config["erf_images"]),
                         "--threads", str(args.threads), "--warmup", "1", "--reps", str(config["erf_reps"]),
-                        "--device", args.device], env)
-        report["erf"] = {"model": config["erf_model"], "size": config["erf_size"], "images": config["erf_images"],
+                        "--device", devices[-1]], env)
+        report["erf"] = {"device": devices[-1], "model": config["erf_model"], "size": config["erf_size"], "images": config["erf_images"],
                          "seconds_per_image": {k: median(v) for k, v in erf["seconds_per_image"].items()}}
     finally:
         if not args.keep:
@@ -287,22 +305,33 @@ def main():
     report["wall_seconds"] = round(time.time() - started, 1)
 
     print_tables(report, args.markdown)
+    for device in devices[1:]:
+        print(f"\n{device} (fp16 autocast, channels_last, cudnn benchmark; % of the fp32 mm rate):\n")
+        print(format_table(model_rows(report["devices"][device]), args.markdown))
     if args.json:
         print(json.dumps(report), flush=True)
 
 
-def print_tables(report, markdown):
-    gib = 1024.0 ** 3
-    rows = [["benchmark", "SegScope", "PyTorch", "ratio", "best-rep ratio", "CPU-time ratio", "SegScope GFLOP/s (% of mm)", "SegScope peak RSS",
-             "PyTorch peak RSS"]]
+GIB = 1024.0 ** 3
+
+
+def model_rows(measured):
+    """The training and inference rows of one device's figures."""
+    rows = [["benchmark", "SegScope", "PyTorch", "ratio", "best-rep ratio", "CPU-time ratio",
+             "SegScope GFLOP/s (% of mm)", "SegScope peak RSS", "PyTorch peak RSS"]]
     for group, label in (("train", "train"), ("inference", "infer")):
-        for model, e in report[group].items():
+        for model, e in measured[group].items():
             s, p = e["segscope"], e["pytorch"]
             rows.append([f"{label} {model} {e['size']}² b{e['batch']}", f"{s['images_per_second']:.2f} img/s",
                          f"{p['images_per_second']:.2f} img/s", f"{e['speed_ratio']:.2f}×",
                          f"{e['best_speed_ratio']:.2f}×", f"{e['cpu_time_ratio']:.2f}×",
                          f"{s['achieved_flops_per_second'] / 1e9:.1f} ({100 * s['fraction_of_matmul_peak']:.0f}%)",
-                         f"{s['peak_rss_bytes'] / gib:.2f} GiB", f"{p['peak_rss_bytes'] / gib:.2f} GiB"])
+                         f"{s['peak_rss_bytes'] / GIB:.2f} GiB", f"{p['peak_rss_bytes'] / GIB:.2f} GiB"])
+    return rows
+
+
+def print_tables(report, markdown):
+    rows = model_rows(report)
     d = report["data"]
     rows.append([f"data {d['size']}² b{d['batch']} w{d['workers']}", f"{d['segscope']['images_per_second']:.1f} img/s",
                  f"{d['pytorch']['images_per_second']:.1f} img/s", f"{d['speed_ratio']:.2f}×",
