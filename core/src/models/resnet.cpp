@@ -38,9 +38,12 @@ public:
     }
 
     torch::Tensor forward(const torch::Tensor& x) {
-        torch::Tensor out = torch::relu(bn1_(conv1_(x)));
+        // In place, as torchvision's blocks (ReLU(inplace=True), out += identity): each
+        // out-of-place ReLU or add allocated and first-touched a fresh activation-sized buffer.
+        torch::Tensor out = bn1_(conv1_(x)).relu_();
         out = bn2_(conv2_(out));
-        return torch::relu(out + (downsample_ ? downsample_->forward(x) : x));
+        out += downsample_ ? downsample_->forward(x) : x;
+        return out.relu_();
     }
 
 private:
@@ -69,10 +72,11 @@ public:
     }
 
     torch::Tensor forward(const torch::Tensor& x) {
-        torch::Tensor out = torch::relu(bn1_(conv1_(x)));
-        out = torch::relu(bn2_(conv2_(out)));
+        torch::Tensor out = bn1_(conv1_(x)).relu_();
+        out = bn2_(conv2_(out)).relu_();
         out = bn3_(conv3_(out));
-        return torch::relu(out + (downsample_ ? downsample_->forward(x) : x));
+        out += downsample_ ? downsample_->forward(x) : x;
+        return out.relu_();
     }
 
 private:
@@ -162,7 +166,7 @@ ResNetEncoderImpl::ResNetEncoderImpl(int depth, ResNetDilation dilation) : spec_
 
 ResNetEncoderImpl::Features ResNetEncoderImpl::forward(const torch::Tensor& input) {
     Features features;
-    features.stem = torch::relu(bn1_(conv1_(input)));
+    features.stem = bn1_(conv1_(input)).relu_();
     torch::Tensor x = F::max_pool2d(features.stem, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
     for (std::size_t i = 0; i < 4; ++i) {
         x = layers_[i]->forward(x);

@@ -59,10 +59,14 @@ torch::nn::Conv2d conv2d(std::int64_t in, std::int64_t out, std::int64_t kernel,
                                  .bias(bias));
 }
 
+// In-place ReLU after batch norm (smp's Conv2dReLU, torchvision): same values, no extra buffer.
+torch::nn::ReLU inplaceRelu() {
+    return torch::nn::ReLU(torch::nn::ReLUOptions(true));
+}
+
 // conv (no bias) → BN → ReLU: smp's Conv2dReLU and the many ASPP/decoder triples.
 models::Chain convBnRelu(std::int64_t in, std::int64_t out, std::int64_t kernel, std::int64_t padding = 0) {
-    return models::Chain(conv2d(in, out, kernel, false, padding), torch::nn::BatchNorm2d(out),
-                                 torch::nn::ReLU());
+    return models::Chain(conv2d(in, out, kernel, false, padding), torch::nn::BatchNorm2d(out), inplaceRelu());
 }
 
 // smp's SeparableConv2d: depthwise (no bias) then pointwise.
@@ -412,10 +416,10 @@ public:
     DoubleConvImpl(std::int64_t in, std::int64_t out)
         : doubleConv_(register_module("double_conv", models::Chain(conv2d(in, out, 3, false, 1),
                                                                            torch::nn::BatchNorm2d(out),
-                                                                           torch::nn::ReLU(),
+                                                                           inplaceRelu(),
                                                                            conv2d(out, out, 3, false, 1),
                                                                            torch::nn::BatchNorm2d(out),
-                                                                           torch::nn::ReLU()))) {}
+                                                                           inplaceRelu()))) {}
     torch::Tensor forward(const torch::Tensor& x) { return doubleConv_->forward(x); }
 
 private:
@@ -428,7 +432,7 @@ public:
     SeedUnetResNetImpl(int depth, int numClasses) : SegmentationModel(numClasses) {
         const models::ResNetSpec spec = models::resNetSpec(depth);
         encoder1_ = register_module("encoder1", models::Chain(models::makeResNetStemConv(),
-                                                                      torch::nn::BatchNorm2d(64), torch::nn::ReLU()));
+                                                                      torch::nn::BatchNorm2d(64), inplaceRelu()));
         std::int64_t inplanes = 64;
         encoder2_ = register_module(
             "encoder2",
