@@ -16,12 +16,6 @@ QComboBox* combo(const QStringList& items) {
     return c;
 }
 
-QString text(const nlohmann::json& j, const char* section, const char* key, const QString& fallback = {}) {
-    if (j.contains(section) && j[section].contains(key) && j[section][key].is_string())
-        return QString::fromStdString(j[section][key].get<std::string>());
-    return fallback;
-}
-
 } // namespace
 
 ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
