@@ -29,6 +29,7 @@
 
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
+#include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/cuda.h>
@@ -218,8 +219,8 @@ json infer(const Args& args) {
     }
     torch::Tensor images = syntheticBatch(batch, size, 1).first.to(device);
     if (cuda) images = images.contiguous(at::MemoryFormat::ChannelsLast);
-    // What core/src/inference.cpp runs per batch: eval mode under NoGradGuard.
-    torch::NoGradGuard noGrad;
+    // What core/src/inference.cpp runs per batch: eval mode under InferenceMode.
+    c10::InferenceMode inferenceMode;
     json times = json::array(), cpuTimes = json::array();
     double checksum = 0;
     const int warmup = args.integer("warmup", 1), reps = args.integer("reps", 5);

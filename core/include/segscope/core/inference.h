@@ -58,7 +58,7 @@ struct Evaluation {
 };
 
 // Scores `model` (of `classes` outputs) on one pass over `loader`, which must be an evaluation
-// loader (LoaderOptions::training false; the order is kept). Runs under NoGradGuard with the
+// loader (LoaderOptions::training false; the order is kept). Runs under c10::InferenceMode with the
 // model in eval mode and restores the model's previous mode, also when it throws. Labels outside
 // [0, classes) other than 255 throw Error; the loader's FileErrors pass through.
 Evaluation evaluate(SegmentationModel& model, BatchLoader& loader, int classes, const EvaluationOptions& options);
