@@ -2,6 +2,8 @@
 
 #include "segscope/core/models/model.h"
 
+#include <ATen/ops/_foreach_add.h>
+#include <ATen/ops/_fused_adamw.h>
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 #include <torch/nn/functional.h>
@@ -249,11 +251,62 @@ OptimizerSetup makeOptimizer(SegmentationModel& model, const ExperimentOptimizer
             paramGroups.emplace_back(params, std::move(groupOptions));
             setup.groupMultipliers.push_back(multiplier);
         }
-        setup.optimizer = std::make_unique<torch::optim::AdamW>(paramGroups, options);
+        setup.optimizer = std::make_unique<FusedAdamW>(paramGroups, options);
         break;
     }
     }
     return setup;
+}
+
+torch::Tensor FusedAdamW::step(LossClosure closure) {
+    torch::NoGradGuard noGrad;
+    torch::Tensor loss;
+    if (closure) {
+        at::AutoGradMode enableGrad(true);
+        loss = closure();
+    }
+    for (auto& group : param_groups()) {
+        const auto& options = static_cast<const torch::optim::AdamWOptions&>(group.options());
+        std::vector<torch::Tensor> params, grads, expAvgs, expAvgSqs, maxExpAvgSqs, steps;
+        for (auto& p : group.params()) {
+            if (!p.grad().defined()) continue;
+            if (p.grad().is_sparse()) throw Error("FusedAdamW does not support sparse gradients");
+            if (!params.empty() && (p.device() != params.front().device() || p.dtype() != params.front().dtype()))
+                throw Error("FusedAdamW: the parameters of a group must share one device and dtype");
+            void* key = p.unsafeGetTensorImpl();
+            auto found = state_.find(key);
+            if (found == state_.end()) {
+                auto state = std::make_unique<torch::optim::AdamWParamState>();
+                state->exp_avg(torch::zeros_like(p, at::MemoryFormat::Preserve));
+                state->exp_avg_sq(torch::zeros_like(p, at::MemoryFormat::Preserve));
+                if (options.amsgrad()) state->max_exp_avg_sq(torch::zeros_like(p, at::MemoryFormat::Preserve));
+                found = state_.emplace(key, std::move(state)).first;
+            }
+            auto& state = static_cast<torch::optim::AdamWParamState&>(*found->second);
+            auto& counter = stepTensors_[key];
+            if (!counter.defined())
+                counter = torch::full({}, double(state.step()), torch::TensorOptions().dtype(torch::kFloat32).device(p.device()));
+            state.step(state.step() + 1);
+            params.push_back(p);
+            grads.push_back(p.grad());
+            expAvgs.push_back(state.exp_avg());
+            expAvgSqs.push_back(state.exp_avg_sq());
+            if (options.amsgrad()) maxExpAvgSqs.push_back(state.max_exp_avg_sq());
+            steps.push_back(counter);
+        }
+        if (params.empty()) continue;
+        // The kernel reads the step already incremented, as torch.optim.AdamW(fused=True) does.
+        at::_foreach_add_(steps, 1.0);
+        at::_fused_adamw_(params, grads, expAvgs, expAvgSqs, maxExpAvgSqs, steps, options.lr(),
+                          std::get<0>(options.betas()), std::get<1>(options.betas()), options.weight_decay(),
+                          options.eps(), options.amsgrad(), /*maximize=*/false);
+    }
+    return loss;
+}
+
+void FusedAdamW::load(torch::serialize::InputArchive& archive) {
+    torch::optim::AdamW::load(archive);
+    stepTensors_.clear();
 }
 
 void setLearningRate(torch::optim::Optimizer& optimizer, const std::vector<double>& groupMultipliers, double baseRate) {

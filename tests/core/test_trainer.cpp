@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <mutex>
 #include <sys/wait.h>
+#include <sstream>
 #include <thread>
 #include <fcntl.h>
 #include <unistd.h>
@@ -377,6 +378,70 @@ TEST(SegmentationLoss, IgnoresVoidAndMatchesCrossEntropyByHand) {
     EXPECT_EQ(ce(logits, allVoid).item<double>(), 0.0);
     SegmentationLoss weighted(LossType::CrossEntropy, 2, std::vector<double>{2.0, 1.0}, 1.0);
     EXPECT_NEAR(weighted(logits, labels).item<double>(), expected, 1e-6);  // one pixel: weight cancels
+}
+
+// Gradients that depend on the parameters, so both optimisers must follow the same trajectory.
+static void setQuadraticGradients(const std::vector<torch::Tensor>& params, int step) {
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        torch::NoGradGuard noGrad;
+        params[i].mutable_grad() = params[i] * 0.5 + torch::full_like(params[i], 0.1 * double(i + 1) - 0.01 * step);
+    }
+}
+
+TEST(FusedAdamW, FollowsLibTorchAdamWExactlyAndResumesFromItsState) {
+    for (const bool amsgrad : {false, true}) {
+        torch::manual_seed(3);
+        std::vector<torch::Tensor> a{torch::randn({7, 5}), torch::randn({11}), torch::randn({3, 2, 2})};
+        std::vector<torch::Tensor> b;
+        for (auto& t : a) {
+            t.set_requires_grad(true);
+            b.push_back(t.detach().clone().set_requires_grad(true));
+        }
+        auto options = torch::optim::AdamWOptions(1e-2).betas({0.9, 0.99}).weight_decay(0.05).amsgrad(amsgrad);
+        const auto groups = [&](const std::vector<torch::Tensor>& p) {
+            auto head = std::make_unique<torch::optim::AdamWOptions>(options);
+            head->lr(1e-1);  // a second group at another rate, as makeOptimizer's head group
+            return std::vector<torch::optim::OptimizerParamGroup>{
+                torch::optim::OptimizerParamGroup({p[0], p[1]}),
+                torch::optim::OptimizerParamGroup({p[2]}, std::move(head))};
+        };
+        torch::optim::AdamW reference(groups(a), options);
+        FusedAdamW fused(groups(b), options);
+        for (int step = 0; step < 6; ++step) {
+            setQuadraticGradients(a, step);
+            setQuadraticGradients(b, step);
+            reference.step();
+            fused.step();
+        }
+        for (std::size_t i = 0; i < a.size(); ++i)
+            EXPECT_LT((a[i] - b[i]).abs().max().item<double>(), 1e-6) << "param " << i << " amsgrad " << amsgrad;
+        // The state is AdamW's: it saves, loads into a fresh optimiser, and the steps go on alike.
+        std::stringstream buffer;
+        {
+            torch::serialize::OutputArchive archive;
+            fused.save(archive);
+            archive.save_to(buffer);
+        }
+        std::vector<torch::Tensor> c;
+        for (auto& t : b) c.push_back(t.detach().clone().set_requires_grad(true));
+        FusedAdamW resumed(groups(c), options);
+        {
+            torch::serialize::InputArchive archive;
+            archive.load_from(buffer);
+            resumed.load(archive);
+        }
+        for (int step = 6; step < 9; ++step) {
+            setQuadraticGradients(a, step);
+            setQuadraticGradients(c, step);
+            reference.step();
+            resumed.step();
+        }
+        for (std::size_t i = 0; i < a.size(); ++i)
+            EXPECT_LT((a[i] - c[i]).abs().max().item<double>(), 1e-6) << "param " << i << " after resume";
+        const auto& state = static_cast<const torch::optim::AdamWParamState&>(
+            *resumed.state().at(c[0].unsafeGetTensorImpl()));
+        EXPECT_EQ(state.step(), 9);
+    }
 }
 
 TEST(GradScaler, DisabledPassesThroughAndEnabledUnscalesOnCpu) {

@@ -4,6 +4,10 @@
 #include "segscope/core/experiment.h"
 
 #include <torch/nn/module.h>
+#include <torch/optim/adamw.h>
+#include <torch/serialize/archive.h>
+
+#include <unordered_map>
 #include <torch/optim/optimizer.h>
 #include <torch/types.h>
 
@@ -91,6 +95,23 @@ private:
 // Global L2 norm clipping over all parameters with gradients; returns the norm before clipping
 // (a tensor: no host sync).
 torch::Tensor clipGradientNorm(const std::vector<torch::Tensor>& parameters, double maxNorm);
+
+// torch::optim::AdamW with its per-parameter update replaced by one fused kernel per parameter
+// group (at::_fused_adamw_, CPU and CUDA): the same update rule (decoupled weight decay, bias
+// correction, amsgrad) and the same state (AdamWParamState, so save()/load() and checkpoints are
+// unchanged), without LibTorch's ~8 small tensor ops per parameter per step. Parameters of one
+// group must share a device and dtype (Error otherwise); sparse gradients are an Error.
+class FusedAdamW : public torch::optim::AdamW {
+public:
+    using torch::optim::AdamW::AdamW;
+    torch::Tensor step(LossClosure closure = nullptr) override;
+    void load(torch::serialize::InputArchive& archive) override;
+
+private:
+    // Float step counters per parameter, as the fused kernel takes them; rebuilt from the
+    // integer steps of the state after load().
+    std::unordered_map<void*, torch::Tensor> stepTensors_;
+};
 
 // Builds the optimiser with two parameter groups: encoder parameters at the base rate and head
 // parameters (model.isHeadParameter) at base * headLearningRateMultiplier. Group order is
