@@ -271,6 +271,9 @@ void MainWindow::launchNext() {
         worker_ = nullptr;
         activeRunId_.clear();
         runs_->refresh(true);
+        // The finished run becomes a source in the Predictions and ERF tabs.
+        if (!predictions_->busy()) predictions_->refreshRuns();
+        if (!erf_->busy()) erf_->refreshRuns();
         Q_EMIT runFinished(id, outcome, message);
         launchNext();
     });

@@ -507,7 +507,7 @@ std::vector<core::ClassInfo> PredictionsPanel::displayClasses() const {
 void PredictionsPanel::predictionsChanged() {
     const core::PredictionSet& set = *set_;
     const core::SegmentationMetrics metrics = set.metrics();
-    summary_->setText(tr("%1: %2 images%3 · mIoU %4 · aAcc %5 · mAcc %6 · cache %7")
+    summary_->setText(tr("%1: %2 images%3 · at their original size: mIoU %4 · aAcc %5 · mAcc %6 · cache %7")
                           .arg(setLabel_.isEmpty() ? tr("predictions") : setLabel_)
                           .arg(set.size())
                           .arg(lastFromCache_ ? tr(" (reopened from the cache)") : QString())
