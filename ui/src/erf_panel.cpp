@@ -181,77 +181,77 @@ QImage renderErfHeatmap(const ErfStageView& stage, double logScale, const QImage
     return image;
 }
 
-// ---- worker ----
+// ---- the computation, on a TaskWorker's thread ----
 
-ErfWorker::ErfWorker(ErfJob job) : job_(std::move(job)) {}
+namespace {
 
-void ErfWorker::run() {
-    QString message;
-    try {
-        const auto store = core::RunStore::open(job_.workspace.toStdString());
-        const qint64 total = qint64(job_.images) * qint64(job_.sources.size());
-        qint64 before = 0;
-        for (std::size_t i = 0; i < job_.sources.size() && !cancelled_; ++i) {
-            const ErfSource& source = job_.sources[i];
-            core::Experiment experiment = job_.fallback;
-            std::shared_ptr<core::SegmentationModel> model;
-            torch::Device device(torch::kCPU);
-            QString label = defaultLabel(source);
-            if (source.kind == ErfSource::Kind::Run) {
-                core::LoadedRun loaded = core::loadRun(*store, source.runId.toStdString(), source.checkpoint.toStdString());
-                experiment = loaded.experiment;
-                model = loaded.model;
-                device = loaded.device;
-                if (source.label.isEmpty()) {
-                    label = QStringLiteral("%1 · %2 · %3").arg(QString::fromStdString(experiment.model.id), source.checkpoint,
-                                                            source.runId);
-                    if (loaded.epoch) label += QObject::tr(" (epoch %1)").arg(*loaded.epoch);
-                }
-            } else {
-                if (!source.runId.isEmpty()) {
-                    const auto record = store->run(source.runId.toStdString());
-                    if (!record) throw core::Error("unknown run " + source.runId.toStdString());
-                    experiment = core::parseExperiment(nlohmann::json::parse(record->experimentJson));
-                }
-                core::prepareDemoDataset(experiment);
-                const auto dataset = core::Dataset::open(core::datasetSpec(experiment, experiment.dataset.valSplit));
-                const int classes = experiment.model.classes.value_or(dataset->numClasses());
-                device = core::resolveDevice(experiment.runtime.device);
-                // The same seed as the trainer's, so "untrained" is the run's own initial model.
-                torch::manual_seed(experiment.runtime.seed);
-                model = core::createModel(source.modelId.toStdString(), classes);
-                model->to(device);
-                if (source.label.isEmpty() && !source.runId.isEmpty())
-                    label = QObject::tr("%1 · untrained (seed %2)").arg(source.modelId).arg(experiment.runtime.seed);
+struct ErfJob {
+    QString workspace;
+    std::vector<ErfSource> sources;
+    int images = 16;
+    // Dataset, transforms, classes and seed for untrained models without a run.
+    core::Experiment fallback;
+};
+
+// Computes the ERFs of a job's sources one after the other; `computed` gets each row as it is
+// done. Throws TaskCancelled when cancelled, and the core's errors.
+void computeErfJob(const ErfJob& job, const std::atomic<bool>& cancel, const TaskWorker::Progress& progress,
+                   const std::function<void(int, ErfView)>& computed) {
+    const auto store = core::RunStore::open(job.workspace.toStdString());
+    const qint64 total = qint64(job.images) * qint64(job.sources.size());
+    qint64 before = 0;
+    for (std::size_t i = 0; i < job.sources.size(); ++i) {
+        const ErfSource& source = job.sources[i];
+        core::Experiment experiment = job.fallback;
+        std::shared_ptr<core::SegmentationModel> model;
+        torch::Device device(torch::kCPU);
+        QString label = defaultLabel(source);
+        if (source.kind == ErfSource::Kind::Run) {
+            core::LoadedRun loaded = core::loadRun(*store, source.runId.toStdString(), source.checkpoint.toStdString());
+            experiment = loaded.experiment;
+            model = loaded.model;
+            device = loaded.device;
+            if (source.label.isEmpty()) {
+                label = QStringLiteral("%1 · %2 · %3").arg(QString::fromStdString(experiment.model.id), source.checkpoint,
+                                                        source.runId);
+                if (loaded.epoch) label += QObject::tr(" (epoch %1)").arg(*loaded.epoch);
             }
-            core::prepareDemoDataset(experiment);
-            const auto dataset = core::Dataset::open(core::datasetSpec(experiment, experiment.dataset.valSplit));
-            const core::TransformConfig transform = core::transformConfig(experiment);
-            QImage sample;
-            if (dataset->size() > 0) sample = toQImage(core::applyEvalTransform(dataset->load(0), transform).image);
-            core::ErfOptions options;
-            options.batchSize = 4;
-            const core::ErfResult result = core::computeErf(
-                *model, dataset, transform, job_.images, options,
-                [&](std::int64_t done, std::int64_t) { Q_EMIT progress(before + done, total); }, &cancelled_);
-            if (result.cancelled) break;
-            before += job_.images;
-            Q_EMIT computed(int(i), toErfView(result, label, sample));
+        } else if (!source.runId.isEmpty()) {
+            const auto record = store->run(source.runId.toStdString());
+            if (!record) throw core::Error("unknown run " + source.runId.toStdString());
+            experiment = core::parseExperiment(nlohmann::json::parse(record->experimentJson));
+            if (source.label.isEmpty())
+                label = QObject::tr("%1 · untrained (seed %2)").arg(source.modelId).arg(experiment.runtime.seed);
         }
-        if (cancelled_) message = QStringLiteral("cancelled");
-    } catch (const std::exception& error) {
-        message = QString::fromStdString(error.what());
-        if (message.isEmpty()) message = QStringLiteral("ERF computation failed");
-    } catch (...) {
-        message = QStringLiteral("ERF computation failed with an unknown error");
+        core::prepareDemoDataset(experiment);
+        const auto dataset = core::Dataset::open(core::datasetSpec(experiment, experiment.dataset.valSplit));
+        if (!model) {
+            device = core::resolveDevice(experiment.runtime.device);
+            // The same seed as the trainer's, so "untrained" is the run's own initial model.
+            torch::manual_seed(experiment.runtime.seed);
+            model = core::createModel(source.modelId.toStdString(),
+                                      experiment.model.classes.value_or(dataset->numClasses()));
+            model->to(device);
+        }
+        const core::TransformConfig transform = core::transformConfig(experiment);
+        QImage sample;
+        if (dataset->size() > 0) sample = toQImage(core::applyEvalTransform(dataset->load(0), transform).image);
+        core::ErfOptions options;
+        options.batchSize = 4;
+        const core::ErfResult result = core::computeErf(
+            *model, dataset, transform, job.images, options,
+            [&](std::int64_t done, std::int64_t) { progress(before + done, total); }, &cancel);
+        if (result.cancelled) throw TaskCancelled{};
+        before += job.images;
+        computed(int(i), toErfView(result, label, sample));
     }
-    Q_EMIT finished(message);
 }
+
+} // namespace
 
 // ---- panel ----
 
 ErfPanel::ErfPanel(QString workspace, QWidget* parent) : QWidget(parent), workspace_(std::move(workspace)) {
-    qRegisterMetaType<ErfView>();
     auto* layout = new QVBoxLayout(this);
 
     auto* presets = new QHBoxLayout;
@@ -375,10 +375,12 @@ ErfPanel::ErfPanel(QString workspace, QWidget* parent) : QWidget(parent), worksp
 }
 
 ErfPanel::~ErfPanel() {
-    if (worker_) worker_->cancel();
-    if (thread_) {
-        thread_->quit();
-        thread_->wait();
+    if (worker_) {
+        worker_->cancel();
+        if (QThread* thread = worker_->thread()) {
+            thread->quit();
+            thread->wait();
+        }
     }
 }
 
@@ -477,7 +479,7 @@ std::optional<core::Experiment> ErfPanel::fallbackExperiment() const {
 }
 
 bool ErfPanel::compute() {
-    if (thread_) return false;
+    if (worker_) return false;
     const std::vector<ErfSource> chosen = sources();
     if (chosen.empty()) {
         Q_EMIT statusMessage(tr("No source chosen: pick a run or an untrained model."));
@@ -493,25 +495,25 @@ bool ErfPanel::compute() {
     snapshotSlider_->setEnabled(false);
     rebuildGrid();
 
-    auto* worker = new ErfWorker(std::move(job));
-    thread_ = new QThread(this);
-    worker->moveToThread(thread_);
-    worker_ = worker;
-    connect(thread_, &QThread::started, worker, &ErfWorker::run);
-    connect(thread_, &QThread::finished, worker, &QObject::deleteLater);
-    connect(worker, &ErfWorker::progress, this, [this](qint64 done, qint64 total) {
+    // The panel outlives the task (its destructor waits), so rows are posted to `this`.
+    worker_ = TaskWorker::start(
+        [this, job](const std::atomic<bool>& cancel, const TaskWorker::Progress& progress) {
+            computeErfJob(job, cancel, progress, [this](int index, ErfView view) {
+                QMetaObject::invokeMethod(
+                    this,
+                    [this, index, view = std::move(view)] {
+                        if (index >= 0 && std::size_t(index) < views_.size()) views_[std::size_t(index)] = view;
+                        rebuildGrid();
+                    },
+                    Qt::QueuedConnection);
+            });
+        },
+        this);
+    connect(worker_, &TaskWorker::progress, this, [this](qint64 done, qint64 total) {
         progress_->setRange(0, int(std::max<qint64>(1, total)));
         progress_->setValue(int(done));
     });
-    connect(worker, &ErfWorker::computed, this, [this](int index, const ErfView& view) {
-        if (index >= 0 && std::size_t(index) < views_.size()) views_[std::size_t(index)] = view;
-        rebuildGrid();
-    });
-    connect(worker, &ErfWorker::finished, this, [this](const QString& message) {
-        thread_->quit();
-        thread_->wait();
-        thread_->deleteLater();
-        thread_ = nullptr;
+    connect(worker_, &TaskWorker::finished, this, [this](const QString& message) {
         worker_ = nullptr;
         computeButton_->setEnabled(true);
         cancelButton_->setEnabled(false);
@@ -544,7 +546,6 @@ bool ErfPanel::compute() {
     progress_->setRange(0, 1);
     progress_->setValue(0);
     info_->setText(tr("Computing…"));
-    thread_->start();
     return true;
 }
 
@@ -632,13 +633,13 @@ void ErfPanel::showSnapshots(const QString& runId) {
         return;
     }
     snapshotSlider_->setRange(0, int(snapshots_.size()) - 1);
-    snapshotSlider_->setEnabled(snapshots_.size() > 1 && !thread_);
+    snapshotSlider_->setEnabled(snapshots_.size() > 1 && !worker_);
     snapshotLabel_->setText(tr("%n ERF snapshot(s) recorded during training; drag to step through them.", "",
                                int(snapshots_.size())));
 }
 
 void ErfPanel::setSnapshotIndex(int index) {
-    if (index < 0 || std::size_t(index) >= snapshots_.size() || thread_) return;
+    if (index < 0 || std::size_t(index) >= snapshots_.size() || worker_) return;
     {
         QSignalBlocker block(snapshotSlider_);
         snapshotSlider_->setValue(index);

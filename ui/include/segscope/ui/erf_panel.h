@@ -6,13 +6,13 @@
 // transformer figure or show untrained vs trained in one click. A run that recorded ERF
 // snapshots during training (training.erf_every_epochs) gets a slider that steps through them.
 //
-// Computation runs in an ErfWorker on its own QThread with progress and cancel; only values
+// Computation runs in a TaskWorker on its own QThread with progress and cancel; only values
 // (ErfView) come back. GUI thread only.
 #include "segscope/core/erf.h"
 #include "segscope/core/experiment.h"
+#include "segscope/ui/task_worker.h"
 
 #include <QImage>
-#include <QMetaType>
 #include <QObject>
 #include <QPointer>
 #include <QString>
@@ -32,7 +32,6 @@ class QProgressBar;
 class QPushButton;
 class QSlider;
 class QSpinBox;
-class QThread;
 
 namespace segscope::ui {
 
@@ -74,36 +73,6 @@ struct ErfSource {
     QString label;       // shown above the row; empty: made from the above
 };
 
-struct ErfJob {
-    QString workspace;
-    std::vector<ErfSource> sources;
-    int images = 16;
-    // Dataset, transforms, classes and seed for untrained models without a run.
-    core::Experiment fallback;
-};
-
-// Computes the ERFs of a job's sources, one after the other, on the thread it lives on.
-class ErfWorker : public QObject {
-    Q_OBJECT
-public:
-    explicit ErfWorker(ErfJob job);
-    void cancel() { cancelled_ = true; }
-
-public Q_SLOTS:
-    void run();
-
-Q_SIGNALS:
-    // images done over all sources, and the total.
-    void progress(qint64 done, qint64 total);
-    void computed(int sourceIndex, const segscope::ui::ErfView& view);
-    // Always the last signal; message empty on success, "cancelled" when cancelled.
-    void finished(const QString& message);
-
-private:
-    ErfJob job_;
-    std::atomic<bool> cancelled_{false};
-};
-
 class ErfPanel : public QWidget {
     Q_OBJECT
 public:
@@ -121,7 +90,7 @@ public:
     // Starts computing the chosen sources; false when a computation is running.
     bool compute();
     void cancel();
-    bool busy() const { return thread_ != nullptr; }
+    bool busy() const { return bool(worker_); }
 
     // One click: DeepLabV3+/ResNet-50 vs SegFormer-B0 (the newest finished run of each, at its
     // best checkpoint; the untrained model when there is none), then computes.
@@ -178,10 +147,8 @@ private:
     QString snapshotRunId_;
     std::vector<core::ErfSnapshot> snapshots_;
     QString snapshotModel_;
-    QPointer<ErfWorker> worker_;
-    QThread* thread_ = nullptr;
+    QPointer<TaskWorker> worker_;
 };
 
 } // namespace segscope::ui
 
-Q_DECLARE_METATYPE(segscope::ui::ErfView)
