@@ -139,6 +139,13 @@ std::pair<torch::Tensor, torch::Tensor> syntheticBatch(int batch, int size, int 
     return {images, labels};
 }
 
+// cudnn benchmark and channels_last convolution weights, as the trainer does on CUDA.
+void useCudaFastPath(core::SegmentationModel& model) {
+    at::globalContext().setBenchmarkCuDNN(true);
+    for (auto& p : model.parameters())
+        if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+}
+
 json train(const Args& args) {
     const torch::Device device = benchDevice(args);
     const bool cuda = device.is_cuda();
@@ -148,11 +155,7 @@ json train(const Args& args) {
     model->train();
     // On CUDA, the trainer's fast path: cudnn benchmark, channels_last weights and inputs, fp16
     // autocast with a gradient scaler.
-    if (cuda) {
-        at::globalContext().setBenchmarkCuDNN(true);
-        for (auto& p : model->parameters())
-            if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
-    }
+    if (cuda) useCudaFastPath(*model);
     core::ExperimentOptimizer optimizerConfig;  // AdamW, lr 1e-4, weight decay 0.01
     core::OptimizerSetup optimizer = core::makeOptimizer(*model, optimizerConfig);
     core::SegmentationLoss loss(core::LossType::CrossEntropy, classes, std::nullopt, 1.0);
@@ -212,11 +215,7 @@ json infer(const Args& args) {
     const int size = args.integer("size", 512), batch = args.integer("batch", 1);
     auto model = loadModel(args, device);
     model->eval();
-    if (cuda) {
-        at::globalContext().setBenchmarkCuDNN(true);
-        for (auto& p : model->parameters())
-            if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
-    }
+    if (cuda) useCudaFastPath(*model);
     torch::Tensor images = syntheticBatch(batch, size, 1).first.to(device);
     if (cuda) images = images.contiguous(at::MemoryFormat::ChannelsLast);
     // What core/src/inference.cpp runs per batch: eval mode under InferenceMode.
