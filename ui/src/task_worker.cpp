@@ -14,9 +14,15 @@ TaskWorker* TaskWorker::start(Task task, QObject* owner) {
     auto* thread = new QThread(owner);
     worker->moveToThread(thread);
     QObject::connect(thread, &QThread::started, worker, &TaskWorker::run);
-    QObject::connect(worker, &TaskWorker::finished, thread, &QThread::quit);
+    // Connected first, so it runs on the GUI thread before the caller's own finished() slots:
+    // by then the thread has ended, and the owner may be destroyed right away (a QThread
+    // destroyed while running aborts the process).
+    QObject::connect(worker, &TaskWorker::finished, thread, [thread] {
+        thread->quit();
+        thread->wait();
+        thread->deleteLater();
+    });
     QObject::connect(thread, &QThread::finished, worker, &QObject::deleteLater);
-    QObject::connect(thread, &QThread::finished, thread, &QObject::deleteLater);
     // Started from the event loop, so the caller's connections exist before the task can finish.
     QTimer::singleShot(0, thread, [thread] { thread->start(); });
     return worker;

@@ -23,8 +23,8 @@ public:
     void cancel() { cancel_ = true; }
 
     // Moves a new worker for `task` to a new thread (child of `owner`), started when control
-    // returns to the event loop: connect to the returned worker's signals before that. The thread
-    // quits and both are deleted after finished().
+    // returns to the event loop: connect to the returned worker's signals before that. When the
+    // caller's finished() slots run, the thread has already ended; both are deleted afterwards.
     static TaskWorker* start(Task task, QObject* owner);
 
 public Q_SLOTS:
