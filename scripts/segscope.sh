@@ -3,7 +3,8 @@
 #
 #   scripts/segscope.sh run    install what is missing, build, and run the main job: the workbench
 #                              on the built-in demo dataset, or, without a display, the headless demo
-#   scripts/segscope.sh test   install what is missing, build, and run the whole test suite
+#   scripts/segscope.sh test   install what is missing, build, and run the whole test suite, then
+#                              the fuzz targets for a fixed time (scripts/fuzz.sh)
 #   scripts/segscope.sh build  install what is missing and build
 #
 # Environment: SEGSCOPE_BUILD_DIR (default build), SEGSCOPE_BUILD_TYPE (default Release),
@@ -32,8 +33,9 @@ cmake --build "$build_dir" -j "$jobs"
 case "$action" in
   build) ;;
   test)
-    cd "$build_dir"
-    ctest -j "$jobs" --output-on-failure --timeout 900
+    (cd "$build_dir" && ctest -j "$jobs" --output-on-failure --timeout 900)
+    # The fuzz targets, 20 s each (scripts/fuzz.sh; SEGSCOPE_FUZZ_SECONDS, SEGSCOPE_FUZZ=0 skips).
+    [ "${SEGSCOPE_FUZZ:-1}" = 0 ] || bash scripts/fuzz.sh
     ;;
   run)
     workspace=${SEGSCOPE_WORKSPACE:-${XDG_DATA_HOME:-$HOME/.local/share}/SegScope}
