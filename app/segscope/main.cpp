@@ -70,6 +70,8 @@ int main(int argc, char** argv) {
 
     const QString workspaceDir = parser.value(workspace);
     QDir().mkpath(workspaceDir);
+    // A corrupt database is repaired (with a message) before any panel opens it.
+    if (!segscope::ui::prepareWorkspace(workspaceDir, nullptr)) return 1;
     segscope::ui::MainWindow window(workspaceDir);
     window.show();
     // The last session of the workspace comes back (experiment as edited, tab, geometry, selected

@@ -6,7 +6,20 @@
 
 namespace segscope::core {
 
-std::string createRecordedRun(RunStore& store, const Experiment& experiment) {
+std::string createRecordedRun(RunStore& store, const Experiment& given) {
+    // Paths relative to the folder the run was started from mean nothing to a resume started
+    // elsewhere: the recorded experiment names them absolutely.
+    Experiment experiment = given;
+    std::error_code ec;
+    if (!experiment.dataset.root.empty() && experiment.dataset.root.is_relative()) {
+        const auto absolute = std::filesystem::absolute(experiment.dataset.root, ec);
+        if (!ec) experiment.dataset.root = absolute.lexically_normal();
+    }
+    if (experiment.model.pretrained && experiment.model.pretrained->is_relative() &&
+        std::filesystem::exists(*experiment.model.pretrained, ec)) {
+        const auto absolute = std::filesystem::absolute(*experiment.model.pretrained, ec);
+        if (!ec) experiment.model.pretrained = absolute.lexically_normal();
+    }
     NewRun run;
     run.name = experiment.name.empty() ? experiment.model.id : experiment.name;
     run.model = experiment.model.id;
@@ -70,6 +83,11 @@ void RunRecorder::onValidation(const ValidationEvent& event) {
 void RunRecorder::onCheckpoint(const CheckpointEvent& event) {
     store_.addCheckpoint(runId_, {event.epoch, event.step, event.state, {}});
     if (next_) next_->onCheckpoint(event);
+}
+
+void RunRecorder::onErf(const ErfEvent& event) {
+    // Snapshots live in the run folder (listErfSnapshots finds them); nothing to record.
+    if (next_) next_->onErf(event);
 }
 
 void RunRecorder::onLog(const std::string& line) {

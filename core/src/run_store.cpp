@@ -1,18 +1,30 @@
 #include "segscope/core/run_store.h"
+#include "segscope/core/safe_text.h"
 
 #include <sqlite3.h>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
+#include <fstream>
 #include <iomanip>
 #include <random>
+#include <set>
 #include <sstream>
 
 namespace segscope::core {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
 namespace {
 
 const char* const kStatusNames[] = {"queued", "running", "paused", "finished", "failed", "cancelled", "interrupted"};
@@ -277,8 +289,385 @@ std::filesystem::path defaultWorkspace() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Locations
 
-RunStore::RunStore(std::filesystem::path workspace) : workspace_(std::move(workspace)) {}
+namespace {
+
+constexpr const char* kJournalName = "journal.jsonl";
+constexpr const char* kLegacyDatabaseName = "segscope.db";
+
+fs::path legacyDatabasePath(const fs::path& workspace) {
+    return workspace / kLegacyDatabaseName;
+}
+
+bool pathExists(const fs::path& path) {
+    std::error_code ec;
+    return fs::exists(path, ec);
+}
+
+std::string errnoText(int error) {
+    switch (error) {
+    case ENOSPC:
+    case EDQUOT:
+        return "disk full";
+    case EROFS:
+        return "read-only file system";
+    case EACCES:
+    case EPERM:
+        return "permission denied";
+    default:
+        return std::strerror(error);
+    }
+}
+
+// One line appended to a journal. A failed write is cut back off, so the file never ends in half
+// a line written by this process.
+void appendLine(const fs::path& file, const std::string& line, bool sync) {
+    const int fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) throw FileError(file.string(), "cannot open the run journal: " + errnoText(errno));
+    struct stat before {};
+    const bool sized = ::fstat(fd, &before) == 0;
+    const std::string data = line + '\n';
+    std::size_t written = 0;
+    int error = 0;
+    while (written < data.size()) {
+        const ssize_t n = ::write(fd, data.data() + written, data.size() - written);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            error = errno;
+            break;
+        }
+        written += static_cast<std::size_t>(n);
+    }
+    if (!error && sync && ::fsync(fd) != 0) error = errno;
+    if (error && sized) (void)::ftruncate(fd, before.st_size);
+    ::close(fd);
+    if (error) {
+        std::string reason = "cannot append to the run journal: " + errnoText(error);
+        if (error == ENOSPC || error == EDQUOT)
+            reason += " (" + std::to_string(data.size()) + " bytes needed; free some space and resume the run)";
+        throw FileError(file.string(), reason);
+    }
+}
+
+bool isUtf8(const std::string& text) {
+    std::size_t i = 0;
+    const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+    while (i < text.size()) {
+        const unsigned char c = p[i];
+        int extra = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : -1;
+        if (extra < 0 || (extra == 1 && c < 0xc2) || i + extra >= text.size()) return false;
+        for (int k = 1; k <= extra; ++k)
+            if (i + k >= text.size() || (p[i + k] & 0xc0) != 0x80) return false;
+        if (extra == 2 && ((c == 0xe0 && p[i + 1] < 0xa0) || (c == 0xed && p[i + 1] >= 0xa0))) return false;
+        if (extra == 3 && ((c == 0xf0 && p[i + 1] < 0x90) || c > 0xf4 || (c == 0xf4 && p[i + 1] >= 0x90))) return false;
+        i += extra + 1;
+    }
+    return true;
+}
+
+// Text for the journal, losslessly: UTF-8 as a JSON string, anything else (file names in another
+// encoding) as {"hex": "..."} of its bytes.
+json journalText(const std::string& text) {
+    if (isUtf8(text)) return text;
+    static const char* digits = "0123456789abcdef";
+    std::string hex;
+    for (const unsigned char c : text) {
+        hex += digits[c >> 4];
+        hex += digits[c & 0xf];
+    }
+    return json{{"hex", hex}};
+}
+
+std::string dumpLine(const json& value) {
+    return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::optional<double> optionalNumber(const json& value, const char* key) {
+    const auto it = value.find(key);
+    if (it == value.end() || !it->is_number()) return std::nullopt;
+    return it->get<double>();
+}
+
+double numberOr(const json& value, const char* key, double fallback) {
+    return optionalNumber(value, key).value_or(fallback);
+}
+
+std::string textOr(const json& value, const char* key, const std::string& fallback = {}) {
+    const auto it = value.find(key);
+    if (it == value.end()) return fallback;
+    if (it->is_string()) return it->get<std::string>();
+    if (it->is_object() && it->contains("hex") && (*it)["hex"].is_string()) {
+        const std::string hex = (*it)["hex"].get<std::string>();
+        std::string out;
+        for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
+            out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+        return out;
+    }
+    return fallback;
+}
+
+// "epoch-0003-step-00000042.state.pt" -> (3, 42)
+std::optional<std::pair<int, std::int64_t>> checkpointName(const std::string& name) {
+    int epoch = 0;
+    long long step = 0;
+    int used = 0;
+    if (std::sscanf(name.c_str(), "epoch-%d-step-%lld.state.pt%n", &epoch, &step, &used) == 2 &&
+        used == static_cast<int>(name.size()))
+        return std::make_pair(epoch, static_cast<std::int64_t>(step));
+    return std::nullopt;
+}
+
+}  // namespace
+
+fs::path workspaceDatabasePath(const fs::path& workspace) {
+    return workspace / ".segscope" / "segscope.db";
+}
+
+bool isWorkspace(const fs::path& workspace) {
+    return pathExists(workspaceDatabasePath(workspace)) || pathExists(legacyDatabasePath(workspace));
+}
+
+std::string WorkspaceReport::summary() const {
+    std::ostringstream out;
+    if (migrated) out << "The run database was moved into the workspace's .segscope folder.\n";
+    if (!movedAside.empty())
+        out << "The run database could not be used (" << reason << ") and was moved aside to " << movedAside.string()
+            << ".\n";
+    if (rebuilt) {
+        out << "The run database was rebuilt from the run folders: " << runsRecovered << " run"
+            << (runsRecovered == 1 ? "" : "s") << " recovered with their metrics and checkpoints";
+        if (runsWithoutJournal > 0)
+            out << ", " << runsWithoutJournal << " older run" << (runsWithoutJournal == 1 ? "" : "s")
+                << " without a journal recovered from experiment.json and checkpoint files only";
+        out << ".\n";
+    }
+    for (const auto& p : problems) out << "- " << p << "\n";
+    return out.str();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Journal replay: a run folder's journal back into the database.
+
+class JournalReplay {
+public:
+    JournalReplay(RunStore& store, WorkspaceReport& report) : store_(store), report_(report) {}
+
+    // Adds the run of `folder` (runs/<id>); false when the folder holds nothing to recover.
+    bool add(const fs::path& folder) {
+        const std::string id = folder.filename().string();
+        const fs::path journal = folder / kJournalName;
+        if (pathExists(journal)) return replay(id, journal);
+        if (pathExists(folder / "experiment.json")) return legacy(id, folder);
+        return false;
+    }
+
+private:
+    bool replay(const std::string& id, const fs::path& journal) {
+        std::ifstream in(journal, std::ios::binary);
+        if (!in) {
+            report_.problems.push_back(journal.string() + ": cannot be read; the run was not recovered");
+            return false;
+        }
+        std::vector<json> entries;
+        std::string line;
+        std::size_t number = 0;
+        int broken = 0;
+        while (std::getline(in, line)) {
+            ++number;
+            if (line.empty()) continue;
+            try {
+                entries.push_back(json::parse(line));
+            } catch (const json::exception&) {
+                ++broken;
+            }
+        }
+        if (broken > 0)
+            report_.problems.push_back(journal.string() + ": " + std::to_string(broken) + " of " +
+                                       std::to_string(number) +
+                                       " lines unreadable and skipped (a write cut off by a crash)");
+        if (entries.empty() || textOr(entries.front(), "type") != "run") {
+            report_.problems.push_back(journal.string() + ": does not start with the run's entry; not recovered");
+            return false;
+        }
+        RunStore& s = store_;
+        std::lock_guard lock(s.mutex_);
+        s.replaying_ = true;
+        s.exec("BEGIN IMMEDIATE");
+        try {
+            for (const auto& e : entries) apply(id, e);
+            s.exec("COMMIT");
+        } catch (...) {
+            sqlite3_exec(s.db_, "ROLLBACK", nullptr, nullptr, nullptr);
+            s.replaying_ = false;
+            throw;
+        }
+        s.replaying_ = false;
+        ++report_.runsRecovered;
+        return true;
+    }
+
+    void apply(const std::string& id, const json& e) {
+        RunStore& s = store_;
+        const std::string type = textOr(e, "type");
+        if (type == "run") {
+            NewRun run;
+            run.name = textOr(e, "name");
+            run.model = textOr(e, "model");
+            run.dataset = textOr(e, "dataset");
+            run.experimentJson = textOr(e, "experiment_json");
+            run.device = textOr(e, "device");
+            run.parameters = static_cast<std::int64_t>(numberOr(e, "parameters", 0));
+            run.status = parseRunStatus(textOr(e, "status")).value_or(RunStatus::Queued);
+            s.insertRun(id, run, textOr(e, "created_at", isoNow()));
+        } else if (type == "status") {
+            s.applyStatus(id, parseRunStatus(textOr(e, "status")).value_or(RunStatus::Interrupted),
+                          textOr(e, "message"), textOr(e, "at", isoNow()),
+                          static_cast<std::int64_t>(numberOr(e, "pid", 0)), textOr(e, "host"));
+        } else if (type == "parameters") {
+            s.updateParameters(id, static_cast<std::int64_t>(numberOr(e, "parameters", 0)));
+        } else if (type == "totals") {
+            s.updateTotals(id, numberOr(e, "seconds", 0), numberOr(e, "images_per_second", 0));
+        } else if (type == "step") {
+            StepRecord r;
+            r.step = static_cast<std::int64_t>(numberOr(e, "step", 0));
+            r.epoch = static_cast<int>(numberOr(e, "epoch", 0));
+            r.loss = numberOr(e, "loss", std::nan(""));
+            r.learningRate = numberOr(e, "lr", 0);
+            r.imagesPerSecond = numberOr(e, "images_per_second", 0);
+            if (const auto m = optionalNumber(e, "memory_bytes")) r.memoryBytes = static_cast<std::int64_t>(*m);
+            r.wallSeconds = numberOr(e, "wall_seconds", 0);
+            s.appendStep(id, r);
+        } else if (type == "evaluation") {
+            EpochRecord r;
+            r.epoch = static_cast<int>(numberOr(e, "epoch", 0));
+            r.step = static_cast<std::int64_t>(numberOr(e, "step", 0));
+            r.aAcc = optionalNumber(e, "aacc");
+            r.mIoU = optionalNumber(e, "miou");
+            r.mAcc = optionalNumber(e, "macc");
+            r.mDice = optionalNumber(e, "mdice");
+            r.valLoss = optionalNumber(e, "val_loss");
+            r.wallSeconds = numberOr(e, "wall_seconds", 0);
+            std::vector<ClassRecord> classes;
+            for (const auto& c : e.value("classes", json::array()))
+                classes.push_back({static_cast<int>(numberOr(c, "index", 0)), textOr(c, "name"),
+                                   optionalNumber(c, "iou"), optionalNumber(c, "acc"), optionalNumber(c, "dice"),
+                                   optionalNumber(c, "precision"), optionalNumber(c, "recall"),
+                                   optionalNumber(c, "pixel_share")});
+            std::vector<ImageRecord> images;
+            for (const auto& i : e.value("images", json::array()))
+                images.push_back({textOr(i, "id"), optionalNumber(i, "miou"), textOr(i, "per_class_iou", "[]")});
+            s.appendEpoch(id, r, classes, images);
+        } else if (type == "checkpoint") {
+            s.addCheckpoint(id, {static_cast<int>(numberOr(e, "epoch", 0)),
+                                 static_cast<std::int64_t>(numberOr(e, "step", 0)), textOr(e, "path"),
+                                 textOr(e, "created_at")});
+        } else if (type == "checkpoint_removed") {
+            s.removeCheckpoint(id, textOr(e, "path"));
+        } else if (type == "truncate") {
+            s.truncateAfter(id, static_cast<std::int64_t>(numberOr(e, "step", 0)));
+        }
+        // Unknown types come from a newer SegScope: skipped, the rest still applies.
+    }
+
+    // A run folder of a SegScope that kept no journal: what experiment.json and the checkpoint
+    // files tell.
+    bool legacy(const std::string& id, const fs::path& folder) {
+        json experiment;
+        try {
+            std::ifstream in(folder / "experiment.json", std::ios::binary);
+            experiment = json::parse(in);
+        } catch (const json::exception&) {
+            report_.problems.push_back((folder / "experiment.json").string() + ": unreadable; the run was not recovered");
+            return false;
+        }
+        NewRun run;
+        if (experiment.is_object() && experiment.contains("model") && experiment["model"].is_object())
+            run.model = textOr(experiment["model"], "id");
+        run.name = experiment.is_object() ? textOr(experiment, "name", run.model) : run.model;
+        run.experimentJson = experiment.dump(2, ' ', false, json::error_handler_t::replace);
+        run.status = RunStatus::Interrupted;
+        // Ids start with the creation time, "20261122-134501-...".
+        std::string created = isoNow();
+        if (id.size() >= 15 && id[8] == '-')
+            created = id.substr(0, 4) + "-" + id.substr(4, 2) + "-" + id.substr(6, 2) + "T" + id.substr(9, 2) + ":" +
+                      id.substr(11, 2) + ":" + id.substr(13, 2) + "Z";
+        RunStore& s = store_;
+        std::lock_guard lock(s.mutex_);
+        s.replaying_ = true;
+        s.exec("BEGIN IMMEDIATE");
+        try {
+            s.insertRun(id, run, created);
+            s.applyStatus(id, RunStatus::Interrupted,
+                          "recovered from its folder without a journal: metrics were not recovered", isoNow(), 0, {});
+            std::error_code ec;
+            std::vector<std::pair<std::pair<int, std::int64_t>, std::string>> found;
+            for (const auto& entry : fs::directory_iterator(folder / "checkpoints", ec))
+                if (const auto parsed = checkpointName(entry.path().filename().string()))
+                    found.push_back({*parsed, "checkpoints/" + entry.path().filename().string()});
+            std::sort(found.begin(), found.end());
+            for (const auto& [key, path] : found) s.addCheckpoint(id, {key.first, key.second, path, {}});
+            s.exec("COMMIT");
+        } catch (...) {
+            sqlite3_exec(s.db_, "ROLLBACK", nullptr, nullptr, nullptr);
+            s.replaying_ = false;
+            throw;
+        }
+        s.replaying_ = false;
+        ++report_.runsWithoutJournal;
+        report_.problems.push_back("run " + id + ": no journal (recorded by an older SegScope); its metrics were not "
+                                   "recovered, its checkpoints were");
+        return true;
+    }
+
+    RunStore& store_;
+    WorkspaceReport& report_;
+};
+
+namespace {
+
+// Adds every run folder the database does not list. Returns how many were added.
+int addUnlistedRuns(RunStore& store, WorkspaceReport& report) {
+    std::set<std::string> listed;
+    for (const auto& r : store.listRuns()) listed.insert(r.id);
+    std::error_code ec;
+    std::vector<fs::path> folders;
+    for (const auto& entry : fs::directory_iterator(store.workspace() / "runs", ec))
+        if (entry.is_directory(ec) && !listed.count(entry.path().filename().string())) folders.push_back(entry.path());
+    if (ec && ec != std::errc::no_such_file_or_directory)
+        report.problems.push_back((store.workspace() / "runs").string() + ": cannot be listed: " + ec.message());
+    std::sort(folders.begin(), folders.end());
+    JournalReplay replay(store, report);
+    int added = 0;
+    for (const auto& folder : folders) {
+        try {
+            if (replay.add(folder)) ++added;
+        } catch (const Error& e) {
+            report.problems.push_back(folder.string() + ": not recovered: " + e.what());
+        }
+    }
+    return added;
+}
+
+bool hasRunFolders(const fs::path& workspace) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(workspace / "runs", ec))
+        if (entry.is_directory(ec) && (pathExists(entry.path() / kJournalName) || pathExists(entry.path() / "experiment.json")))
+            return true;
+    return false;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+RunStore::RunStore(fs::path workspace, StoreAccess access) : access_(access) {
+    std::error_code ec;
+    fs::path absolute = fs::absolute(workspace, ec);
+    workspace_ = (ec ? workspace : absolute).lexically_normal();
+    if (workspace_.filename().empty() && workspace_.has_parent_path()) workspace_ = workspace_.parent_path();
+    databasePath_ = workspaceDatabasePath(workspace_);
+}
 
 RunStore::~RunStore() {
     if (insertStep_) sqlite3_finalize(insertStep_);
@@ -294,7 +683,10 @@ void RunStore::fail(const std::string& what, int code) {
         reason += " (is the workspace writable?)";
     else if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
         reason += " (another process holds the database)";
-    throw FileError(databasePath().string(), reason);
+    if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB)
+        throw DatabaseError(DatabaseError::Kind::Corrupt, databasePath_.string(),
+                            reason + "; `segscope-cli workspace repair` rebuilds it from the run folders");
+    throw FileError(databasePath_.string(), reason);
 }
 
 void RunStore::exec(const char* sql) {
@@ -303,13 +695,7 @@ void RunStore::exec(const char* sql) {
     if (rc != SQLITE_OK) {
         const std::string text = message ? message : sqlite3_errstr(rc);
         sqlite3_free(message);
-        std::string reason = text;
-        const int primary = rc & 0xff;
-        if (primary == SQLITE_FULL)
-            reason += " (the disk is full)";
-        else if (primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN || primary == SQLITE_PERM)
-            reason += " (is the workspace writable?)";
-        throw FileError(databasePath().string(), reason);
+        fail(text, rc);
     }
 }
 
@@ -320,18 +706,128 @@ sqlite3_stmt* RunStore::prepare(const char* sql) {
     return statement;
 }
 
-std::unique_ptr<RunStore> RunStore::open(const std::filesystem::path& workspace) {
-    std::error_code ec;
-    std::filesystem::create_directories(workspace / "runs", ec);
-    if (ec) throw FileError(workspace.string(), "cannot create the workspace folder: " + ec.message());
-    std::unique_ptr<RunStore> store(new RunStore(workspace));
-    const std::string path = store->databasePath().string();
+void RunStore::connect(const fs::path& path) {
+    const bool readOnly = access_ == StoreAccess::ReadOnly;
     // NOMUTEX: the RunStore's own mutex serialises access to the connection.
-    const int rc = sqlite3_open_v2(path.c_str(), &store->db_,
-                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (rc != SQLITE_OK) store->fail("cannot open the run database", rc);
-    sqlite3_extended_result_codes(store->db_, 1);
-    sqlite3_busy_timeout(store->db_, 5000);
+    int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
+    flags |= readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+    if (rc != SQLITE_OK) fail("cannot open the run database", rc);
+    sqlite3_extended_result_codes(db_, 1);
+    sqlite3_busy_timeout(db_, 5000);
+    if (!readOnly) return;
+    // A WAL database on a read-only medium cannot create its -shm file; nobody can write there
+    // either, so the file is immutable for as long as this connection lives.
+    {
+        sqlite3_stmt* statement = nullptr;
+        rc = sqlite3_prepare_v2(db_, "SELECT count(*) FROM sqlite_master", -1, &statement, nullptr);
+        if (rc == SQLITE_OK) {
+            Statement probe(statement);
+            rc = probe.step();
+        }
+    }
+    if (rc == SQLITE_ROW) return;
+    if ((rc & 0xff) != SQLITE_CANTOPEN && (rc & 0xff) != SQLITE_READONLY) fail("cannot read the run database", rc);
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+    std::string uri = "file:";
+    for (const unsigned char c : path.string()) {
+        if (std::isalnum(c) || c == '/' || c == '.' || c == '-' || c == '_') {
+            uri += static_cast<char>(c);
+        } else {
+            char hex[4];
+            std::snprintf(hex, sizeof hex, "%%%02X", c);
+            uri += hex;
+        }
+    }
+    uri += "?immutable=1";
+    rc = sqlite3_open_v2(uri.c_str(), &db_, flags, nullptr);
+    if (rc != SQLITE_OK) fail("cannot open the run database", rc);
+    sqlite3_extended_result_codes(db_, 1);
+}
+
+// Refuses a database that is not SegScope's, or one that lost its runs while run folders exist.
+void RunStore::checkIdentity() {
+    std::vector<std::string> tables;
+    {
+        Statement s(prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"));
+        int rc;
+        while ((rc = s.step()) == SQLITE_ROW) tables.push_back(s.text(0));
+        if (rc != SQLITE_DONE) fail("cannot read the run database", rc);
+    }
+    std::int64_t applicationId = 0;
+    {
+        Statement s(prepare("PRAGMA application_id"));
+        if (s.step() == SQLITE_ROW) applicationId = s.integer(0);
+    }
+    const bool hasRuns = std::find(tables.begin(), tables.end(), "runs") != tables.end();
+    if (tables.empty()) {
+        if (hasRunFolders(workspace_) && access_ == StoreAccess::ReadOnly)
+            throw DatabaseError(DatabaseError::Kind::EmptyWithRuns, databasePath_.string(),
+                                "the run database is empty but the workspace holds run folders; "
+                                "`segscope-cli workspace repair` rebuilds it from them");
+        return;  // a new database, or an empty file: migrate() creates the schema
+    }
+    if (applicationId == kRunStoreApplicationId || (applicationId == 0 && hasRuns)) return;
+    std::string list;
+    for (std::size_t i = 0; i < tables.size() && i < 5; ++i) list += (i ? ", " : "") + tables[i];
+    if (tables.size() > 5) list += ", ...";
+    throw DatabaseError(DatabaseError::Kind::Foreign, databasePath_.string(),
+                        "not a SegScope run database (it holds the tables " + list +
+                            "); SegScope leaves it untouched. Move it away, then `segscope-cli workspace "
+                            "repair` rebuilds the run database from the run folders");
+}
+
+std::unique_ptr<RunStore> RunStore::open(const fs::path& workspace, StoreAccess access) {
+    std::unique_ptr<RunStore> store(new RunStore(workspace, access));
+    const fs::path current = store->databasePath_;
+    const fs::path legacy = legacyDatabasePath(workspace);
+    if (access == StoreAccess::ReadOnly) {
+        std::error_code ec;
+        if (!fs::exists(current, ec)) {
+            if (!fs::exists(legacy, ec))
+                throw FileError(workspace.string(), "not a SegScope workspace (no .segscope/segscope.db)");
+            store->databasePath_ = legacy;  // an older workspace, read where it is
+        }
+        store->connect(store->databasePath_);
+        store->checkIdentity();
+        Statement s(store->prepare("PRAGMA user_version"));
+        if (s.step() == SQLITE_ROW && s.integer(0) > kRunStoreSchemaVersion)
+            throw FileError(store->databasePath_.string(),
+                            "written by a newer SegScope (schema " + std::to_string(s.integer(0)) +
+                                ", this version reads up to " + std::to_string(kRunStoreSchemaVersion) + ")");
+        return store;
+    }
+
+    std::error_code ec;
+    fs::create_directories(workspace / "runs", ec);
+    if (ec) throw FileError(workspace.string(), "cannot create the workspace folder: " + ec.message());
+    fs::create_directories(current.parent_path(), ec);
+    if (ec) throw FileError(current.parent_path().string(), "cannot create the database folder: " + ec.message());
+    const bool fresh = !fs::exists(current, ec);
+    bool migrated = false;
+    if (fresh && fs::exists(legacy, ec)) {
+        // An older workspace: leave WAL mode there first, which succeeds only when no other
+        // connection has the file open (an older SegScope still running would keep writing to it),
+        // and leaves one self-contained file to move.
+        {
+            RunStore old(workspace, StoreAccess::ReadWrite);
+            old.databasePath_ = legacy;
+            old.connect(legacy);
+            old.checkIdentity();
+            Statement s(old.prepare("PRAGMA journal_mode = DELETE"));
+            const int rc = s.step();
+            if (rc != SQLITE_ROW || s.text(0) != "delete")
+                throw FileError(legacy.string(),
+                                "cannot move the run database into .segscope/: another SegScope process has it "
+                                "open; close it and try again");
+        }
+        fs::rename(legacy, current, ec);
+        if (ec) throw FileError(legacy.string(), "cannot move the run database into .segscope/: " + ec.message());
+        migrated = true;
+    }
+    store->connect(current);
+    store->checkIdentity();
     store->exec("PRAGMA foreign_keys = ON");
     {
         // journal_mode=WAL returns the mode in force: anything else means WAL is unavailable
@@ -340,11 +836,31 @@ std::unique_ptr<RunStore> RunStore::open(const std::filesystem::path& workspace)
         const int step = s.step();
         if (step != SQLITE_ROW) store->fail("cannot enable WAL journaling", step);
         if (s.text(0) != "wal")
-            throw FileError(path, "cannot enable WAL journaling (journal mode is " + s.text(0) + ")");
+            throw FileError(current.string(), "cannot enable WAL journaling (journal mode is " + s.text(0) + ")");
     }
     store->exec("PRAGMA synchronous = NORMAL");
+    const bool created = store->listTablesEmpty();
     store->migrate();
+    if (migrated) {
+        store->openReport_.migrated = true;
+        // Runs recorded before journals existed get one now, so that a later rebuild keeps them whole.
+        for (const auto& run : store->listRuns())
+            if (!pathExists(run.folder / kJournalName)) store->writeJournalFromDatabase(run.id);
+    }
+    if (created && hasRunFolders(workspace)) {
+        // A missing or emptied database: the run folders still hold everything.
+        store->openReport_.rebuilt = true;
+        store->openReport_.reason = fresh ? "the database was missing" : "the database was empty";
+        addUnlistedRuns(*store, store->openReport_);
+    }
     return store;
+}
+
+bool RunStore::listTablesEmpty() {
+    Statement s(prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table'"));
+    const int rc = s.step();
+    if (rc != SQLITE_ROW) fail("cannot read the run database", rc);
+    return s.integer(0) == 0;
 }
 
 void RunStore::migrate() {
@@ -354,9 +870,9 @@ void RunStore::migrate() {
         if (s.step() == SQLITE_ROW) version = static_cast<int>(s.integer(0));
     }
     if (version > kRunStoreSchemaVersion)
-        throw FileError(databasePath().string(), "written by a newer SegScope (schema " + std::to_string(version) +
-                                                     ", this version reads up to " +
-                                                     std::to_string(kRunStoreSchemaVersion) + ")");
+        throw FileError(databasePath_.string(), "written by a newer SegScope (schema " + std::to_string(version) +
+                                                    ", this version reads up to " +
+                                                    std::to_string(kRunStoreSchemaVersion) + ")");
     if (version == kRunStoreSchemaVersion) return;
     // BEGIN IMMEDIATE takes the write lock first, so two processes opening a new workspace at
     // once do not both create the tables.
@@ -367,6 +883,7 @@ void RunStore::migrate() {
         if (version < 1) {
             exec(kSchemaV1);
             exec("PRAGMA user_version = 1");
+            exec(("PRAGMA application_id = " + std::to_string(kRunStoreApplicationId)).c_str());
         }
         exec("COMMIT");
     } catch (...) {
@@ -375,42 +892,106 @@ void RunStore::migrate() {
     }
 }
 
-void RunStore::requireRun(const std::string& runId) {
-    Statement s(prepare("SELECT 1 FROM runs WHERE id = ?"));
-    s.bind(1, runId);
-    if (s.step() != SQLITE_ROW) throw Error("run store: no run with id '" + runId + "'");
+std::string RunStore::integrityCheck() {
+    std::lock_guard lock(mutex_);
+    Statement s(prepare("PRAGMA integrity_check(20)"));
+    std::string out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) out += (out.empty() ? "" : "; ") + s.text(0);
+    if (rc != SQLITE_DONE) fail("cannot check the run database", rc);
+    return out;
+}
+
+fs::path RunStore::runFolder(const std::string& runId) const {
+    return workspace_ / "runs" / runId;
+}
+
+void RunStore::journal(const std::string& runId, const std::string& type, json entry, bool sync) {
+    if (replaying_) return;
+    if (access_ == StoreAccess::ReadOnly)
+        throw FileError(databasePath_.string(), "cannot record " + type + ": the workspace was opened read-only");
+    entry["type"] = type;
+    appendLine(runFolder(runId) / kJournalName, dumpLine(entry), sync);
+}
+
+// Checkpoints inside the run folder are stored relative to it. A path naming runs/<id>/ is this
+// run's folder wherever the workspace is; another relative path is already the run folder's.
+fs::path RunStore::storedCheckpointPath(const std::string& runId, const fs::path& path) const {
+    std::vector<fs::path> parts(path.begin(), path.end());
+    for (std::size_t i = 0; i + 1 < parts.size(); ++i)
+        if (parts[i] == "runs" && parts[i + 1] == runId) {
+            fs::path rest;
+            for (std::size_t k = i + 2; k < parts.size(); ++k) rest /= parts[k];
+            return rest;
+        }
+    return path;
+}
+
+// Relative paths are the run folder's; absolute paths of an older SegScope that name this run's
+// folder elsewhere (a moved or copied workspace) are taken as the same file in this workspace.
+fs::path RunStore::resolvedCheckpointPath(const std::string& runId, const std::string& stored) const {
+    const fs::path path = storedCheckpointPath(runId, stored);
+    return path.is_relative() ? runFolder(runId) / path : path;
+}
+
+void RunStore::insertRun(const std::string& id, const NewRun& run, const std::string& createdAt) {
+    Statement s(
+        prepare("INSERT OR IGNORE INTO runs (id, name, model, dataset, experiment_json, status, device, "
+                "parameters, created_at, folder) VALUES (?,?,?,?,?,?,?,?,?,?)"));
+    s.bind(1, id).bind(2, run.name).bind(3, run.model).bind(4, run.dataset).bind(5, run.experimentJson);
+    s.bind(6, runStatusName(run.status)).bind(7, run.device).bind(8, run.parameters).bind(9, createdAt);
+    s.bind(10, (fs::path("runs") / id).string());
+    const int rc = s.step();
+    if (rc != SQLITE_DONE) fail("cannot create a run", rc);
 }
 
 std::string RunStore::createRun(const NewRun& run) {
     std::lock_guard lock(mutex_);
+    if (run.name.size() > 1000) throw Error("run name too long (" + std::to_string(run.name.size()) +
+                                            " bytes; at most 1000)");
     static thread_local std::mt19937_64 random{std::random_device{}()};
     for (int attempt = 0; attempt < 8; ++attempt) {
         std::ostringstream suffix;
         suffix << std::hex << std::setw(4) << std::setfill('0') << (random() & 0xffff);
         const std::string id = utcNow("%Y%m%d-%H%M%S") + "-" + slug(run.model) + "-" + suffix.str();
-        const std::filesystem::path folder = workspace_ / "runs" / id;
-        Statement s(
-            prepare("INSERT OR IGNORE INTO runs (id, name, model, dataset, experiment_json, status, device, "
-                    "parameters, created_at, folder) VALUES (?,?,?,?,?,?,?,?,?,?)"));
-        s.bind(1, id).bind(2, run.name).bind(3, run.model).bind(4, run.dataset).bind(5, run.experimentJson);
-        s.bind(6, runStatusName(run.status)).bind(7, run.device).bind(8, run.parameters).bind(9, isoNow());
-        s.bind(10, folder.string());
-        const int rc = s.step();
-        if (rc != SQLITE_DONE) fail("cannot create a run", rc);
+        const fs::path folder = runFolder(id);
+        std::error_code ec;
+        if (fs::exists(folder, ec)) continue;  // a folder the database does not list: never reuse it
+        const std::string createdAt = isoNow();
+        insertRun(id, run, createdAt);
         if (sqlite3_changes(db_) == 0) continue;  // id taken in the same second: draw another suffix
         ++ownCommits_;
-        std::error_code ec;
-        std::filesystem::create_directories(folder, ec);
-        if (ec) throw FileError(folder.string(), "cannot create the run folder: " + ec.message());
+        fs::create_directories(folder, ec);
+        if (ec) {
+            sqlite3_exec(db_, ("DELETE FROM runs WHERE id = '" + id + "'").c_str(), nullptr, nullptr, nullptr);
+            throw FileError(folder.string(), "cannot create the run folder: " + ec.message());
+        }
+        try {
+            journal(id, "run",
+                    {{"version", 1},
+                     {"id", id},
+                     {"name", journalText(run.name)},
+                     {"model", run.model},
+                     {"dataset", journalText(run.dataset)},
+                     {"experiment_json", journalText(run.experimentJson)},
+                     {"device", run.device},
+                     {"parameters", run.parameters},
+                     {"status", runStatusName(run.status)},
+                     {"created_at", createdAt}},
+                    true);
+        } catch (...) {
+            sqlite3_exec(db_, ("DELETE FROM runs WHERE id = '" + id + "'").c_str(), nullptr, nullptr, nullptr);
+            fs::remove_all(folder, ec);
+            throw;
+        }
         if (run.status == RunStatus::Running) updateStatus(id, RunStatus::Running);
         return id;
     }
     throw Error("run store: could not find a free run id");
 }
 
-void RunStore::updateStatus(const std::string& runId, RunStatus status, const std::string& message) {
-    std::lock_guard lock(mutex_);
-    const std::string now = isoNow();
+void RunStore::applyStatus(const std::string& runId, RunStatus status, const std::string& message,
+                           const std::string& at, std::int64_t pid, const std::string& host) {
     Statement s(
         prepare("UPDATE runs SET status = ?2, status_message = ?3, "
                 "started_at = CASE WHEN ?2 = 'running' AND started_at IS NULL THEN ?4 ELSE started_at END, "
@@ -418,31 +999,44 @@ void RunStore::updateStatus(const std::string& runId, RunStatus status, const st
                 "pid = CASE WHEN ?2 = 'running' THEN ?6 ELSE pid END, "
                 "hostname = CASE WHEN ?2 = 'running' THEN ?7 ELSE hostname END "
                 "WHERE id = ?1"));
-    s.bind(1, runId).bind(2, runStatusName(status)).bind(3, message).bind(4, now);
-    s.bind(5, static_cast<int>(isTerminal(status))).bind(6, static_cast<std::int64_t>(::getpid())).bind(7, hostName());
+    s.bind(1, runId).bind(2, runStatusName(status)).bind(3, message).bind(4, at);
+    s.bind(5, static_cast<int>(isTerminal(status))).bind(6, pid).bind(7, host);
     const int rc = s.step();
     if (rc != SQLITE_DONE) fail("cannot update run " + runId, rc);
     if (sqlite3_changes(db_) == 0) throw Error("run store: no run with id '" + runId + "'");
+}
+
+void RunStore::updateStatus(const std::string& runId, RunStatus status, const std::string& message) {
+    std::lock_guard lock(mutex_);
+    const std::string now = isoNow();
+    const auto pid = static_cast<std::int64_t>(::getpid());
+    const std::string host = hostName();
+    requireRun(runId);
+    journal(runId, "status",
+            {{"status", runStatusName(status)}, {"message", journalText(message)}, {"at", now}, {"pid", pid}, {"host", journalText(host)}}, true);
+    applyStatus(runId, status, message, now, pid, host);
     ++ownCommits_;
 }
 
 void RunStore::updateTotals(const std::string& runId, double seconds, double imagesPerSecond) {
     std::lock_guard lock(mutex_);
+    requireRun(runId);
+    journal(runId, "totals", {{"seconds", seconds}, {"images_per_second", imagesPerSecond}}, true);
     Statement s(prepare("UPDATE runs SET seconds = ?, images_per_second = ? WHERE id = ?"));
     s.bind(1, seconds).bind(2, imagesPerSecond).bind(3, runId);
     const int rc = s.step();
     if (rc != SQLITE_DONE) fail("cannot update run " + runId, rc);
-    if (sqlite3_changes(db_) == 0) throw Error("run store: no run with id '" + runId + "'");
     ++ownCommits_;
 }
 
 void RunStore::updateParameters(const std::string& runId, std::int64_t parameters) {
     std::lock_guard lock(mutex_);
+    requireRun(runId);
+    journal(runId, "parameters", {{"parameters", parameters}}, false);
     Statement s(prepare("UPDATE runs SET parameters = ? WHERE id = ?"));
     s.bind(1, parameters).bind(2, runId);
     const int rc = s.step();
     if (rc != SQLITE_DONE) fail("cannot update run " + runId, rc);
-    if (sqlite3_changes(db_) == 0) throw Error("run store: no run with id '" + runId + "'");
     ++ownCommits_;
 }
 
@@ -453,6 +1047,18 @@ void RunStore::appendStep(const std::string& runId, const StepRecord& step) {
         insertStep_ = prepare(
             "INSERT OR REPLACE INTO step_metrics (run_id, step, epoch, loss, lr, images_per_second, "
             "memory_bytes, wall_seconds) VALUES (?,?,?,?,?,?,?,?)");
+    if (!replaying_) {
+        // The journal is written only for a run the database knows.
+        requireRun(runId);
+        json entry{{"step", step.step},
+                   {"epoch", step.epoch},
+                   {"loss", step.loss},
+                   {"lr", step.learningRate},
+                   {"images_per_second", step.imagesPerSecond},
+                   {"wall_seconds", step.wallSeconds}};
+        if (step.memoryBytes) entry["memory_bytes"] = *step.memoryBytes;
+        journal(runId, "step", std::move(entry), false);
+    }
     Statement s(insertStep_, false);
     s.bind(1, runId).bind(2, step.step).bind(3, step.epoch).bind(4, step.loss).bind(5, step.learningRate);
     s.bind(6, step.imagesPerSecond).bind(7, step.memoryBytes).bind(8, step.wallSeconds);
@@ -465,7 +1071,8 @@ void RunStore::appendStep(const std::string& runId, const StepRecord& step) {
 void RunStore::appendEpoch(const std::string& runId, const EpochRecord& epoch, const std::vector<ClassRecord>& classes,
                            const std::vector<ImageRecord>& images) {
     std::lock_guard lock(mutex_);
-    exec("BEGIN IMMEDIATE");
+    const bool own = !replaying_;
+    if (own) exec("BEGIN IMMEDIATE");
     try {
         requireRun(runId);
         auto check = [this, &epoch](int rc) {
@@ -520,9 +1127,40 @@ void RunStore::appendEpoch(const std::string& runId, const EpochRecord& epoch, c
             s.bind(1, runId);
             check(s.step());
         }
-        exec("COMMIT");
+        if (own) {
+            // The journal line goes in last but before the commit: a failed append rolls the
+            // database back, so the two never disagree about an evaluation.
+            json classList = json::array();
+            for (const auto& c : classes)
+                classList.push_back({{"index", c.classIndex},
+                                     {"name", journalText(c.className)},
+                                     {"iou", optionalJson(c.iou)},
+                                     {"acc", optionalJson(c.acc)},
+                                     {"dice", optionalJson(c.dice)},
+                                     {"precision", optionalJson(c.precision)},
+                                     {"recall", optionalJson(c.recall)},
+                                     {"pixel_share", optionalJson(c.pixelShare)}});
+            json imageList = json::array();
+            for (const auto& i : images)
+                imageList.push_back({{"id", journalText(i.imageId)},
+                                     {"miou", optionalJson(i.mIoU)},
+                                     {"per_class_iou", i.perClassIouJson.empty() ? "[]" : i.perClassIouJson}});
+            journal(runId, "evaluation",
+                    {{"epoch", epoch.epoch},
+                     {"step", epoch.step},
+                     {"aacc", optionalJson(epoch.aAcc)},
+                     {"miou", optionalJson(epoch.mIoU)},
+                     {"macc", optionalJson(epoch.mAcc)},
+                     {"mdice", optionalJson(epoch.mDice)},
+                     {"val_loss", optionalJson(epoch.valLoss)},
+                     {"wall_seconds", epoch.wallSeconds},
+                     {"classes", std::move(classList)},
+                     {"images", std::move(imageList)}},
+                    true);
+            exec("COMMIT");
+        }
     } catch (...) {
-        sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+        if (own) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
         throw;
     }
     ++ownCommits_;
@@ -530,13 +1168,102 @@ void RunStore::appendEpoch(const std::string& runId, const EpochRecord& epoch, c
 
 void RunStore::addCheckpoint(const std::string& runId, const CheckpointRecord& checkpoint) {
     std::lock_guard lock(mutex_);
+    requireRun(runId);
+    const fs::path stored = storedCheckpointPath(runId, checkpoint.path);
+    const std::string createdAt = checkpoint.createdAt.empty() ? isoNow() : checkpoint.createdAt;
+    journal(runId, "checkpoint",
+            {{"epoch", checkpoint.epoch}, {"step", checkpoint.step}, {"path", journalText(stored.string())}, {"created_at", createdAt}},
+            true);
     Statement s(prepare("INSERT INTO checkpoints (run_id, epoch, step, path, created_at) VALUES (?,?,?,?,?)"));
-    s.bind(1, runId).bind(2, checkpoint.epoch).bind(3, checkpoint.step).bind(4, checkpoint.path.string());
-    s.bind(5, checkpoint.createdAt.empty() ? isoNow() : checkpoint.createdAt);
+    s.bind(1, runId).bind(2, checkpoint.epoch).bind(3, checkpoint.step).bind(4, stored.string());
+    s.bind(5, createdAt);
     const int rc = s.step();
     if ((rc & 0xff) == SQLITE_CONSTRAINT) throw Error("run store: no run with id '" + runId + "'");
     if (rc != SQLITE_DONE) fail("cannot record a checkpoint", rc);
     ++ownCommits_;
+}
+
+void RunStore::removeCheckpoint(const std::string& runId, const fs::path& path) {
+    std::lock_guard lock(mutex_);
+    requireRun(runId);
+    const fs::path target = resolvedCheckpointPath(runId, storedCheckpointPath(runId, path).string());
+    std::vector<std::string> rows;
+    {
+        Statement s(prepare("SELECT path FROM checkpoints WHERE run_id = ?"));
+        s.bind(1, runId);
+        int rc;
+        while ((rc = s.step()) == SQLITE_ROW)
+            if (resolvedCheckpointPath(runId, s.text(0)) == target) rows.push_back(s.text(0));
+        if (rc != SQLITE_DONE) fail("cannot read checkpoints of " + runId, rc);
+    }
+    if (rows.empty()) return;
+    journal(runId, "checkpoint_removed", {{"path", journalText(storedCheckpointPath(runId, path).string())}}, false);
+    for (const auto& row : rows) {
+        Statement s(prepare("DELETE FROM checkpoints WHERE run_id = ? AND path = ?"));
+        s.bind(1, runId).bind(2, row);
+        const int rc = s.step();
+        if (rc != SQLITE_DONE) fail("cannot forget a checkpoint of " + runId, rc);
+    }
+    ++ownCommits_;
+}
+
+// The journal of a run recorded before journals existed, written from its rows.
+void RunStore::writeJournalFromDatabase(const std::string& runId) {
+    const auto record = run(runId);
+    if (!record) return;
+    journal(runId, "run",
+            {{"version", 1},
+             {"id", runId},
+             {"name", journalText(record->name)},
+             {"model", record->model},
+             {"dataset", journalText(record->dataset)},
+             {"experiment_json", journalText(record->experimentJson)},
+             {"device", record->device},
+             {"parameters", record->parameters},
+             {"status", "queued"},
+             {"created_at", record->createdAt}},
+            false);
+    if (!record->startedAt.empty())
+        journal(runId, "status",
+                {{"status", "running"}, {"message", ""}, {"at", record->startedAt}, {"pid", 0}, {"host", record->hostname}},
+                false);
+    for (const auto& s : steps(runId)) {
+        json entry{{"step", s.step},           {"epoch", s.epoch},
+                   {"loss", s.loss},           {"lr", s.learningRate},
+                   {"images_per_second", s.imagesPerSecond}, {"wall_seconds", s.wallSeconds}};
+        if (s.memoryBytes) entry["memory_bytes"] = *s.memoryBytes;
+        journal(runId, "step", std::move(entry), false);
+    }
+    for (const auto& e : epochs(runId)) {
+        json classList = json::array();
+        for (const auto& c : classMetrics(runId, e.epoch))
+            classList.push_back({{"index", c.classIndex}, {"name", journalText(c.className)}, {"iou", optionalJson(c.iou)},
+                                 {"acc", optionalJson(c.acc)}, {"dice", optionalJson(c.dice)},
+                                 {"precision", optionalJson(c.precision)}, {"recall", optionalJson(c.recall)},
+                                 {"pixel_share", optionalJson(c.pixelShare)}});
+        json imageList = json::array();
+        for (const auto& i : imageMetrics(runId, e.epoch))
+            imageList.push_back({{"id", journalText(i.imageId)}, {"miou", optionalJson(i.mIoU)}, {"per_class_iou", i.perClassIouJson}});
+        journal(runId, "evaluation",
+                {{"epoch", e.epoch}, {"step", e.step}, {"aacc", optionalJson(e.aAcc)}, {"miou", optionalJson(e.mIoU)},
+                 {"macc", optionalJson(e.mAcc)}, {"mdice", optionalJson(e.mDice)},
+                 {"val_loss", optionalJson(e.valLoss)}, {"wall_seconds", e.wallSeconds},
+                 {"classes", std::move(classList)}, {"images", std::move(imageList)}},
+                false);
+    }
+    for (const auto& c : checkpoints(runId))
+        journal(runId, "checkpoint",
+                {{"epoch", c.epoch}, {"step", c.step}, {"path", journalText(storedCheckpointPath(runId, c.path).string())},
+                 {"created_at", c.createdAt}},
+                false);
+    if (record->seconds)
+        journal(runId, "totals", {{"seconds", *record->seconds}, {"images_per_second", record->imagesPerSecond.value_or(0)}},
+                false);
+    journal(runId, "status",
+            {{"status", runStatusName(record->status)}, {"message", journalText(record->statusMessage)},
+             {"at", record->endedAt.empty() ? isoNow() : record->endedAt}, {"pid", record->pid.value_or(0)},
+             {"host", record->hostname}},
+            true);
 }
 
 std::vector<RunSummary> RunStore::listRuns() {
@@ -548,6 +1275,7 @@ std::vector<RunSummary> RunStore::listRuns() {
     while ((rc = s.step()) == SQLITE_ROW) {
         RunSummary r;
         readSummary(s, r);
+        r.folder = runFolder(r.id);
         out.push_back(std::move(r));
     }
     if (rc != SQLITE_DONE) fail("cannot list runs", rc);
@@ -565,10 +1293,17 @@ std::optional<RunRecord> RunStore::run(const std::string& runId) {
     if (rc != SQLITE_ROW) fail("cannot read run " + runId, rc);
     RunRecord r;
     readSummary(s, r);
+    r.folder = runFolder(r.id);
     r.experimentJson = s.text(17);
     r.pid = s.optionalInteger(18);
     r.hostname = s.text(19);
     return r;
+}
+
+void RunStore::requireRun(const std::string& runId) {
+    Statement s(prepare("SELECT 1 FROM runs WHERE id = ?"));
+    s.bind(1, runId);
+    if (s.step() != SQLITE_ROW) throw Error("run store: no run with id '" + runId + "'");
 }
 
 std::vector<StepRecord> RunStore::steps(const std::string& runId, std::int64_t afterStep) {
@@ -638,7 +1373,8 @@ std::vector<CheckpointRecord> RunStore::checkpoints(const std::string& runId) {
     std::vector<CheckpointRecord> out;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW)
-        out.push_back({static_cast<int>(s.integer(0)), s.integer(1), s.text(2), s.text(3)});
+        out.push_back({static_cast<int>(s.integer(0)), s.integer(1), resolvedCheckpointPath(runId, s.text(2)),
+                       s.text(3)});
     if (rc != SQLITE_DONE) fail("cannot read checkpoints of " + runId, rc);
     return out;
 }
@@ -652,7 +1388,8 @@ std::optional<CheckpointRecord> RunStore::latestCheckpoint(const std::string& ru
 void RunStore::truncateAfter(const std::string& runId, std::int64_t step) {
     std::lock_guard lock(mutex_);
     requireRun(runId);
-    exec("BEGIN IMMEDIATE");
+    const bool own = !replaying_;
+    if (own) exec("BEGIN IMMEDIATE");
     try {
         for (const char* sql : {"DELETE FROM step_metrics WHERE run_id = ? AND step > ?",
                                 "DELETE FROM class_metrics WHERE run_id = ? AND epoch IN "
@@ -667,9 +1404,12 @@ void RunStore::truncateAfter(const std::string& runId, std::int64_t step) {
             const int rc = s.step();
             if (rc != SQLITE_DONE) fail("cannot truncate run " + runId, rc);
         }
-        exec("COMMIT");
+        if (own) {
+            journal(runId, "truncate", {{"step", step}}, true);
+            exec("COMMIT");
+        }
     } catch (...) {
-        exec("ROLLBACK");
+        if (own) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
         throw;
     }
     ++ownCommits_;
@@ -677,23 +1417,19 @@ void RunStore::truncateAfter(const std::string& runId, std::int64_t step) {
 
 void RunStore::deleteRun(const std::string& runId, bool removeFolder) {
     std::lock_guard lock(mutex_);
-    std::filesystem::path folder;
-    {
-        Statement s(prepare("SELECT folder FROM runs WHERE id = ?"));
-        s.bind(1, runId);
-        if (s.step() != SQLITE_ROW) throw Error("run store: no run with id '" + runId + "'");
-        folder = s.text(0);
-    }
+    requireRun(runId);
     Statement s(prepare("DELETE FROM runs WHERE id = ?"));
     s.bind(1, runId);
     const int rc = s.step();
     if (rc != SQLITE_DONE) fail("cannot delete run " + runId, rc);
     ++ownCommits_;
-    // Only folders inside this workspace's runs/ are removed, whatever the database says.
-    if (removeFolder && !folder.empty() && folder.parent_path() == workspace_ / "runs") {
-        std::error_code ec;
-        std::filesystem::remove_all(folder, ec);
-    }
+    // The folder goes too; kept, its journal would bring the run back at the next rebuild, so a
+    // kept folder loses its journal's claim by a marker line.
+    std::error_code ec;
+    if (removeFolder && !runId.empty() && runId.find('/') == std::string::npos && runId != "." && runId != "..")
+        fs::remove_all(runFolder(runId), ec);
+    else if (pathExists(runFolder(runId) / kJournalName))
+        fs::rename(runFolder(runId) / kJournalName, runFolder(runId) / "journal.deleted.jsonl", ec);
 }
 
 std::int64_t RunStore::changeCounter() {
@@ -726,6 +1462,62 @@ int RunStore::markInterrupted() {
     return static_cast<int>(dead.size());
 }
 
+
+// ---------------------------------------------------------------------------------------------
+
+WorkspaceReport repairWorkspace(const fs::path& workspace, bool rebuild) {
+    WorkspaceReport report;
+    const fs::path current = workspaceDatabasePath(workspace);
+    std::string unusable;
+    if (isWorkspace(workspace) && !rebuild) {
+        try {
+            auto store = RunStore::open(workspace);
+            report = store->openReport();
+            const std::string integrity = store->integrityCheck();
+            if (integrity == "ok") {
+                const int added = addUnlistedRuns(*store, report);
+                if (added > 0) {
+                    report.rebuilt = true;
+                    report.problems.insert(report.problems.begin(),
+                                           std::to_string(added) + " run folder" + (added == 1 ? "" : "s") +
+                                               " the database did not list added");
+                }
+                return report;
+            }
+            unusable = "integrity check: " + integrity;
+        } catch (const DatabaseError& e) {
+            unusable = e.reason();
+        }
+    } else if (rebuild) {
+        unusable = "a rebuild was asked for";
+    }
+    WorkspaceReport fresh;
+    fresh.migrated = report.migrated;
+    std::error_code ec;
+    for (const fs::path& database : {current, legacyDatabasePath(workspace)}) {
+        if (!fs::exists(database, ec)) continue;
+        const fs::path aside = current.parent_path() / ("segscope.db.broken-" + utcNow("%Y%m%d-%H%M%S"));
+        fs::create_directories(aside.parent_path(), ec);
+        for (const char* suffix : {"", "-wal", "-shm"}) {
+            const fs::path from = database.string() + suffix;
+            if (!fs::exists(from, ec)) continue;
+            fs::rename(from, aside.string() + suffix, ec);
+            if (ec) throw FileError(from.string(), "cannot move the unusable database aside: " + ec.message());
+        }
+        fresh.movedAside = aside;
+        fresh.reason = unusable.empty() ? "unusable" : unusable;
+    }
+    auto store = RunStore::open(workspace);
+    const WorkspaceReport& opened = store->openReport();
+    fresh.rebuilt = true;
+    fresh.runsRecovered = opened.runsRecovered;
+    fresh.runsWithoutJournal = opened.runsWithoutJournal;
+    fresh.problems = opened.problems;
+    if (!opened.rebuilt) addUnlistedRuns(*store, fresh);
+    if (fresh.reason.empty()) fresh.reason = opened.reason;
+    return fresh;
+}
+
 std::string runsToJson(const std::vector<RunSummary>& runs, int indent) {
     nlohmann::json list = nlohmann::json::array();
     for (const auto& r : runs) {
@@ -747,7 +1539,8 @@ std::string runsToJson(const std::vector<RunSummary>& runs, int indent) {
                         {"images_per_second", optionalJson(r.imagesPerSecond)},
                         {"folder", r.folder.string()}});
     }
-    return nlohmann::json{{"runs", list}}.dump(indent);
+    // Run names and folders may hold bytes that are not UTF-8: replaced, and counted in the JSON.
+    return dumpJson(nlohmann::json{{"runs", list}}, indent);
 }
 
 std::string runsToText(const std::vector<RunSummary>& runs) {

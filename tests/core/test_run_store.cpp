@@ -74,7 +74,7 @@ TEST(RunStore, CreatesWorkspaceAndRuns) {
     segscope::test::TempDir dir;
     const auto workspace = dir / "ws";
     auto store = RunStore::open(workspace);
-    EXPECT_TRUE(std::filesystem::exists(workspace / "segscope.db"));
+    EXPECT_TRUE(std::filesystem::exists(workspace / ".segscope" / "segscope.db"));
     EXPECT_TRUE(std::filesystem::is_directory(workspace / "runs"));
 
     const std::string id = store->createRun(sampleRun());

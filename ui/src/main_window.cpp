@@ -224,7 +224,14 @@ void MainWindow::launchNext() {
         totalSteps_ = s.totalSteps;
         batchSize_ = s.batchSize;
         lastStep_ = s.resumedAtStep;
-        if (s.resumedAtStep > 0) curves_->loadFromStore(*core::RunStore::open(workspace_.toStdString()), id, id);
+        if (s.resumedAtStep > 0) {
+            try {
+                curves_->loadFromStore(*core::RunStore::open(workspace_.toStdString(), core::StoreAccess::ReadOnly),
+                                       id, id);
+            } catch (const std::exception& e) {
+                statusBar()->showMessage(tr("Cannot load the earlier steps of %1: %2").arg(id, QString::fromUtf8(e.what())));
+            }
+        }
         runStatus_->setText(tr("%1: %2 (%3 parameters) on %4")
                                 .arg(id, QString::fromStdString(s.modelId), QLocale().toString(qlonglong(s.parameters)),
                                      QString::fromStdString(s.device)));

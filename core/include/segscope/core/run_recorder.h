@@ -1,7 +1,8 @@
 #pragma once
 // A TrainingObserver that records a run in the workspace's RunStore as it happens (steps,
 // evaluations with per-class and per-image rows, checkpoints, status), then forwards every event
-// to another observer (a terminal progress bar, the GUI's worker). Used by segscope-cli and the
+// of TrainingObserver, without exception, to another observer (a terminal progress bar, the
+// GUI's worker). Used by segscope-cli and the
 // GUI alike, so both write the same database.
 #include "segscope/core/run_store.h"
 #include "segscope/core/trainer.h"
@@ -10,7 +11,8 @@
 
 namespace segscope::core {
 
-// Records a new run of `experiment` in the store; its folder receives experiment.json. Returns
+// Records a new run of `experiment` in the store; its folder receives experiment.json (with a
+// relative dataset root or pretrained file made absolute, so a resume from elsewhere finds them). Returns
 // the run's id. Throws Error/FileError when the workspace cannot be written.
 std::string createRecordedRun(RunStore& store, const Experiment& experiment);
 
@@ -35,6 +37,7 @@ public:
     void onStep(const StepEvent& event) override;
     void onValidation(const ValidationEvent& event) override;
     void onCheckpoint(const CheckpointEvent& event) override;
+    void onErf(const ErfEvent& event) override;
     void onLog(const std::string& line) override;
     void onPaused(bool paused) override;
     void onFinished(TrainingOutcome outcome, const std::string& reason) override;
