@@ -2,6 +2,7 @@
 #include "commands.h"
 
 #include "segscope/core/experiment.h"
+#include "segscope/core/run_lock.h"
 #include "segscope/core/run_recorder.h"
 #include "segscope/core/run_store.h"
 #include "segscope/core/trainer.h"
@@ -93,10 +94,45 @@ private:
     std::optional<core::SegmentationMetrics> last_;
 };
 
+// A run recorded as running (or paused) whose lock we hold is not being trained by anyone: its
+// process died without the store noticing (its pid now belongs to another process, or another
+// host). It is marked interrupted after the user agrees (--force, or "y" on a terminal).
+void takeOverStaleRun(core::RunStore& store, const core::RunRecord& run, bool force) {
+    if (run.status != core::RunStatus::Running && run.status != core::RunStatus::Paused) return;
+    const long pid = long(run.pid.value_or(0));
+    std::string owner = "process " + std::to_string(pid);
+    if (!run.hostname.empty()) owner += " on " + run.hostname;
+    const std::string command = core::processCommand(pid);
+    if (!command.empty()) owner += " (now '" + command + "')";
+    const std::string question = "run " + run.id + " is recorded as " + core::runStatusName(run.status) + " by " +
+                                 owner + ", but no process holds its lock " +
+                                 core::RunLock::lockFile(run.folder).string() +
+                                 ", so that process is not training it (it ended, and its pid may have been reused)";
+    if (!force) {
+        if (!isatty(STDIN_FILENO) || !isatty(STDERR_FILENO))
+            throw core::Error(question + "; pass --force to mark it interrupted and resume it");
+        std::cerr << question << ".\nMark it interrupted and resume it? [y/N] " << std::flush;
+        std::string answer;
+        std::getline(std::cin, answer);
+        if (answer != "y" && answer != "Y" && answer != "yes")
+            throw core::Error("run " + run.id + " left as it is (answer was not 'y')");
+    }
+    store.updateStatus(run.id, core::RunStatus::Interrupted, "its process " + std::to_string(pid) + " ended unrecorded");
+}
+
+// Forgets checkpoint rows whose state file is gone (pruned by the keep-last policy, also by a
+// process that died before recording the deletion).
+void forgetDeletedCheckpoints(core::RunStore& store, const std::string& runId) {
+    for (const auto& checkpoint : store.checkpoints(runId)) {
+        std::error_code ec;
+        if (!std::filesystem::exists(checkpoint.path, ec) && !ec) store.removeCheckpoint(runId, checkpoint.path);
+    }
+}
+
 } // namespace
 
 int commandTrain(const Arguments& args) {
-    args.allowOnly({"config", "workspace", "set", "resume", "name", "keep-checkpoints"});
+    args.allowOnly({"config", "workspace", "set", "resume", "name", "keep-checkpoints", "force"});
     const std::filesystem::path workspace = args.value("workspace").value_or(core::defaultWorkspace().string());
     const auto store = core::RunStore::open(workspace);
     store->markInterrupted();
@@ -105,10 +141,21 @@ int commandTrain(const Arguments& args) {
     std::string runId;
     core::TrainerOptions options;
     options.keepCheckpoints = int(args.integer("keep-checkpoints", options.keepCheckpoints));
+    // Held until the process ends: one process trains a run at a time.
+    std::optional<core::RunLock> lock;
     if (auto resume = args.value("resume")) {
         if (args.has("config")) throw UsageError("--resume and --config exclude each other");
         runId = *resume;
+        const auto recorded = store->run(runId);
+        if (!recorded) throw core::Error("no run '" + runId + "' in workspace " + workspace.string());
+        try {
+            lock.emplace(core::RunLock::acquire(recorded->folder));
+        } catch (const core::RunLockedError& e) {
+            throw core::Error("run " + runId + " is being trained by another process: " + e.what());
+        }
+        takeOverStaleRun(*store, *recorded, args.has("force"));
         const core::ResumePoint point = core::prepareResume(*store, runId);
+        forgetDeletedCheckpoints(*store, runId);
         experiment = point.experiment;
         options.resumeFrom = point.checkpoint;
         std::cout << "resuming run " << runId
@@ -119,6 +166,7 @@ int commandTrain(const Arguments& args) {
         for (const auto& assignment : args.all("set")) core::applyOverride(experiment, assignment);
         if (auto name = args.value("name")) experiment.name = *name;
         runId = core::createRecordedRun(*store, experiment);
+        lock.emplace(core::RunLock::acquire(store->run(runId)->folder));
         std::cout << "run " << runId << " in " << workspace.string() << std::endl;
     }
     options.runFolder = store->run(runId)->folder;
@@ -140,16 +188,24 @@ int commandTrain(const Arguments& args) {
     const core::TrainingResult result = trainer.wait();
     done = true;
     watcher.join();
-    recorder.recordResult(result);
     std::signal(SIGINT, SIG_DFL);
     std::signal(SIGTERM, SIG_DFL);
+    bool recorded = true;
+    try {
+        recorder.recordResult(result);
+        forgetDeletedCheckpoints(*store, runId);
+    } catch (const std::exception& e) {
+        // A full database: the run is resumable from its last recorded checkpoint.
+        std::cerr << "segscope-cli: error: could not record the end of run " << runId << ": " << e.what() << std::endl;
+        recorded = false;
+    }
 
     if (progress.lastMetrics()) std::cout << core::metricsToText(*progress.lastMetrics());
     std::cout << core::trainingOutcomeName(result.outcome) << ": " << result.message << std::endl;
     if (result.bestMiou)
         std::cout << "best mIoU " << std::fixed << std::setprecision(4) << *result.bestMiou << " at epoch "
                   << result.bestEpoch << "; run " << runId << std::endl;
-    return result.outcome == core::TrainingOutcome::Finished ? 0 : 1;
+    return result.outcome == core::TrainingOutcome::Finished && recorded ? 0 : 1;
 }
 
 } // namespace segscope::cli

@@ -1,6 +1,7 @@
 #include "segscope/core/erf.h"
 
 #include "segscope/core/error.h"
+#include "segscope/core/file_output.h"
 #include "segscope/core/loader.h"
 #include "segscope/core/weights.h"
 
@@ -303,13 +304,16 @@ void writeErfPng(const std::filesystem::path& path, const torch::Tensor& map, do
     const cv::Mat gray(int(heat.size(0)), int(heat.size(1)), CV_8UC1, heat.data_ptr<std::uint8_t>());
     cv::Mat colour;
     cv::applyColorMap(gray, colour, cv::COLORMAP_VIRIDIS);
-    bool written = false;
+    std::vector<std::uint8_t> png;
+    bool encoded = false;
     try {
-        written = cv::imwrite(path.string(), colour);
+        encoded = cv::imencode(".png", colour, png);
     } catch (const cv::Exception& e) {
-        throw FileError(path.string(), std::string("cannot write PNG: ") + e.what());
+        throw FileError(path.string(), std::string("cannot encode PNG: ") + e.what());
     }
-    if (!written) throw FileError(path.string(), "cannot write PNG");
+    if (!encoded) throw FileError(path.string(), "cannot encode PNG");
+    // Written and checked by us (cv::imwrite reports a full disk as a bare false).
+    writeFileAtomically(path, png.data(), png.size(), /*sync=*/false);
 }
 
 nlohmann::json erfSummaryJson(const ErfResult& result, const std::string& modelId) {
@@ -343,28 +347,46 @@ nlohmann::json erfSummaryJson(const ErfResult& result, const std::string& modelI
 
 void saveErf(const std::filesystem::path& directory, const ErfResult& result, const std::string& modelId,
              const std::string& source) {
+    namespace fs = std::filesystem;
     std::error_code ec;
-    std::filesystem::create_directories(directory, ec);
+    const bool created = !fs::exists(directory, ec);
+    fs::create_directories(directory, ec);
     if (ec) throw FileError(directory.string(), "cannot create folder: " + ec.message());
-    TensorMap maps;
-    for (const auto& s : result.stages) maps[s.stage] = s.map.to(torch::kFloat32).contiguous();
-    writeSafetensors(directory / "erf.safetensors", maps,
-                     {{"model", modelId}, {"images", std::to_string(result.images)}, {"format", "erf"}});
-    for (const auto& s : result.stages) writeErfPng(directory / (s.stage + ".png"), s.map, kHeatmapLogScale);
-    nlohmann::json doc = erfSummaryJson(result, modelId);
-    if (!source.empty()) doc["source"] = source;
-    const std::filesystem::path path = directory / "erf.json";
-    const std::filesystem::path temporary = directory / "erf.json.tmp";
-    {
-        std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-        if (!out) throw FileError(temporary.string(), "cannot open for writing");
-        out << doc.dump(2) << "\n";
-        if (!out.flush()) throw FileError(temporary.string(), "write failed");
+    const fs::path summaryPath = directory / "erf.json";
+    // erf.json marks a complete folder: an earlier one goes first, so a failure below never
+    // leaves it describing maps that were not written.
+    fs::remove(summaryPath, ec);
+    std::vector<fs::path> written;
+    try {
+        TensorMap maps;
+        std::uint64_t mapBytes = 64 * 1024;
+        for (const auto& s : result.stages) {
+            maps[s.stage] = s.map.to(torch::kFloat32).contiguous();
+            mapBytes += std::uint64_t(s.map.numel()) * 4;
+        }
+        const fs::path mapsPath = directory / "erf.safetensors";
+        written.push_back(mapsPath);
+        try {
+            writeSafetensors(mapsPath, maps,
+                             {{"model", modelId}, {"images", std::to_string(result.images)}, {"format", "erf"}});
+        } catch (const FileError&) {
+            rethrowAsDiskFullIfShort(mapsPath, mapBytes);
+        }
+        for (const auto& s : result.stages) {
+            written.push_back(directory / (s.stage + ".png"));
+            writeErfPng(written.back(), s.map, kHeatmapLogScale);
+        }
+        nlohmann::json doc = erfSummaryJson(result, modelId);
+        if (!source.empty()) doc["source"] = source;
+        const std::string text = doc.dump(2) + "\n";
+        written.push_back(summaryPath);
+        writeFileAtomically(summaryPath, text.data(), text.size(), /*sync=*/false);
+    } catch (...) {
+        for (const auto& path : written) fs::remove(path, ec);
+        if (created) fs::remove_all(directory, ec);
+        throw;
     }
-    std::filesystem::rename(temporary, path, ec);
-    if (ec) throw FileError(path.string(), "cannot replace: " + ec.message());
 }
-
 
 ErfResult loadErf(const std::filesystem::path& directory) {
     const std::filesystem::path mapsPath = directory / "erf.safetensors";

@@ -5,6 +5,7 @@
 #include "autocast_scope.h"
 
 #include "segscope/core/experiment.h"
+#include "segscope/core/file_output.h"
 #include "segscope/core/image_io.h"
 #include "segscope/core/inference.h"
 #include "segscope/core/loader.h"
@@ -18,6 +19,7 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#include <csignal>
 #include <unistd.h>
 #include <algorithm>
 #include <chrono>
@@ -39,6 +41,82 @@ namespace {
 constexpr const char* kIndexFile = "index.json";
 constexpr const char* kConfusionFile = "confusion.safetensors";
 constexpr const char* kFormatName = "segscope-predictions";
+
+// FNV-1a, 64 bits, over a file's bytes: recorded in index.json per file, so a deleted,
+// truncated or edited cache file is noticed on open (it guards against damage, not attacks).
+std::uint64_t fnv1a64(const std::uint8_t* data, std::size_t size) {
+    std::uint64_t hash = 0xcbf29ce484222325ULL;
+    for (std::size_t i = 0; i < size; ++i) {
+        hash ^= data[i];
+        hash *= 0x100000001b3ULL;
+    }
+    return hash;
+}
+
+std::string hex64(std::uint64_t value) {
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(value));
+    return text;
+}
+
+// The whole file, or nullopt when it cannot be opened.
+std::optional<std::vector<std::uint8_t>> readWholeFile(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return std::nullopt;
+    std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad()) return std::nullopt;
+    return bytes;
+}
+
+json digestJson(const std::vector<std::uint8_t>& bytes) {
+    return {{"bytes", bytes.size()}, {"fnv1a64", hex64(fnv1a64(bytes.data(), bytes.size()))}};
+}
+
+// Empty when `path` holds exactly the bytes `digest` describes; else why not.
+std::string digestMismatch(const fs::path& folder, const fs::path& relative, const json& digest) {
+    const fs::path path = folder / relative;
+    const auto bytes = readWholeFile(path);
+    if (!bytes) return relative.generic_string() + " is missing";
+    if (bytes->size() != digest.at("bytes").get<std::uint64_t>())
+        return relative.generic_string() + " changed since it was written (" + std::to_string(bytes->size()) +
+               " bytes, " + digest.at("bytes").dump() + " recorded)";
+    if (hex64(fnv1a64(bytes->data(), bytes->size())) != digest.at("fnv1a64").get<std::string>())
+        return relative.generic_string() + " changed since it was written (checksum)";
+    return {};
+}
+
+// ".partial-<name>-<pid>-<n>": the pid of the writer that made it, or 0.
+long partialOwner(const std::string& name) {
+    const std::size_t last = name.rfind('-');
+    if (last == std::string::npos || last == 0) return 0;
+    const std::size_t before = name.rfind('-', last - 1);
+    if (before == std::string::npos) return 0;
+    try {
+        return std::stol(name.substr(before + 1, last - before - 1));
+    } catch (const std::exception&) {
+        return 0;
+    }
+}
+
+// Partial folders whose writer is gone (a crash, a kill) are removed; a live writer's are kept.
+// Those without a readable pid go after a day without changes.
+void removeStalePartials(const fs::path& predictionsFolder) {
+    std::error_code ec;
+    if (!fs::is_directory(predictionsFolder, ec)) return;
+    std::vector<fs::path> stale;
+    for (const auto& entry : fs::directory_iterator(predictionsFolder, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.rfind(".partial-", 0) != 0) continue;
+        const long pid = partialOwner(name);
+        bool gone = pid > 0 && ::kill(pid_t(pid), 0) != 0 && errno == ESRCH;
+        if (pid <= 0) {
+            const auto modified = fs::last_write_time(entry.path(), ec);
+            gone = !ec && fs::file_time_type::clock::now() - modified > std::chrono::hours(24);
+        }
+        if (gone) stale.push_back(entry.path());
+    }
+    for (const auto& path : stale) fs::remove_all(path, ec);
+}
 
 fs::path normalPath(const fs::path& path) {
     return fs::absolute(path).lexically_normal();
@@ -488,9 +566,27 @@ CacheLookup openPredictions(const fs::path& folder, const PredictionKey& expecte
             im.height = entry.at("height").get<int>();
             const std::string imageFile = entry.at("image").get<std::string>();
             if (!imageFile.empty()) im.image = imageFile;
-            im.prediction = folder / entry.at("prediction").get<std::string>();
-            im.groundTruth = folder / entry.at("ground_truth").get<std::string>();
+            const fs::path prediction = entry.at("prediction").get<std::string>();
+            const fs::path groundTruth = entry.at("ground_truth").get<std::string>();
+            if (prediction.is_absolute() || groundTruth.is_absolute() ||
+                prediction.lexically_normal().string().rfind("..", 0) == 0 ||
+                groundTruth.lexically_normal().string().rfind("..", 0) == 0)
+                throw Error("image '" + im.id + "' names a file outside the cache");
+            for (const auto& [file, digest] : {std::pair{prediction, entry.at("prediction_digest")},
+                                               std::pair{groundTruth, entry.at("ground_truth_digest")}}) {
+                if (std::string mismatch = digestMismatch(folder, file, digest); !mismatch.empty()) {
+                    lookup.reason = mismatch;
+                    return lookup;
+                }
+            }
+            im.prediction = folder / prediction;
+            im.groundTruth = folder / groundTruth;
             images.push_back(std::move(im));
+        }
+        if (std::string mismatch = digestMismatch(folder, kConfusionFile, index.at("confusion_digest"));
+            !mismatch.empty()) {
+            lookup.reason = mismatch;
+            return lookup;
         }
         const TensorMap tensors = readSafetensors(folder / kConfusionFile);
         const auto it = tensors.find("confusion");
@@ -522,6 +618,7 @@ PredictionCacheWriter::PredictionCacheWriter(fs::path folder, PredictionKey key,
     if (int(classes_.size()) != key_.classes)
         throw Error("the class table has " + std::to_string(classes_.size()) + " classes, the key " +
                     std::to_string(key_.classes));
+    removeStalePartials(folder_.parent_path());
     // pid plus a random number: two writers (processes or threads) never share a partial folder.
     std::random_device device;
     const std::string unique = std::to_string(::getpid()) + "-" + std::to_string(device());
@@ -560,8 +657,25 @@ void PredictionCacheWriter::add(const std::string& id, const cv::Mat& prediction
     }
     const std::string name = imageFileName(images_.size());
     const std::vector<Rgb> palette = paletteOf(classes_);
-    writePalettePng(partial_ / "pred" / name, prediction, palette);
-    writePalettePng(partial_ / "gt" / name, groundTruth, palette);
+    json digests;
+    for (const auto& [folder, mask, key] : {std::tuple{"pred", &prediction, "prediction_digest"},
+                                            std::tuple{"gt", &groundTruth, "ground_truth_digest"}}) {
+        const fs::path path = partial_ / folder / name;
+        // A PNG never exceeds its raw pixels by more than its headers: the space a write needs.
+        const std::uint64_t upperBound = std::uint64_t(mask->total()) + 64 * 1024;
+        try {
+            writePalettePng(path, *mask, palette);
+            // Read back: a full disk can cut a file short without the writer noticing.
+            const auto bytes = readWholeFile(path);
+            if (!bytes || bytes->empty()) throw FileError(path.string(), "the written file cannot be read back");
+            const cv::Mat reread = readLabelPng(path, mask->cols, mask->rows);
+            if (cv::countNonZero(reread != *mask) != 0)
+                throw FileError(path.string(), "the written file does not read back as written");
+            digests[key] = digestJson(*bytes);
+        } catch (const FileError&) {
+            rethrowAsDiskFullIfShort(path, upperBound);
+        }
+    }
     PredictionImage im;
     im.id = id;
     im.width = prediction.cols;
@@ -570,6 +684,7 @@ void PredictionCacheWriter::add(const std::string& id, const cv::Mat& prediction
     im.prediction = fs::path("pred") / name;
     im.groundTruth = fs::path("gt") / name;
     images_.push_back(std::move(im));
+    digests_.push_back(digests.dump());
     confusion_.insert(confusion_.end(), counts.begin(), counts.end());
 }
 
@@ -579,32 +694,39 @@ PredictionSet PredictionCacheWriter::commit() {
     torch::Tensor counts = torch::empty({n, k, k}, torch::kInt64);
     if (!confusion_.empty())
         std::memcpy(counts.data_ptr<std::int64_t>(), confusion_.data(), confusion_.size() * sizeof(std::int64_t));
-    writeSafetensors(partial_ / kConfusionFile, {{"confusion", counts}},
-                     {{"format", kFormatName}, {"version", std::to_string(kPredictionCacheVersion)}});
+    const fs::path confusionPath = partial_ / kConfusionFile;
+    try {
+        writeSafetensors(confusionPath, {{"confusion", counts}},
+                         {{"format", kFormatName}, {"version", std::to_string(kPredictionCacheVersion)}});
+    } catch (const FileError&) {
+        rethrowAsDiskFullIfShort(confusionPath, std::uint64_t(counts.numel()) * 8 + 64 * 1024);
+    }
+    const auto confusionBytes = readWholeFile(confusionPath);
+    if (!confusionBytes) throw FileError(confusionPath.string(), "the written file cannot be read back");
 
     json index = {{"format", kFormatName},
                   {"version", kPredictionCacheVersion},
                   {"key", keyToJson(key_)},
-                  {"created_at", isoNow()}};
+                  {"created_at", isoNow()},
+                  {"confusion_digest", digestJson(*confusionBytes)}};
     json classes = json::array();
     for (const auto& c : classes_) classes.push_back({{"name", c.name}, {"color", {c.color.r, c.color.g, c.color.b}}});
     index["classes"] = std::move(classes);
     json images = json::array();
-    for (const auto& im : images_)
-        images.push_back({{"id", im.id},
-                          {"width", im.width},
-                          {"height", im.height},
-                          {"image", im.image.string()},
-                          {"prediction", im.prediction.generic_string()},
-                          {"ground_truth", im.groundTruth.generic_string()}});
-    index["images"] = std::move(images);
-    {
-        const fs::path indexPath = partial_ / kIndexFile;
-        std::ofstream out(indexPath);
-        out << index.dump(1) << "\n";
-        out.close();
-        if (!out) throw FileError(indexPath.string(), "cannot write the prediction index");
+    for (std::size_t i = 0; i < images_.size(); ++i) {
+        const auto& im = images_[i];
+        json entry = {{"id", im.id},
+                      {"width", im.width},
+                      {"height", im.height},
+                      {"image", im.image.string()},
+                      {"prediction", im.prediction.generic_string()},
+                      {"ground_truth", im.groundTruth.generic_string()}};
+        entry.update(json::parse(digests_[i]));
+        images.push_back(std::move(entry));
     }
+    index["images"] = std::move(images);
+    const std::string indexText = index.dump(1) + "\n";
+    writeFileAtomically(partial_ / kIndexFile, indexText.data(), indexText.size(), /*sync=*/false);
 
     // Publishing: the old folder goes first, so the name only ever points at a complete cache or
     // at nothing. A concurrent writer may publish in between; then ours replaces it on the retry.

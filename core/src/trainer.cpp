@@ -4,6 +4,7 @@
 
 #include "segscope/core/dataset_check.h"
 #include "segscope/core/erf.h"
+#include "segscope/core/file_output.h"
 #include "segscope/core/inference.h"
 #include "segscope/core/loader.h"
 #include "segscope/core/models/pretrained.h"
@@ -49,6 +50,73 @@ std::optional<std::int64_t> residentBytes() {
 
 class Cancelled : public std::exception {};
 
+// An observer callback threw: the run ends Failed with this message.
+class ObserverFailed : public Error {
+public:
+    using Error::Error;
+};
+
+std::string currentExceptionText() {
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        return e.what();
+    } catch (...) {
+        return "an unknown exception";
+    }
+}
+
+// Calls an observer callback; whatever it throws becomes ObserverFailed (never a terminate on the
+// training thread).
+template <typename Call>
+void notifyObserver(TrainingObserver* observer, const char* event, Call&& call) {
+    if (!observer) return;
+    try {
+        call(*observer);
+    } catch (...) {
+        throw ObserverFailed(std::string("recording the run failed (") + event + "): " + currentExceptionText());
+    }
+}
+
+struct CheckpointName {
+    int epoch = 0;
+    std::int64_t step = 0;
+};
+// "epoch-EEEE-step-SSSSSSSS.state.pt" -> its epoch and step.
+std::optional<CheckpointName> parseStateName(const std::string& name) {
+    int epoch = 0;
+    long long step = 0;
+    int used = 0;
+    if (std::sscanf(name.c_str(), "epoch-%d-step-%lld.state.pt%n", &epoch, &step, &used) != 2) return std::nullopt;
+    if (std::size_t(used) != name.size()) return std::nullopt;
+    return CheckpointName{epoch, std::int64_t(step)};
+}
+
+std::string checkpointStem(int epoch, std::int64_t step) {
+    char name[64];
+    std::snprintf(name, sizeof name, "epoch-%04d-step-%08lld", epoch, static_cast<long long>(step));
+    return name;
+}
+
+// Bytes of a model's weights and of an optimiser's per-parameter state, for the free-space check
+// before a checkpoint (the files add small headers).
+std::uint64_t tensorBytes(const torch::Tensor& t) {
+    return t.defined() ? std::uint64_t(t.numel()) * std::uint64_t(t.element_size()) : 0;
+}
+std::uint64_t optimizerStateBytes(torch::optim::Optimizer& optimizer) {
+    std::uint64_t bytes = 0;
+    for (const auto& entry : optimizer.state()) {
+        const auto* state = entry.second.get();
+        if (const auto* s = dynamic_cast<const torch::optim::AdamWParamState*>(state))
+            bytes += tensorBytes(s->exp_avg()) + tensorBytes(s->exp_avg_sq()) + tensorBytes(s->max_exp_avg_sq());
+        else if (const auto* s = dynamic_cast<const torch::optim::AdamParamState*>(state))
+            bytes += tensorBytes(s->exp_avg()) + tensorBytes(s->exp_avg_sq()) + tensorBytes(s->max_exp_avg_sq());
+        else if (const auto* s = dynamic_cast<const torch::optim::SGDParamState*>(state))
+            bytes += tensorBytes(s->momentum_buffer());
+    }
+    return bytes;
+}
+
 bool isOutOfMemory(const std::exception& e) {
     if (dynamic_cast<const c10::OutOfMemoryError*>(&e)) return true;
     const std::string what = e.what();
@@ -73,7 +141,7 @@ public:
 
 private:
     void log(const std::string& line) {
-        if (trainer_.observer_) trainer_.observer_->onLog(line);
+        notifyObserver(trainer_.observer_, "log", [&](TrainingObserver& o) { o.onLog(line); });
     }
     void setUp();
     void buildLoaders();
@@ -84,7 +152,18 @@ private:
     void flushLosses(bool force);
     void validate();
     void checkpoint(bool best);
+    void writeCheckpointState(const fs::path& state);
+    void pruneCheckpoints();
+    void removeCheckpointFiles(const std::pair<fs::path, fs::path>& files);
+    void adoptEarlierCheckpoints(std::optional<std::int64_t> bestStep);
+    void removeTemporaryFiles();
     void recordErf();
+    bool erfSnapshotExists() const {
+        std::error_code ec;
+        return fs::exists(options_.runFolder / "erf" / erfSnapshotName(epoch_, step_) / "erf.json", ec);
+    }
+    // The key of the evaluation at the current step in the run store (ValidationEvent::epoch).
+    int evaluationKey() const;
     void checkControl() {
         if (trainer_.waitWhilePaused()) throw Cancelled();
     }
@@ -131,8 +210,13 @@ private:
         StepEvent event;
     };
     std::vector<PendingLoss> pending_;
-    std::vector<std::pair<fs::path, fs::path>> kept_;
+    std::vector<std::pair<fs::path, fs::path>> kept_;  // (weights, state), oldest first
     std::pair<fs::path, fs::path> bestFiles_;
+    std::optional<std::int64_t> bestStep_;  // step of bestFiles_
+    // Steps of this attempt's last validation, checkpoint and ERF snapshot (-1: none yet).
+    std::int64_t lastValidationStep_ = -1, lastCheckpointStep_ = -1, lastErfStep_ = -1;
+    bool deferErfEvents_ = false;
+    std::vector<ErfEvent> deferredErfEvents_;
 };
 
 void Trainer::Session::setUp() {
@@ -209,15 +293,8 @@ void Trainer::Session::buildLoaders() {
 
 void Trainer::Session::loadPretrained() {
     if (!e_.model.pretrained) return;
-    const fs::path path = *e_.model.pretrained;
-    TensorMap tensors = readWeightsFile(path);
-    tensors = mapPretrained(e_.model.id, tensors);
-    LoadOptions loadOptions;
-    const LoadReport report = loadStateDict(*model_, tensors, loadOptions);
-    log("pretrained weights " + path.string() + ": " + report.summary());
-    if (report.loaded.empty()) throw FileError(path.string(), "no tensor matches model " + e_.model.id);
-    if (e_.model.pretrainedStrict && !report.unexpected.empty())
-        throw FileError(path.string(), "strict load failed: " + report.summary());
+    // Refuses a start that leaves encoder tensors unloaded (models/pretrained.h).
+    log(loadPretrainedStart(*model_, e_.model.id, *e_.model.pretrained, e_.model.pretrainedStrict));
 }
 
 TrainingResult Trainer::Session::execute() {
@@ -226,22 +303,35 @@ TrainingResult Trainer::Session::execute() {
     std::string message;
     try {
         setUp();
-        if (options_.resumeFrom) restore(*options_.resumeFrom);
-        if (trainer_.observer_) {
-            TrainingStart start;
-            start.modelId = e_.model.id;
-            start.parameters = countParameters(*model_);
-            start.device = device_.str();
-            start.classNames = classNames_;
-            start.trainImages = trainSet_->size();
-            start.valImages = valSet_->size();
-            start.stepsPerEpoch = stepsPerEpoch_;
-            start.totalSteps = totalSteps_;
-            start.totalEpochs = totalEpochs_;
-            start.resumedAtStep = resumedAt_;
-            start.batchSize = batchSize_;
-            trainer_.observer_->onStarted(start);
+        if (!options_.runFolder.empty()) removeTemporaryFiles();
+        if (options_.resumeFrom) {
+            // A kill between a checkpoint and its ERF snapshot loses the snapshot; the untrained
+            // one is rebuilt here (the seed rebuilds the same model), the checkpoint's own after
+            // restore().
+            if (!options_.runFolder.empty() && e_.training.erfEveryEpochs > 0 && !erfSnapshotExists()) {
+                log("recomputing the missing ERF snapshot of the untrained model");
+                deferErfEvents_ = true;  // observers hear of it after onStarted
+                recordErf();
+            }
+            restore(*options_.resumeFrom);
         }
+        TrainingStart start;
+        start.modelId = e_.model.id;
+        start.parameters = countParameters(*model_);
+        start.device = device_.str();
+        start.classNames = classNames_;
+        start.trainImages = trainSet_->size();
+        start.valImages = valSet_->size();
+        start.stepsPerEpoch = stepsPerEpoch_;
+        start.totalSteps = totalSteps_;
+        start.totalEpochs = totalEpochs_;
+        start.resumedAtStep = resumedAt_;
+        start.batchSize = batchSize_;
+        notifyObserver(trainer_.observer_, "start", [&](TrainingObserver& o) { o.onStarted(start); });
+        deferErfEvents_ = false;
+        for (const ErfEvent& event : deferredErfEvents_)
+            notifyObserver(trainer_.observer_, "ERF snapshot", [&](TrainingObserver& o) { o.onErf(event); });
+        deferredErfEvents_.clear();
         trainLoop();
         outcome = TrainingOutcome::Finished;
         message = std::to_string(step_) + " steps in " + formatSeconds(wallSeconds());
@@ -254,6 +344,9 @@ TrainingResult Trainer::Session::execute() {
         if (isOutOfMemory(e))
             message = "out of memory at batch size " + std::to_string(batchSize_) + " on " + device_.str() +
                       ": lower training.batch_size, the input size, or use amp; (" + e.what() + ")";
+    } catch (...) {
+        outcome = TrainingOutcome::Failed;
+        message = "training failed: " + currentExceptionText();
     }
     result.outcome = outcome;
     result.message = message;
@@ -264,14 +357,26 @@ TrainingResult Trainer::Session::execute() {
     result.seconds = wallSeconds();
     result.imagesPerSecond = imagesPerSecond_;
     result.finalBatchSize = batchSize_;
-    if (trainer_.observer_) trainer_.observer_->onFinished(outcome, message);
+    try {
+        notifyObserver(trainer_.observer_, "finish", [&](TrainingObserver& o) { o.onFinished(outcome, message); });
+    } catch (const std::exception& e) {
+        // The run's end could not be recorded (a full database): the result says so.
+        if (result.outcome == TrainingOutcome::Finished) result.outcome = TrainingOutcome::Failed;
+        result.message += "; " + std::string(e.what());
+    }
     return result;
 }
 
 void Trainer::Session::trainLoop() {
     model_->train();
-    // The untrained model's ERF is the first frame of the ERF-over-training series.
-    if (step_ == 0 && e_.training.erfEveryEpochs > 0) recordErf();
+    // The untrained model's ERF is the first frame of the ERF-over-training series. A resumed run
+    // recomputes the snapshot of the checkpoint it starts from when a kill lost it.
+    const int erfEvery = e_.training.erfEveryEpochs;
+    if (erfEvery > 0 && !options_.runFolder.empty() &&
+        (step_ == 0 || (batchInEpoch_ == 0 && (epoch_ % erfEvery == 0 || finished()))) && !erfSnapshotExists()) {
+        if (step_ > 0) log("recomputing the missing ERF snapshot of step " + std::to_string(step_));
+        recordErf();
+    }
     started_ = lastStepTime_ = Clock::now();
     while (!finished()) {
         trainLoader_->startEpoch(std::uint64_t(epoch_), std::size_t(batchInEpoch_));
@@ -333,7 +438,20 @@ void Trainer::Session::trainLoop() {
                 recordErf();
         }
     }
-    if (e_.training.valEveryUnit == ScheduleUnit::Iteration && step_ % e_.training.valEvery != 0) validate();
+    // A run measured in training.iterations can end within an epoch (or between per-iteration
+    // evaluations): it still validates, checkpoints and takes its ERF snapshot at its last step.
+    if (lastValidationStep_ != step_) validate();  // checkpoints too: finished()
+    else if (!options_.runFolder.empty() && lastCheckpointStep_ != step_) checkpoint(false);
+    if (e_.training.erfEveryEpochs > 0 && lastErfStep_ != step_ && !options_.runFolder.empty() && !erfSnapshotExists())
+        recordErf();
+}
+
+int Trainer::Session::evaluationKey() const {
+    if (e_.training.valEveryUnit == ScheduleUnit::Iteration)
+        return int((step_ + e_.training.valEvery - 1) / e_.training.valEvery);
+    // Epochs completed; an evaluation within an epoch (the last step of an iteration-measured
+    // run) counts the epoch it ran in.
+    return batchInEpoch_ > 0 ? epoch_ + 1 : epoch_;
 }
 
 void Trainer::Session::trainStep(const Batch& batch, bool lastInAccumulation) {
@@ -403,7 +521,7 @@ void Trainer::Session::flushLosses(bool force) {
                         "); training stopped, " + where +
                         ". Try a lower optimizer.lr, gradient clipping (training.grad_clip_norm) or amp off");
         }
-        if (trainer_.observer_) trainer_.observer_->onStep(event);
+        notifyObserver(trainer_.observer_, "step", [&](TrainingObserver& o) { o.onStep(event); });
     }
     pending_.clear();
 }
@@ -425,22 +543,23 @@ void Trainer::Session::validate() {
     event.valLoss = scored.meanLoss;
     event.imageIds = std::move(scored.imageIds);
     event.images = std::move(scored.images);
-    event.epoch = epoch_;
+    event.epoch = evaluationKey();
     event.step = step_;
     event.wallSeconds = wallSeconds();
+    lastValidationStep_ = step_;
     lastMiou_ = event.metrics.mIoU;
     if (event.metrics.mIoU && (!bestMiou_ || *event.metrics.mIoU > *bestMiou_)) {
         bestMiou_ = event.metrics.mIoU;
-        bestEpoch_ = epoch_;
+        bestEpoch_ = event.epoch;
         event.best = true;
     }
     std::ostringstream line;
     line.precision(4);
-    line << "validation at epoch " << epoch_ << ", step " << step_ << ": mIoU "
+    line << "validation at epoch " << event.epoch << ", step " << step_ << ": mIoU "
          << (event.metrics.mIoU ? *event.metrics.mIoU : std::nan("")) << ", aAcc "
          << (event.metrics.aAcc ? *event.metrics.aAcc : std::nan(""));
     log(line.str());
-    if (trainer_.observer_) trainer_.observer_->onValidation(event);
+    notifyObserver(trainer_.observer_, "validation", [&](TrainingObserver& o) { o.onValidation(event); });
     if (!options_.runFolder.empty()) {
         const bool periodic = e_.training.checkpointEvery > 0 &&
                               (e_.training.valEveryUnit == ScheduleUnit::Epoch
@@ -462,27 +581,18 @@ void Trainer::Session::recordErf() {
     if (erf.cancelled) throw Cancelled();
     const fs::path folder = options_.runFolder / "erf" / erfSnapshotName(epoch_, step_);
     saveErf(folder, erf, e_.model.id, "training, epoch " + std::to_string(epoch_) + ", step " + std::to_string(step_));
+    lastErfStep_ = step_;
     ErfEvent event{epoch_, step_, folder, std::chrono::duration<double>(Clock::now() - begun).count()};
     std::ostringstream line;
     line.precision(3);
     line << "ERF snapshot at epoch " << epoch_ << " (" << erf.images << " images, " << event.seconds << " s): "
          << folder.string();
     log(line.str());
-    if (trainer_.observer_) trainer_.observer_->onErf(event);
+    if (deferErfEvents_) deferredErfEvents_.push_back(event);
+    else notifyObserver(trainer_.observer_, "ERF snapshot", [&](TrainingObserver& o) { o.onErf(event); });
 }
 
-void Trainer::Session::checkpoint(bool best) {
-    const fs::path folder = options_.runFolder / "checkpoints";
-    std::error_code ec;
-    fs::create_directories(folder, ec);
-    if (ec) throw FileError(folder.string(), "cannot create checkpoint folder: " + ec.message());
-    char name[64];
-    std::snprintf(name, sizeof name, "epoch-%04d-step-%08lld", epoch_, static_cast<long long>(step_));
-    const fs::path weights = folder / (std::string(name) + ".safetensors");
-    const fs::path state = folder / (std::string(name) + ".state.pt");
-    writeSafetensors(weights, stateDict(*model_),
-                     {{"model", e_.model.id}, {"classes", std::to_string(classes_)}, {"format", "pt"}});
-
+void Trainer::Session::writeCheckpointState(const fs::path& state) {
     torch::serialize::OutputArchive archive;
     archive.write("step", torch::tensor(step_, torch::kInt64));
     archive.write("epoch", torch::tensor(std::int64_t(epoch_), torch::kInt64));
@@ -490,6 +600,7 @@ void Trainer::Session::checkpoint(bool best) {
     archive.write("batch_size", torch::tensor(std::int64_t(batchSize_), torch::kInt64));
     archive.write("best_miou", torch::tensor(bestMiou_.value_or(-1.0), torch::kFloat64));
     archive.write("best_epoch", torch::tensor(std::int64_t(bestEpoch_), torch::kInt64));
+    archive.write("best_step", torch::tensor(bestStep_.value_or(-1), torch::kInt64));
     archive.write("wall_seconds", torch::tensor(wallSeconds(), torch::kFloat64));
     archive.write("cpu_rng", at::detail::getDefaultCPUGenerator().get_state());
     const auto scalerState = scaler_->state();
@@ -497,32 +608,109 @@ void Trainer::Session::checkpoint(bool best) {
     torch::serialize::OutputArchive optimizerArchive;
     optimizer_.optimizer->save(optimizerArchive);
     archive.write("optimizer", optimizerArchive);
-    const fs::path temporary = state.string() + ".tmp";
+    // Streamed through a writer that never reports a short write to LibTorch: its zip writer
+    // throws from a miniz callback and from its destructor on one ("unexpected pos"), which
+    // ended the process. AtomicFile records the failure and commit() reports it.
+    AtomicFile file(state);
     try {
-        archive.save_to(temporary.string());
+        archive.save_to([&file](const void* data, std::size_t size) -> std::size_t {
+            file.write(data, size);
+            return size;
+        });
     } catch (const std::exception& e) {
-        throw FileError(state.string(), std::string("cannot write checkpoint state (disk full?): ") + e.what());
+        throw FileError(state.string(), std::string("cannot write checkpoint state: ") + e.what());
     }
-    fs::rename(temporary, state, ec);
-    if (ec) throw FileError(state.string(), "cannot write checkpoint state: " + ec.message());
+    file.commit();
+}
 
-    if (trainer_.observer_) trainer_.observer_->onCheckpoint({weights, state, epoch_, step_, best});
+void Trainer::Session::checkpoint(bool best) {
+    if (lastCheckpointStep_ == step_ && !kept_.empty()) {
+        // Already written at this step (a last-step validation after the epoch's checkpoint).
+        if (best) {
+            bestFiles_ = kept_.back();
+            bestStep_ = step_;
+        }
+        return;
+    }
+    const fs::path folder = options_.runFolder / "checkpoints";
+    std::error_code ec;
+    fs::create_directories(folder, ec);
+    if (ec) throw FileError(folder.string(), "cannot create checkpoint folder: " + ec.message());
+    const std::string name = checkpointStem(epoch_, step_);
+    const fs::path weights = folder / (name + ".safetensors");
+    const fs::path state = folder / (name + ".state.pt");
+    const TensorMap tensors = stateDict(*model_);
+    std::uint64_t weightsBytes = 64 * 1024;  // header
+    for (const auto& entry : tensors) weightsBytes += tensorBytes(entry.second);
+    const std::uint64_t stateBytes = optimizerStateBytes(*optimizer_.optimizer) + 1024 * 1024;
+    // Refuse before writing anything when the two files cannot fit.
+    requireFreeSpace(folder, weightsBytes + stateBytes);
+
+    const std::optional<std::int64_t> previousBestStep = bestStep_;
+    if (best) bestStep_ = step_;
+    try {
+        try {
+            writeSafetensors(weights, tensors,
+                             {{"model", e_.model.id}, {"classes", std::to_string(classes_)}, {"format", "pt"}});
+        } catch (const FileError&) {
+            rethrowAsDiskFullIfShort(weights, weightsBytes);
+        }
+        writeCheckpointState(state);
+    } catch (...) {
+        // Not a checkpoint without both files; the earlier ones stay the run's resume point.
+        bestStep_ = previousBestStep;
+        fs::remove(weights, ec);
+        fs::remove(state, ec);
+        removeTemporaryFiles();
+        throw;
+    }
+    lastCheckpointStep_ = step_;
+    const CheckpointEvent event{weights, state, epoch_, step_, best};
+    notifyObserver(trainer_.observer_, "checkpoint", [&](TrainingObserver& o) { o.onCheckpoint(event); });
     // Keep the best and the latest few.
     if (best) {
-        if (!bestFiles_.first.empty() &&
-            std::find(kept_.begin(), kept_.end(), bestFiles_) == kept_.end()) {
-            fs::remove(bestFiles_.first, ec);
-            fs::remove(bestFiles_.second, ec);
-        }
+        if (!bestFiles_.first.empty() && std::find(kept_.begin(), kept_.end(), bestFiles_) == kept_.end())
+            removeCheckpointFiles(bestFiles_);
         bestFiles_ = {weights, state};
     }
     kept_.emplace_back(weights, state);
+    pruneCheckpoints();
+}
+
+void Trainer::Session::pruneCheckpoints() {
     while (int(kept_.size()) > std::max(1, options_.keepCheckpoints)) {
-        if (kept_.front() != bestFiles_) {
-            fs::remove(kept_.front().first, ec);
-            fs::remove(kept_.front().second, ec);
-        }
+        const auto oldest = kept_.front();
         kept_.erase(kept_.begin());
+        if (oldest != bestFiles_) removeCheckpointFiles(oldest);
+    }
+}
+
+void Trainer::Session::removeCheckpointFiles(const std::pair<fs::path, fs::path>& files) {
+    std::error_code ec;
+    fs::remove(files.first, ec);
+    fs::remove(files.second, ec);
+    CheckpointEvent removed{files.first, files.second, 0, 0, false};
+    if (const auto name = parseStateName(files.second.filename().string())) {
+        removed.epoch = name->epoch;
+        removed.step = name->step;
+    }
+    notifyObserver(trainer_.observer_, "checkpoint removal", [&](TrainingObserver& o) { o.onCheckpointRemoved(removed); });
+}
+
+// Temporary files of checkpoint and snapshot writers that were cut off (a crash, a full disk).
+// The run folder belongs to one trainer at a time (the caller holds the run's lock), so any left
+// here is stale.
+void Trainer::Session::removeTemporaryFiles() {
+    std::error_code ec;
+    for (const fs::path folder : {options_.runFolder / "checkpoints", options_.runFolder / "erf"}) {
+        if (!fs::is_directory(folder, ec)) continue;
+        std::vector<fs::path> stale;
+        for (const auto& entry : fs::directory_iterator(folder, ec)) {
+            const std::string name = entry.path().filename().string();
+            const bool temporary = name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0;
+            if (temporary || name.rfind(".partial-", 0) == 0) stale.push_back(entry.path());
+        }
+        for (const auto& path : stale) fs::remove_all(path, ec);
     }
 }
 
@@ -568,9 +756,49 @@ void Trainer::Session::restore(const fs::path& statePath) {
     archive.read("optimizer", optimizerArchive);
     optimizer_.optimizer->load(optimizerArchive);
     resumedAt_ = step_;
+    lastCheckpointStep_ = step_;
+    torch::Tensor bestStep;
+    std::optional<std::int64_t> savedBestStep;
+    if (archive.try_read("best_step", bestStep) && bestStep.item<std::int64_t>() >= 0)
+        savedBestStep = bestStep.item<std::int64_t>();
+    adoptEarlierCheckpoints(savedBestStep);
     kept_.emplace_back(fs::path(weightsName), statePath);
+    if (savedBestStep && *savedBestStep == step_) {
+        bestFiles_ = kept_.back();
+        bestStep_ = step_;
+    }
+    pruneCheckpoints();
     log("resumed from " + statePath.string() + " at step " + std::to_string(step_) + ", epoch " +
         std::to_string(epoch_));
+}
+
+// The checkpoints this run wrote before the one it resumes from join the keep-last list, so
+// keepCheckpoints holds across resumes; files written after it (a kill between writing a
+// checkpoint and recording it) are deleted, the run writes them again. Checkpoints of an older
+// SegScope record no best step: then the earlier files are left alone, the best may be among them.
+void Trainer::Session::adoptEarlierCheckpoints(std::optional<std::int64_t> bestStep) {
+    if (options_.runFolder.empty() || !options_.resumeFrom) return;
+    const fs::path folder = options_.resumeFrom->parent_path();
+    std::error_code ec;
+    std::vector<std::pair<CheckpointName, fs::path>> found;
+    for (const auto& entry : fs::directory_iterator(folder, ec))
+        if (const auto name = parseStateName(entry.path().filename().string())) found.emplace_back(*name, entry.path());
+    std::sort(found.begin(), found.end(),
+              [](const auto& a, const auto& b) { return a.first.step < b.first.step; });
+    for (const auto& [name, state] : found) {
+        const fs::path weights = folder / (checkpointStem(name.epoch, name.step) + ".safetensors");
+        if (fs::equivalent(state, *options_.resumeFrom, ec)) continue;
+        if (name.step > step_) {
+            removeCheckpointFiles({weights, state});
+            continue;
+        }
+        if (!bestStep) continue;
+        if (name.step == *bestStep) {
+            bestFiles_ = {weights, state};
+            bestStep_ = name.step;
+        }
+        kept_.emplace_back(weights, state);
+    }
 }
 
 Trainer::Trainer(Experiment experiment, TrainerOptions options, TrainingObserver* observer)
@@ -582,8 +810,15 @@ Trainer::~Trainer() {
 }
 
 TrainingResult Trainer::run() {
-    Session session(*this);
-    result_ = session.execute();
+    try {
+        Session session(*this);
+        result_ = session.execute();
+    } catch (...) {
+        // execute() catches everything; this is the last guard of the training thread.
+        result_ = TrainingResult{};
+        result_.outcome = TrainingOutcome::Failed;
+        result_.message = "training failed: " + currentExceptionText();
+    }
     return result_;
 }
 
@@ -625,11 +860,11 @@ bool Trainer::waitWhilePaused() {
     std::unique_lock<std::mutex> lock(pauseMutex_);
     if (paused_ && !cancelled_) {
         lock.unlock();
-        if (observer_) observer_->onPaused(true);
+        notifyObserver(observer_, "pause", [](TrainingObserver& o) { o.onPaused(true); });
         lock.lock();
         pauseChanged_.wait(lock, [this] { return !paused_ || cancelled_; });
         lock.unlock();
-        if (observer_ && !cancelled_) observer_->onPaused(false);
+        if (!cancelled_) notifyObserver(observer_, "resume", [](TrainingObserver& o) { o.onPaused(false); });
         lock.lock();
     }
     return cancelled_;

@@ -480,7 +480,7 @@ TEST(ResumeAfterKill, SameLossSequenceAsAnUninterruptedRun) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
     while (std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        if (!fs::exists(dir / "wb/segscope.db")) continue;
+        if (!fs::exists(workspaceDatabasePath(dir / "wb"))) continue;
         auto store = RunStore::open(dir / "wb");
         const auto runs = store->listRuns();
         if (runs.empty()) continue;

@@ -116,7 +116,8 @@ void computeErfStatistics(StageErf& stage);
 // Log-normalised heatmap in [0, 1]: log1p(k * map / max) / log1p(k), k = logScale (larger k
 // shows more of the faint tail); all zeros for a zero map. (H, W) float32.
 torch::Tensor erfHeatmap(const torch::Tensor& map, double logScale = 100.0);
-// The heatmap through OpenCV's viridis colormap, written as an 8-bit colour PNG. Throws FileError.
+// The heatmap through OpenCV's viridis colormap, written as an 8-bit colour PNG (through a
+// temporary file, file_output.h). Throws FileError or DiskFullError.
 void writeErfPng(const std::filesystem::path& path, const torch::Tensor& map, double logScale = 100.0);
 
 // {"model", "images", "height", "width", "objective", "reduction", "cancelled", "heatmap_log_scale",
@@ -125,7 +126,9 @@ void writeErfPng(const std::filesystem::path& path, const torch::Tensor& map, do
 nlohmann::json erfSummaryJson(const ErfResult& result, const std::string& modelId);
 
 // Writes DIR/erf.safetensors (one (H, W) float32 map per stage, named by stage), DIR/<stage>.png
-// and DIR/erf.json (erfSummaryJson, plus "source"). Creates DIR. Throws FileError.
+// and DIR/erf.json (erfSummaryJson, plus "source"), erf.json last: a folder with erf.json is
+// complete. Creates DIR. Throws FileError, DiskFullError (file_output.h) on a full disk; on any
+// failure the files it wrote are removed again (and DIR, when it created it).
 void saveErf(const std::filesystem::path& directory, const ErfResult& result, const std::string& modelId,
              const std::string& source = {});
 

@@ -15,12 +15,20 @@
 // into a sibling folder "predictions/.partial-*" and renamed into place only when complete, so an
 // interrupted or cancelled prediction never leaves a folder that opens as valid; index.json is
 // the last file written inside it. A crash may leave a ".partial-*" folder behind; nothing reads
-// those.
+// those, and the next writer in that folder removes them.
 //
 // Validity. A cache is valid when index.json parses, its format version is kPredictionCacheVersion,
-// its key equals the expected PredictionKey field by field, and confusion.safetensors holds
-// (N, K, K) int64 for N listed images and K classes. Any other state is Missing (no index.json)
-// or Stale (anything else, with a reason naming the first difference).
+// its key equals the expected PredictionKey field by field, every file it lists (each image's
+// pred/ and gt/ PNG, confusion.safetensors) exists with the size and FNV-1a 64 checksum recorded
+// in index.json, and confusion.safetensors holds (N, K, K) int64 for N listed images and K
+// classes. Any other state is Missing (no index.json) or Stale (anything else, with a reason
+// naming the first difference, e.g. "gt/000003.png is missing"); predictSplit() then predicts
+// again. Checking reads every cache file once (VOC val: about 15 MB of PNGs).
+//
+// Writing checks every file: each PNG is read back and compared with the mask it encodes, and
+// a full disk throws DiskFullError (file_output.h) with the partial folder removed. A writer
+// also removes ".partial-*" folders left in predictions/ by writers that are gone (their pid no
+// longer runs).
 //
 // Memory. predictSplit() streams the split: at any time it holds the loader's prefetched batches
 // at the transform size plus one image's original-size label and prediction. A PredictionSet holds
@@ -54,7 +62,8 @@ class RunStore;
 struct Experiment;
 struct LoadedRun;
 
-inline constexpr int kPredictionCacheVersion = 1;
+// 2: sizes and checksums of every file in index.json (version 1 caches are Stale and rebuilt).
+inline constexpr int kPredictionCacheVersion = 2;
 
 // Everything a cached prediction depends on. Two keys are equal when every field is. The key does
 // not cover the dataset's files themselves: after editing a split's images, masks or split file in
@@ -196,9 +205,10 @@ struct CacheLookup {
     std::optional<PredictionSet> set;  // Valid only
 };
 
-// Opens the cache folder and checks it against `expected` (see "Validity" above). Reads only
-// index.json and confusion.safetensors. Never throws: a missing folder or index.json is Missing;
-// a different key, version, or an unreadable or inconsistent file is Stale, with the reason.
+// Opens the cache folder and checks it against `expected` (see "Validity" above). Reads
+// index.json and checksums every file it lists; writes nothing. Never throws: a missing folder
+// or index.json is Missing; a different key, version, a missing, truncated or edited file, or an
+// unreadable or inconsistent one is Stale, with the reason.
 CacheLookup openPredictions(const std::filesystem::path& folder, const PredictionKey& expected);
 
 // Writes a prediction cache image by image, then publishes it atomically. Used by predictSplit();
@@ -231,6 +241,7 @@ private:
     PredictionKey key_;
     std::vector<ClassInfo> classes_;
     std::vector<PredictionImage> images_;
+    std::vector<std::string> digests_;  // per image: its files' sizes and checksums (JSON)
     std::vector<std::int64_t> confusion_;
     bool committed_ = false;
 };

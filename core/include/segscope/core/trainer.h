@@ -6,6 +6,16 @@
 // called from any thread and take effect between steps (a cancel within one step). Observer
 // callbacks are made on the training thread, with plain values only; they must not block for
 // long. run() never throws: every failure ends in onFinished(Failed, reason) and in the result.
+// An observer callback that throws ends the run Failed with its message ("recording the run
+// failed (step): ..."); when onFinished itself throws, the result's message says so. Nothing a
+// callback throws leaves the training thread.
+//
+// Files: a checkpoint (weights and state) is refused before writing when the file system lacks
+// the space (DiskFullError, "disk full: PATH, N MB needed (M MB free)"); a write that fails
+// anyway removes both files and the temporary ones, and the run fails with the earlier
+// checkpoints intact, so it can be resumed. One trainer writes a run folder at a time: the
+// caller holds the run's lock (run_lock.h); temporary files left there by a crash are removed at
+// start.
 #include "segscope/core/experiment.h"
 #include "segscope/core/metrics.h"
 
@@ -49,7 +59,11 @@ struct StepEvent {
 };
 
 struct ValidationEvent {
-    int epoch = 0;              // epochs completed when it ran (1-based after epoch 0)
+    // The evaluation's key in the run store. Per-epoch validation: epochs completed when it ran
+    // (1-based after epoch 0); a run measured in training.iterations that ends within an epoch
+    // validates at its last step as the epoch it ran in (epochs completed + 1). Per-iteration
+    // validation (training.val_every_unit iteration): the evaluation's number, ceil(step / val_every).
+    int epoch = 0;
     std::int64_t step = 0;
     SegmentationMetrics metrics;
     std::optional<double> valLoss;
@@ -85,6 +99,9 @@ public:
     virtual void onStep(const StepEvent&) {}
     virtual void onValidation(const ValidationEvent&) {}
     virtual void onCheckpoint(const CheckpointEvent&) {}
+    // A checkpoint's files were deleted by the keep-last policy (TrainerOptions::keepCheckpoints),
+    // also ones written before a resume; `best` is false. A recorder forgets the checkpoint.
+    virtual void onCheckpointRemoved(const CheckpointEvent&) {}
     virtual void onErf(const ErfEvent&) {}
     virtual void onLog(const std::string& line) {}
     virtual void onPaused(bool paused) {}
@@ -105,11 +122,14 @@ struct TrainingResult {
 
 struct TrainerOptions {
     // Checkpoints go to runFolder/checkpoints and ERF snapshots (training.erf_every_epochs) to
-    // runFolder/erf; empty: neither is written.
+    // runFolder/erf; empty: neither is written. Every run validates and checkpoints at its last
+    // step, also one measured in training.iterations that ends within an epoch. A resumed run
+    // recomputes the ERF snapshot of its checkpoint (and the untrained one) when it is missing.
     std::filesystem::path runFolder;
     // A checkpoint's state file to continue from (optimiser, schedule, data order, RNG).
     std::optional<std::filesystem::path> resumeFrom;
-    // Checkpoints kept besides the best one; older ones are deleted.
+    // Checkpoints kept besides the best one; older ones are deleted, after a resume too (the
+    // run's earlier checkpoints count; onCheckpointRemoved reports each deletion).
     int keepCheckpoints = 3;
     // Check the train and val splits before training and refuse with the report on errors.
     bool checkDatasets = true;
