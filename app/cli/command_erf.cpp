@@ -3,6 +3,7 @@
 
 #include "segscope/core/erf.h"
 #include "segscope/core/experiment.h"
+#include "segscope/core/inference.h"
 #include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
 #include "segscope/core/run_store.h"
@@ -40,17 +41,6 @@ int parseSize(const std::string& text, const char* what) {
     } catch (const std::exception&) {
     }
     throw UsageError(std::string("--size expects two positive integers (H W), got ") + what + " '" + text + "'");
-}
-
-// The weights file next to a checkpoint record: "X.state.pt" -> "X.safetensors".
-std::filesystem::path weightsOfCheckpoint(const std::filesystem::path& state) {
-    std::string name = state.filename().string();
-    const std::string suffix = ".state.pt";
-    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
-        name = name.substr(0, name.size() - suffix.size());
-    else
-        name = state.stem().string();
-    return state.parent_path() / (name + ".safetensors");
 }
 
 void printTable(const core::ErfResult& result) {
@@ -125,15 +115,10 @@ int commandErf(const Arguments& args) {
         if (!run) throw core::Error("no run '" + runId + "' in workspace " + workspace.string());
         experiment = core::parseExperiment(nlohmann::json::parse(run->experimentJson));
         modelId = experiment->model.id;
-        const std::string which = args.value("checkpoint").value_or("best");
-        if (which != "best" && which != "latest") throw UsageError("--checkpoint is best or latest, got '" + which + "'");
-        std::optional<core::CheckpointRecord> checkpoint;
-        if (which == "best" && run->bestEpoch)
-            for (const auto& c : store->checkpoints(runId))
-                if (c.epoch == *run->bestEpoch && std::filesystem::exists(weightsOfCheckpoint(c.path))) checkpoint = c;
-        if (!checkpoint) checkpoint = store->latestCheckpoint(runId);
-        if (!checkpoint) throw core::Error("run " + runId + " has no checkpoint");
-        const std::filesystem::path weightsPath = weightsOfCheckpoint(checkpoint->path);
+        // The core's resolver: "best" is the checkpoint of the best evaluation's step (evaluations
+        // may run per iteration, so epochs do not identify them).
+        const std::filesystem::path weightsPath =
+            core::resolveCheckpoint(*store, runId, args.value("checkpoint").value_or("best"));
         std::map<std::string, std::string> metadata;
         const core::TensorMap weights = core::readSafetensors(weightsPath, &metadata);
         int classes = 0;

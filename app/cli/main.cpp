@@ -23,9 +23,11 @@ commands:
                                   decode every file of a split and report counts and problems;
                                   exits 0 when the split is trainable
   train --config FILE [--workspace DIR] [--set path=value ...] [--name NAME]
-  train --resume RUN_ID [--workspace DIR]
+  train --resume RUN_ID [--workspace DIR] [--force]
                                   train an experiment (or continue an interrupted run), recording
-                                  it in the workspace; prints the metrics table at the end
+                                  it in the workspace; prints the metrics table at the end. One
+                                  process trains a run at a time (RUN/train.lock); --force resumes
+                                  a run recorded as running whose process no longer trains it
   eval --run ID [--workspace DIR] [--split NAME] [--checkpoint latest|best|FILE]
        [--device NAME] [--json]
                                   score a run's checkpoint on a split (default: its val split)
@@ -44,7 +46,7 @@ commands:
   score --pred DIR --gt DIR --classes K [--ignore 255] [--names classes.txt] [--json]
                                   score index-PNG predictions against index-PNG ground truth
                                   (matched by file name): aAcc, mIoU, mAcc, mDice, per class
-  erf (--run ID [--workspace DIR] [--checkpoint best|latest]
+  erf (--run ID [--workspace DIR] [--checkpoint best|latest|FILE]
        | --model ID --classes K [--weights FILE] [--seed S] [--config EXPERIMENT.json])
       [--images N | --input IN.safetensors] [--split NAME] [--size H W] [--batch-size B]
       [--stages stage1,...] [--objective relu-sum|sum] [--reduction abs-sum|relu-sum]
@@ -74,7 +76,7 @@ const Command kCommands[] = {
     {"check-dataset", [](const std::vector<std::string>& a) { return commandCheckDataset(Arguments(a, {"json"})); }},
     {"score", [](const std::vector<std::string>& a) { return commandScore(Arguments(a, {"json"})); }},
     {"runs", [](const std::vector<std::string>& a) { return commandRuns(Arguments(a, {"json"})); }},
-    {"train", [](const std::vector<std::string>& a) { return commandTrain(Arguments(a, {}, {})); }},
+    {"train", [](const std::vector<std::string>& a) { return commandTrain(Arguments(a, {"force"}, {})); }},
     {"eval", [](const std::vector<std::string>& a) { return commandEval(Arguments(a, {"json"})); }},
     {"export", [](const std::vector<std::string>& a) { return commandExport(Arguments(a, {})); }},
     {"predict", [](const std::vector<std::string>& a) { return commandPredict(Arguments(a, {})); }},
