@@ -1,5 +1,6 @@
 // The workspace as a whole: where the database lives, the run journals it can be rebuilt from,
 // read-only access, foreign and corrupt databases, moved and copied workspaces.
+#include "segscope/core/demo_data.h"
 #include "segscope/core/error.h"
 #include "segscope/core/run_recorder.h"
 #include "segscope/core/run_store.h"
@@ -552,4 +553,66 @@ TEST(WorkspaceCommand, ReadOnlyWorkspaceCanBeListed) {
     auto train = readOnly(cli + "workspace repair --rebuild --workspace " + q);
     EXPECT_EQ(train.exitCode, 1) << train.output;
     EXPECT_NE(train.output.find("ead-only"), std::string::npos) << train.output;
+}
+
+// An instructor trains, copies the workspace to a USB stick, and opens the copy elsewhere: eval
+// finds the checkpoints from any working directory, and a resume reads and writes only the copy.
+TEST(WorkspaceCommand, MovedWorkspaceEvaluatesAndResumes) {
+    segscope::test::TempDir dir;
+    DemoOptions demo;
+    demo.images = 24;
+    demo.width = demo.height = 48;
+    writeDemoDataset(dir / "data" / "demo", demo);
+    // The dataset root is relative to the folder training starts in.
+    const nlohmann::json experiment = {
+        {"version", 1},
+        {"name", "moved"},
+        {"dataset", {{"kind", "voc"}, {"root", "data/demo"}}},
+        {"model", {{"id", "segformer-b0"}}},
+        {"transforms", {{"height", 48}, {"width", 48}}},
+        {"training", {{"epochs", 2}, {"batch_size", 4}, {"checkpoint_every", 1}}},
+        {"runtime", {{"device", "cpu"}, {"threads", 1}, {"workers", 1}, {"seed", 0}}},
+    };
+    std::ofstream(dir / "exp.json") << experiment.dump(2);
+    const std::string cli = "'" + segscope::test::cliExecutable() + "' --threads 1 ";
+    const auto trained =
+        segscope::test::runCommand("cd '" + dir.path().string() + "' && " + cli + "train --config exp.json --workspace ws 2>&1");
+    ASSERT_EQ(trained.exitCode, 0) << trained.output;
+    std::string id;
+    std::int64_t firstEpochStep = 0;
+    {
+        auto store = RunStore::open(dir / "ws");
+        id = store->listRuns().at(0).id;
+        firstEpochStep = store->epochs(id).at(0).step;
+    }
+    const fs::path copy = dir / "usb" / "ws";
+    fs::create_directories(copy.parent_path());
+    fs::copy(dir / "ws", copy, fs::copy_options::recursive);
+    fs::remove_all(dir / "ws");
+
+    const auto eval = segscope::test::runCommand("cd / && " + cli + "eval --json --run " + id + " --workspace '" +
+                                                 copy.string() + "' 2>&1");
+    ASSERT_EQ(eval.exitCode, 0) << eval.output;
+    const double miou = nlohmann::json::parse(eval.output.substr(eval.output.find('{'))).at("mIoU").get<double>();
+    {
+        // Make the copy resumable from its first checkpoint, as a crash after epoch 1 would.
+        auto store = RunStore::open(copy);
+        EXPECT_NEAR(miou, store->run(id)->finalMiou.value_or(-1), 1e-9);
+        store->truncateAfter(id, firstEpochStep);
+        store->updateStatus(id, RunStatus::Interrupted, "test");
+    }
+    const auto resumed =
+        segscope::test::runCommand("cd / && " + cli + "train --resume " + id + " --workspace '" + copy.string() + "' 2>&1");
+    ASSERT_EQ(resumed.exitCode, 0) << resumed.output;
+    EXPECT_FALSE(fs::exists(dir / "ws")) << "the resume wrote into the original's folders";
+    auto store = RunStore::open(copy);
+    EXPECT_EQ(store->run(id)->status, RunStatus::Finished);
+    EXPECT_EQ(store->epochs(id).size(), 2u);
+    for (const auto& c : store->checkpoints(id)) {
+        EXPECT_EQ(c.path.string().rfind(copy.string(), 0), 0u) << c.path;
+        EXPECT_TRUE(fs::exists(c.path)) << c.path;
+    }
+    // The recorded experiment names the dataset absolutely.
+    const auto recorded = nlohmann::json::parse(store->run(id)->experimentJson);
+    EXPECT_EQ(recorded["dataset"]["root"], (dir / "data" / "demo").string());
 }
