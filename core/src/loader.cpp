@@ -97,15 +97,17 @@ void BatchLoader::workerLoop() {
         const std::uint64_t generation = generation_, epoch = epoch_;
         const std::size_t begin = batchIndex * options_.batchSize;
         const std::size_t end = std::min(order_.size(), begin + options_.batchSize);
-        std::vector<std::size_t> indices(order_.begin() + long(begin), order_.begin() + long(end));
-        lock.unlock();
         Slot slot;
+        // Nothing may escape a worker thread (std::terminate): every failure, an allocation
+        // included, goes to the consumer, which rethrows it from next().
         try {
+            std::vector<std::size_t> indices(order_.begin() + long(begin), order_.begin() + long(end));
+            lock.unlock();
             slot.batch = buildBatch(indices, epoch, batchIndex);
         } catch (...) {
             slot.error = std::current_exception();
         }
-        lock.lock();
+        if (!lock.owns_lock()) lock.lock();
         if (generation == generation_) {
             ready_[batchIndex] = std::move(slot);
             batchReady_.notify_all();
