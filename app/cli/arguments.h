@@ -65,6 +65,20 @@ public:
             throw UsageError("--" + name + " expects an integer, got '" + *v + "'");
         }
     }
+    // A thread count: 0 (all cores) up to `most`; anything else is a UsageError that names the
+    // option and the bound.
+    static int threadCount(const std::string& option, const std::string& text, int most) {
+        const std::string bound = "--" + option + " must be an integer from 0 (all cores) to " + std::to_string(most) +
+                                  " (4 per hardware thread of this machine), got '" +
+                                  (text.size() > 40 ? text.substr(0, 40) + "..." : text) + "'";
+        try {
+            std::size_t used = 0;
+            const long long n = std::stoll(text, &used);
+            if (used == text.size() && n >= 0 && n <= most) return static_cast<int>(n);
+        } catch (const std::exception&) {
+        }
+        throw UsageError(bound);
+    }
     const std::vector<std::string>& positionals() const { return positionals_; }
     // Rejects options not in `known`.
     void allowOnly(const std::vector<std::string>& known) const {

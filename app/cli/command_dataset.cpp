@@ -4,6 +4,8 @@
 #include "segscope/core/dataset_check.h"
 #include "segscope/core/demo_data.h"
 #include "segscope/core/error.h"
+#include "segscope/core/runtime.h"
+#include "segscope/core/safe_text.h"
 
 #include <iostream>
 
@@ -13,15 +15,31 @@ namespace core = segscope::core;
 int commandDemoData(const Arguments& args) {
     args.allowOnly({"out", "images", "size", "seed", "threads"});
     core::DemoOptions options;
-    options.images = static_cast<int>(args.integer("images", options.images));
-    options.seed = static_cast<std::uint64_t>(args.integer("seed", static_cast<long>(options.seed)));
+    // Checked before narrowing to int: 99999999999 must not wrap into a smaller, still huge count.
+    const long images = args.integer("images", options.images);
+    if (images < 2 || images > core::kMaxDemoImages)
+        throw UsageError("--images must be between 2 and " + std::to_string(core::kMaxDemoImages) + ", got " +
+                         std::to_string(images));
+    options.images = static_cast<int>(images);
+    const long seed = args.integer("seed", static_cast<long>(options.seed));
+    if (seed < 0) throw UsageError("--seed must be >= 0, got " + std::to_string(seed));
+    options.seed = static_cast<std::uint64_t>(seed);
     const auto& size = args.all("size");
     if (!size.empty()) {
+        const std::string bound = "--size expects two integers W H, each from 32 to " +
+                                  std::to_string(core::kMaxDemoSide);
         try {
-            options.width = std::stoi(size[0]);
-            options.height = std::stoi(size[1]);
+            std::size_t usedWidth = 0, usedHeight = 0;
+            const long long width = std::stoll(size[0], &usedWidth), height = std::stoll(size[1], &usedHeight);
+            if (usedWidth != size[0].size() || usedHeight != size[1].size() || width < 32 || height < 32 ||
+                width > core::kMaxDemoSide || height > core::kMaxDemoSide)
+                throw UsageError(bound);
+            options.width = static_cast<int>(width);
+            options.height = static_cast<int>(height);
+        } catch (const UsageError&) {
+            throw;
         } catch (const std::exception&) {
-            throw UsageError("--size expects two integers W H");
+            throw UsageError(bound);
         }
     }
     const std::string out = args.required("out");
@@ -46,19 +64,28 @@ int commandCheckDataset(const Arguments& args) {
         spec.petsMode = *parsed;
     }
     const bool json = args.has("json");
+    core::CheckOptions options;
+    if (auto threads = args.value("threads"))
+        options.threads = Arguments::threadCount("threads", *threads, core::kMaxCheckThreads);
     core::DatasetReport report;
     try {
         const auto dataset = core::Dataset::open(spec);
-        core::CheckOptions options;
-        options.threads = static_cast<int>(args.integer("threads", 0));
         report = core::checkDataset(*dataset, options);
     } catch (const core::Error& e) {
         // An unusable layout is itself a report with one error, so --json stays parseable.
         report.split = spec.split;
         report.problems.push_back({core::Severity::Error, spec.root.string(), e.what()});
     }
-    if (json) std::cout << report.toJson() << std::endl;
-    else std::cout << report.toText();
+    if (json) {
+        const std::string text = report.toJson();
+        std::cout << text << std::endl;
+        if (text.find(core::kReplacedBytesKey) != std::string::npos)
+            std::cerr << "segscope-cli: note: some file names are not valid UTF-8; in the JSON their invalid bytes "
+                         "are replaced by U+FFFD (see \""
+                      << core::kReplacedBytesKey << "\")\n";
+    } else {
+        std::cout << report.toText();
+    }
     return report.ok() ? 0 : 1;
 }
 

@@ -2,8 +2,10 @@
 #include "commands.h"
 
 #include "segscope/core/runtime.h"
+#include "segscope/core/safe_text.h"
 
 #include <iostream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -104,11 +106,7 @@ int main(int argc, char** argv) {
         int threads = 0;
         while (!args.empty() && args[0] == "--threads") {
             if (args.size() < 2) throw UsageError("--threads needs a value");
-            try {
-                threads = std::stoi(args[1]);
-            } catch (const std::exception&) {
-                throw UsageError("--threads expects an integer");
-            }
+            threads = Arguments::threadCount("threads", args[1], core::maxIntraOpThreads());
             args.erase(args.begin(), args.begin() + 2);
         }
         core::setIntraOpThreads(threads);
@@ -128,8 +126,15 @@ int main(int argc, char** argv) {
     } catch (const UsageError& e) {
         std::cerr << "segscope-cli: " << e.what() << "\n\n" << kUsage;
         return 2;
+    } catch (const std::bad_alloc&) {
+        std::cerr << "segscope-cli: error: out of memory\n";
+        return 1;
     } catch (const std::exception& e) {
-        std::cerr << "segscope-cli: error: " << e.what() << "\n";
+        // LibTorch's messages carry a C++ backtrace (also when a core error quotes one): cut it.
+        std::cerr << "segscope-cli: error: " << core::withoutBacktrace(e.what()) << "\n";
+        return 1;
+    } catch (...) {
+        std::cerr << "segscope-cli: error: unexpected failure\n";
         return 1;
     }
 }

@@ -2,6 +2,7 @@
 
 #include "segscope/core/image_io.h"
 #include "segscope/core/random.h"
+#include "segscope/core/safe_text.h"
 
 #include <algorithm>
 #include <cmath>
@@ -58,30 +59,97 @@ void carveValidation(const std::vector<std::string>& ids, double fraction, std::
 
 namespace {
 
-// First token of each non-empty, non-comment line.
-std::vector<std::string> readIdList(const fs::path& path) {
-    std::ifstream in(path);
-    if (!in) throw Error("split file " + path.string() + " cannot be opened");
-    std::vector<std::string> ids;
-    std::string line;
-    while (std::getline(in, line)) {
-        std::istringstream fields(line);
-        std::string id;
-        if (!(fields >> id) || id[0] == '#') continue;
-        ids.push_back(id);
+struct ListedId {
+    std::string id;
+    std::size_t line = 0;
+};
+
+// Why `path` cannot be looked at, when it exists but is not accessible (permission denied, an
+// I/O error); nullopt when it is fine or simply absent.
+std::optional<std::string> accessProblem(const fs::path& path) {
+    std::error_code ec;
+    fs::status(path, ec);
+    if (!ec || ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory) return std::nullopt;
+    return ec.message();
+}
+
+void throwIfUnreadable(const fs::path& path, const std::string& what) {
+    if (auto problem = accessProblem(path)) throw Error(what + " " + path.string() + " cannot be read: " + *problem);
+}
+
+// The ids of a split file: one per non-empty line that is not a comment ('#'). VOC and folder
+// lists hold one id per line, taken whole (an id may contain spaces); Pets lists carry class
+// columns after the id, so only their first field is the id. A UTF-8 byte-order mark before the
+// first id is dropped. Ids name files inside the dataset: one holding a path separator, a
+// control character, or being "." or "..", is refused with the file and line.
+std::vector<ListedId> readIdList(const fs::path& path, bool firstFieldOnly) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        throwIfUnreadable(path, "split file");
+        throw Error("split file " + path.string() + " cannot be opened");
     }
+    std::vector<ListedId> ids;
+    std::string line;
+    std::size_t number = 0;
+    while (std::getline(in, line)) {
+        ++number;
+        if (number == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
+        const auto isSpace = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; };
+        std::size_t begin = 0, end = line.size();
+        while (begin < end && isSpace(line[begin])) ++begin;
+        while (end > begin && isSpace(line[end - 1])) --end;
+        if (begin == end || line[begin] == '#') continue;
+        std::string id = line.substr(begin, end - begin);
+        if (firstFieldOnly) {
+            std::size_t cut = 0;
+            while (cut < id.size() && !isSpace(id[cut])) ++cut;
+            id.resize(cut);
+        }
+        const std::string where = path.string() + ":" + std::to_string(number);
+        const bool hasSeparator = id.find('/') != std::string::npos || id.find('\\') != std::string::npos;
+        const bool hasControl =
+            std::any_of(id.begin(), id.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7F; });
+        if (hasSeparator || id == "." || id == ".." || hasControl)
+            throw Error(where + ": id '" + truncateForMessage(id) +
+                        "' is not a file name: split ids name files inside the dataset and must not contain '/', "
+                        "'\\' or control characters, or be '.' or '..'");
+        ids.push_back({std::move(id), number});
+    }
+    if (in.bad()) throw Error("split file " + path.string() + " cannot be read");
     return ids;
 }
 
+std::vector<std::string> idsOf(const std::vector<ListedId>& listed) {
+    std::vector<std::string> ids;
+    ids.reserve(listed.size());
+    for (const auto& l : listed) ids.push_back(l.id);
+    return ids;
+}
+
+// A split name becomes a file name (SPLIT.txt): the same rule as ids.
+void checkSplitName(const std::string& split) {
+    if (split.empty()) throw Error("split name is empty");
+    if (split.size() > 200 || split.find('/') != std::string::npos || split.find('\\') != std::string::npos ||
+        split == "." || split == ".." ||
+        std::any_of(split.begin(), split.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+        throw Error("split '" + truncateForMessage(split) +
+                    "' is not a split name: it must be a file name without '/', '\\' or control characters");
+}
+
+// The file when it is there, and also when it cannot be looked at (so that reading it reports
+// why, e.g. permission denied, rather than calling it missing); empty when it does not exist.
 fs::path existingOrEmpty(const fs::path& path) {
     std::error_code ec;
-    return fs::is_regular_file(path, ec) ? path : fs::path();
+    if (fs::is_regular_file(path, ec)) return path;
+    return accessProblem(path) ? path : fs::path();
 }
 
 fs::path resolveVocRoot(const fs::path& root) {
     for (const fs::path& candidate : {root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"}) {
         std::error_code ec;
         if (fs::is_directory(candidate / "ImageSets" / "Segmentation", ec)) return candidate;
+        for (const fs::path& part : {candidate, candidate / "ImageSets", candidate / "ImageSets" / "Segmentation"})
+            throwIfUnreadable(part, "dataset folder");
     }
     throw Error("no VOC layout under " + root.string() +
                 ": expected ImageSets/Segmentation in it, in VOC2012/ or in VOCdevkit/VOC2012/");
@@ -92,6 +160,8 @@ fs::path resolvePetsRoot(const fs::path& root) {
         std::error_code ec;
         if (fs::is_directory(candidate / "annotations", ec) && fs::is_directory(candidate / "images", ec))
             return candidate;
+        for (const fs::path& part : {candidate, candidate / "annotations", candidate / "images"})
+            throwIfUnreadable(part, "dataset folder");
     }
     throw Error("no Oxford-IIIT Pets layout under " + root.string() + ": expected images/ and annotations/");
 }
@@ -102,7 +172,9 @@ const std::vector<std::string> kImageExtensions = {".jpg", ".jpeg", ".png", ".bm
 std::map<std::string, fs::path> indexFolder(const fs::path& dir) {
     std::map<std::string, fs::path> byStem;
     std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    fs::directory_iterator it(dir, ec);
+    if (ec) throw Error("dataset folder " + dir.string() + " cannot be read: " + ec.message());
+    for (const auto& entry : it) {
         if (!entry.is_regular_file()) continue;
         const auto ext = entry.path().extension().string();
         if (std::find(kImageExtensions.begin(), kImageExtensions.end(), ext) == kImageExtensions.end()) continue;
@@ -157,7 +229,12 @@ std::vector<std::string> availableSplits(DatasetKind kind, const fs::path& root)
 std::shared_ptr<const Dataset> Dataset::open(const DatasetSpec& spec) {
     if (spec.root.empty()) throw Error("dataset root is empty");
     std::error_code ec;
-    if (!fs::is_directory(spec.root, ec)) throw Error("dataset root " + spec.root.string() + " is not a folder");
+    if (!fs::is_directory(spec.root, ec)) {
+        if (auto problem = accessProblem(spec.root))
+            throw Error("dataset root " + spec.root.string() + " cannot be read: " + *problem);
+        throw Error("dataset root " + spec.root.string() + " is not a folder");
+    }
+    checkSplitName(spec.split);
     std::shared_ptr<Dataset> dataset(new Dataset());
     dataset->spec_ = spec;
     auto& samples = dataset->samples_;
@@ -176,12 +253,17 @@ std::shared_ptr<const Dataset> Dataset::open(const DatasetSpec& spec) {
                 if (fs::is_regular_file(root / "ImageSets" / "Segmentation" / name, ec))
                     listFile = root / "ImageSets" / "Segmentation" / name;
         }
-        if (!fs::is_regular_file(listFile, ec))
+        if (!fs::is_regular_file(listFile, ec)) {
+            throwIfUnreadable(listFile, "split file");
             throw Error("split '" + spec.split + "' not found: " + listFile.string() + " does not exist");
+        }
+        dataset->splitFile_ = listFile;
         const fs::path maskDir = root / (aug ? "SegmentationClassAug" : "SegmentationClass");
-        for (const std::string& id : readIdList(listFile)) {
+        for (const ListedId& listed : readIdList(listFile, false)) {
+            const std::string& id = listed.id;
             SampleFiles s;
             s.id = id;
+            s.line = listed.line;
             s.expectedImage = root / "JPEGImages" / (id + ".jpg");
             s.expectedMask = maskDir / (id + ".png");
             s.image = existingOrEmpty(s.expectedImage);
@@ -197,17 +279,22 @@ std::shared_ptr<const Dataset> Dataset::open(const DatasetSpec& spec) {
             dataset->classes_ = {{"background", vocColor(0)}, {"pet", vocColor(1)}, {"border", vocColor(2)}};
         else
             dataset->classes_ = {{"background", vocColor(0)}, {"pet", vocColor(1)}};
-        std::vector<std::string> ids;
+        std::vector<ListedId> ids;
         if (spec.split == "trainval" || spec.split == "test") {
-            ids = readIdList(root / "annotations" / (spec.split + ".txt"));
+            dataset->splitFile_ = root / "annotations" / (spec.split + ".txt");
+            ids = readIdList(dataset->splitFile_, true);
         } else if (spec.split == "train" || spec.split == "val") {
-            ids = carvedSplit(readIdList(root / "annotations" / "trainval.txt"), spec, spec.split);
+            for (const std::string& id :
+                 carvedSplit(idsOf(readIdList(root / "annotations" / "trainval.txt", true)), spec, spec.split))
+                ids.push_back({id, 0});
         } else {
             throw Error("Pets split '" + spec.split + "' is unknown: use train, val, trainval or test");
         }
-        for (const std::string& id : ids) {
+        for (const ListedId& listed : ids) {
+            const std::string& id = listed.id;
             SampleFiles s;
             s.id = id;
+            s.line = listed.line;
             s.expectedImage = root / "images" / (id + ".jpg");
             s.expectedMask = root / "annotations" / "trimaps" / (id + ".png");
             s.image = existingOrEmpty(s.expectedImage);
@@ -219,24 +306,34 @@ std::shared_ptr<const Dataset> Dataset::open(const DatasetSpec& spec) {
     case DatasetKind::Folder: {
         const fs::path root = spec.root;
         dataset->resolvedRoot_ = root;
+        for (const fs::path& part : {root / "images", root / "masks"}) throwIfUnreadable(part, "dataset folder");
         if (!fs::is_directory(root / "images", ec) || !fs::is_directory(root / "masks", ec))
             throw Error("folder dataset " + root.string() + " needs images/ and masks/ subfolders");
         const fs::path classesFile = root / "classes.txt";
+        throwIfUnreadable(classesFile, "classes file");
         if (!fs::is_regular_file(classesFile, ec))
             throw Error("folder dataset " + root.string() + " needs classes.txt (one class name per line)");
         dataset->classes_ = readClassesFile(classesFile);
         const auto images = indexFolder(root / "images");
         std::vector<std::string> all;
         for (const auto& [stem, path] : images) all.push_back(stem);
-        std::vector<std::string> ids;
+        std::vector<ListedId> ids;
         const fs::path splitFile = root / "splits" / (spec.split + ".txt");
-        if (fs::is_regular_file(splitFile, ec)) ids = readIdList(splitFile);
-        else if (spec.split == "all") ids = all;
-        else if (spec.split == "train" || spec.split == "val") ids = carvedSplit(all, spec, spec.split);
-        else throw Error("split '" + spec.split + "' not found: " + splitFile.string() + " does not exist");
-        for (const std::string& id : ids) {
+        throwIfUnreadable(splitFile, "split file");
+        if (fs::is_regular_file(splitFile, ec)) {
+            dataset->splitFile_ = splitFile;
+            ids = readIdList(splitFile, false);
+        } else if (spec.split == "all" || spec.split == "train" || spec.split == "val") {
+            for (const std::string& id : spec.split == "all" ? all : carvedSplit(all, spec, spec.split))
+                ids.push_back({id, 0});
+        } else {
+            throw Error("split '" + spec.split + "' not found: " + splitFile.string() + " does not exist");
+        }
+        for (const ListedId& listed : ids) {
+            const std::string& id = listed.id;
             SampleFiles s;
             s.id = id;
+            s.line = listed.line;
             const auto it = images.find(id);
             s.expectedImage = it != images.end() ? it->second : root / "images" / (id + ".jpg");
             s.expectedMask = root / "masks" / (id + ".png");

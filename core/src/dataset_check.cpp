@@ -1,11 +1,15 @@
 #include "segscope/core/dataset_check.h"
 
 #include "segscope/core/image_io.h"
+#include "segscope/core/safe_text.h"
 
 #include <nlohmann/json.hpp>
 
+#include <exception>
 #include <iomanip>
+#include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -35,7 +39,7 @@ std::string DatasetReport::toJson(int indent) const {
                         {"ignore_pixels", ignorePixels},
                         {"class_images", classImages},
                         {"problems", problemsJson}};
-    return j.dump(indent);
+    return dumpJson(j, indent);
 }
 
 std::string DatasetReport::toText(std::size_t maxProblems) const {
@@ -136,6 +140,69 @@ SampleResult checkSample(const Dataset& dataset, const SampleFiles& s) {
     return r;
 }
 
+// The split a split is usually paired with: training ids should not be validation ids.
+std::string counterpartSplit(const std::string& split) {
+    if (split == "train" || split == "trainaug" || split == "train_aug") return "val";
+    if (split == "val") return "train";
+    if (split == "trainval") return "test";
+    if (split == "test") return "trainval";
+    return {};
+}
+
+std::string quotedIds(const std::vector<std::string>& ids, std::size_t most) {
+    std::string text;
+    for (std::size_t i = 0; i < ids.size() && i < most; ++i) text += (i ? ", '" : "'") + truncateForMessage(ids[i]) + "'";
+    if (ids.size() > most) text += ", ...";
+    return text;
+}
+
+// Warnings about the listing itself: ids listed twice, and ids shared with the counterpart
+// split (train/val, trainval/test), whose scores would then not be held out.
+std::vector<DatasetProblem> listingProblems(const Dataset& dataset) {
+    std::vector<DatasetProblem> problems;
+    if (dataset.splitFile().empty()) return problems;  // carved splits are disjoint by construction
+    const std::string file = dataset.splitFile().string();
+    std::map<std::string, std::vector<std::size_t>> lines;
+    std::vector<std::string> order;
+    for (const auto& s : dataset.samples()) {
+        auto& l = lines[s.id];
+        if (l.empty()) order.push_back(s.id);
+        l.push_back(s.line);
+    }
+    for (const auto& id : order) {
+        const auto& l = lines[id];
+        if (l.size() < 2) continue;
+        std::string where;
+        for (std::size_t i = 0; i < l.size() && i < 5; ++i) where += (i ? ", " : "") + std::to_string(l[i]);
+        if (l.size() > 5) where += ", ...";
+        problems.push_back({Severity::Warning, file,
+                            "id '" + truncateForMessage(id) + "' is listed " + std::to_string(l.size()) +
+                                " times (lines " + where + "); each listing counts as a separate sample"});
+    }
+    const std::string other = counterpartSplit(dataset.spec().split);
+    if (other.empty()) return problems;
+    std::shared_ptr<const Dataset> counterpart;
+    try {
+        DatasetSpec spec = dataset.spec();
+        spec.split = other;
+        counterpart = Dataset::open(spec);
+    } catch (const std::exception&) {
+        return problems;  // no such split: nothing to compare with
+    }
+    if (counterpart->splitFile().empty()) return problems;
+    std::set<std::string> otherIds;
+    for (const auto& s : counterpart->samples()) otherIds.insert(s.id);
+    std::vector<std::string> shared;
+    for (const auto& id : order)
+        if (otherIds.count(id)) shared.push_back(id);
+    if (!shared.empty())
+        problems.push_back({Severity::Warning, file,
+                            std::to_string(shared.size()) + " of its ids are also in split '" + other + "' (" +
+                                counterpart->splitFile().string() + "), e.g. " + quotedIds(shared, 3) +
+                                ": scores on them are not held out"});
+    return problems;
+}
+
 } // namespace
 
 DatasetReport checkDataset(const Dataset& dataset, const CheckOptions& options) {
@@ -151,23 +218,50 @@ DatasetReport checkDataset(const Dataset& dataset, const CheckOptions& options) 
     std::vector<SampleResult> results(samples.size());
     std::atomic<std::size_t> next{0}, done{0};
     std::atomic<bool> cancelled{false};
+    std::mutex failureMutex;
+    std::exception_ptr progressFailure;  // from the caller's progress callback: rethrown after the join
     auto work = [&] {
         for (std::size_t i = next++; i < samples.size(); i = next++) {
             if (options.cancel && options.cancel->load()) {
                 cancelled = true;
                 return;
             }
-            results[i] = checkSample(dataset, samples[i]);
+            // Nothing may escape a worker thread (std::terminate): any failure of one sample,
+            // cv::Exception and std::bad_alloc included, becomes that sample's error.
+            try {
+                results[i] = checkSample(dataset, samples[i]);
+            } catch (const std::exception& e) {
+                results[i] = {};
+                results[i].problems.push_back(
+                    {Severity::Error, samples[i].expectedImage.string(),
+                     "id '" + samples[i].id + "' could not be checked: " + withoutBacktrace(e.what())});
+            } catch (...) {
+                results[i] = {};
+                results[i].problems.push_back({Severity::Error, samples[i].expectedImage.string(),
+                                               "id '" + samples[i].id + "' could not be checked"});
+            }
             const std::size_t finished = ++done;
-            if (options.progress) options.progress(finished, samples.size());
+            if (options.progress) {
+                try {
+                    options.progress(finished, samples.size());
+                } catch (...) {
+                    std::lock_guard lock(failureMutex);
+                    if (!progressFailure) progressFailure = std::current_exception();
+                    cancelled = true;
+                    next = samples.size();
+                    return;
+                }
+            }
         }
     };
     int threads = options.threads > 0 ? options.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    threads = std::min(threads, kMaxCheckThreads);
     threads = int(std::min<std::size_t>(threads, std::max<std::size_t>(1, samples.size())));
     std::vector<std::thread> pool;
     for (int t = 1; t < threads; ++t) pool.emplace_back(work);
     work();
     for (auto& t : pool) t.join();
+    if (progressFailure) std::rethrow_exception(progressFailure);
 
     for (const auto& r : results) {
         report.problems.insert(report.problems.end(), r.problems.begin(), r.problems.end());
@@ -181,6 +275,7 @@ DatasetReport checkDataset(const Dataset& dataset, const CheckOptions& options) 
     if (samples.empty())
         report.problems.push_back({Severity::Error, dataset.resolvedRoot().string(),
                                    "split '" + report.split + "' lists no images"});
+    for (auto& problem : listingProblems(dataset)) report.problems.push_back(std::move(problem));
     report.cancelled = cancelled;
     return report;
 }

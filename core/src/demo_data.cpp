@@ -4,10 +4,13 @@
 #include "segscope/core/image_io.h"
 #include "segscope/core/random.h"
 
+#include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include <cmath>
 #include <fstream>
+#include <optional>
+#include <set>
 
 namespace segscope::core {
 namespace fs = std::filesystem;
@@ -88,16 +91,114 @@ void writeList(const fs::path& path, const std::vector<std::string>& ids) {
     if (!out) throw FileError(path.string(), "cannot write split file");
 }
 
+bool isDemoId(const std::string& id) {
+    if (id.size() != 10 || id.rfind("demo_", 0) != 0) return false;
+    for (std::size_t i = 5; i < id.size(); ++i)
+        if (!std::isdigit(static_cast<unsigned char>(id[i]))) return false;
+    return true;
+}
+
+// An unmarked folder an older SegScope's demo generator wrote: nothing but the demo's entries,
+// its class table, and split files of demo ids only.
+bool isLegacyDemoFolder(const fs::path& root) {
+    std::error_code ec;
+    const std::set<std::string> allowed = {"JPEGImages", "SegmentationClass", "ImageSets", "classes.txt"};
+    for (const auto& entry : fs::directory_iterator(root, ec))
+        if (!allowed.count(entry.path().filename().string())) return false;
+    if (ec || !fs::is_regular_file(root / "classes.txt", ec)) return false;
+    try {
+        const auto classes = readClassesFile(root / "classes.txt");
+        const auto demo = demoClasses();
+        if (classes.size() != demo.size()) return false;
+        for (std::size_t i = 0; i < demo.size(); ++i)
+            if (classes[i].name != demo[i].name) return false;
+    } catch (const std::exception&) {
+        return false;
+    }
+    for (const auto& entry : fs::directory_iterator(root / "ImageSets" / "Segmentation", ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name != "train.txt" && name != "val.txt" && name != "trainval.txt") return false;
+        std::ifstream in(entry.path());
+        for (std::string id; std::getline(in, id);)
+            if (!isDemoId(id)) return false;
+    }
+    return !ec;
+}
+
+std::optional<nlohmann::json> readMarker(const fs::path& root) {
+    std::error_code ec;
+    if (!fs::is_regular_file(root / kDemoMarkerFile, ec)) return std::nullopt;
+    std::ifstream in(root / kDemoMarkerFile);
+    nlohmann::json marker = nlohmann::json::parse(in, nullptr, false);
+    if (marker.is_discarded() || !marker.is_object()) return nlohmann::json::object();  // marked, but unreadable
+    return marker;
+}
+
+// Throws unless writing into `root` can only replace files an earlier demo write made.
+void requireGeneratedOrEmpty(const fs::path& root) {
+    std::error_code ec;
+    const fs::file_status status = fs::status(root, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory)
+        throw FileError(root.string(), "cannot be read: " + ec.message());
+    if (!fs::exists(status)) return;
+    if (!fs::is_directory(status)) throw FileError(root.string(), "exists and is not a folder; refusing to write demo data");
+    fs::directory_iterator it(root, ec);
+    if (ec) throw FileError(root.string(), "cannot be read: " + ec.message());
+    if (it == fs::directory_iterator()) return;  // empty
+    if (readMarker(root) || isLegacyDemoFolder(root)) return;
+    throw FileError(root.string(),
+                    "holds files SegScope did not generate (e.g. " + it->path().filename().string() +
+                        "); demo data is written only into an empty folder or one written by demo-data (marked by " +
+                        kDemoMarkerFile + "): choose another folder");
+}
+
+void writeMarker(const fs::path& root, const DemoOptions& options, bool complete) {
+    const nlohmann::json marker = {{"generator", "segscope demo-data"},
+                                   {"complete", complete},
+                                   {"images", options.images},
+                                   {"width", options.width},
+                                   {"height", options.height},
+                                   {"seed", options.seed},
+                                   {"validation_fraction", options.validationFraction}};
+    std::ofstream out(root / kDemoMarkerFile);
+    out << marker.dump(2) << "\n";
+    if (!out) throw FileError((root / kDemoMarkerFile).string(), "cannot write");
+}
+
 } // namespace
 
+std::uint64_t estimatedDemoBytes(const DemoOptions& options) {
+    // Measured: a 128x128 image is about 9 KB of JPEG (quality 92, textured) and 0.5 KB of PNG;
+    // 2 bytes per pixel and 8 KiB of file-system overhead per image bound both with room to spare.
+    const std::uint64_t pixels = std::uint64_t(std::max(0, options.width)) * std::uint64_t(std::max(0, options.height));
+    return std::uint64_t(std::max(0, options.images)) * (2 * pixels + 8192) + (1 << 20);
+}
+
 DemoSummary writeDemoDataset(const fs::path& root, const DemoOptions& options) {
-    if (options.images < 2) throw Error("demo dataset needs at least 2 images");
-    if (options.width < 32 || options.height < 32) throw Error("demo images must be at least 32x32");
+    if (options.images < 2 || options.images > kMaxDemoImages)
+        throw Error("demo dataset needs between 2 and " + std::to_string(kMaxDemoImages) + " images, got " +
+                    std::to_string(options.images));
+    if (options.width < 32 || options.height < 32 || options.width > kMaxDemoSide || options.height > kMaxDemoSide)
+        throw Error("demo images must be between 32x32 and " + std::to_string(kMaxDemoSide) + "x" +
+                    std::to_string(kMaxDemoSide) + ", got " + std::to_string(options.width) + "x" +
+                    std::to_string(options.height));
+    requireGeneratedOrEmpty(root);
     std::error_code ec;
+    // Free space where the folder is, or where it will be created.
+    fs::path existing = root.empty() ? fs::path(".") : root;
+    while (!existing.empty() && !fs::exists(existing, ec)) existing = existing.parent_path();
+    if (existing.empty()) existing = ".";
+    const fs::space_info space = fs::space(existing, ec);
+    const std::uint64_t needed = estimatedDemoBytes(options);
+    if (!ec && space.available != static_cast<std::uintmax_t>(-1) && needed > space.available)
+        throw FileError(root.string(), "the demo dataset needs about " + std::to_string(needed >> 20) + " MB, only " +
+                                           std::to_string(space.available >> 20) + " MB are free there");
+    ec.clear();
     for (const char* dir : {"JPEGImages", "SegmentationClass", "ImageSets/Segmentation"}) {
         fs::create_directories(root / dir, ec);
         if (ec) throw FileError((root / dir).string(), "cannot create folder: " + ec.message());
     }
+    writeMarker(root, options, false);
     const auto classes = demoClasses();
     std::vector<Rgb> palette;
     for (const auto& c : classes) palette.push_back(c.color);
@@ -147,6 +248,7 @@ DemoSummary writeDemoDataset(const fs::path& root, const DemoOptions& options) {
     writeList(root / "ImageSets" / "Segmentation" / "train.txt", train);
     writeList(root / "ImageSets" / "Segmentation" / "val.txt", val);
     writeList(root / "ImageSets" / "Segmentation" / "trainval.txt", all);
+    writeMarker(root, options, true);
     return {int(train.size()), int(val.size())};
 }
 
@@ -154,7 +256,9 @@ bool isDemoDataset(const fs::path& root) {
     std::error_code ec;
     for (const char* split : {"train", "val", "trainval"})
         if (!fs::is_regular_file(root / "ImageSets" / "Segmentation" / (std::string(split) + ".txt"), ec)) return false;
-    return fs::is_regular_file(root / "classes.txt", ec);
+    if (!fs::is_regular_file(root / "classes.txt", ec)) return false;
+    if (const auto marker = readMarker(root)) return marker->value("complete", false);
+    return isLegacyDemoFolder(root);
 }
 
 } // namespace segscope::core

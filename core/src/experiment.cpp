@@ -1,11 +1,17 @@
 #include "segscope/core/experiment.h"
 
 #include "segscope/core/demo_data.h"
+#include "segscope/core/safe_text.h"
 
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -17,6 +23,87 @@ namespace segscope::core {
 namespace {
 
 using json = nlohmann::json;
+
+// Bounds on what a document may hold, so that a hostile file costs little and every message
+// that echoes a value stays short.
+constexpr std::size_t kMaxStringBytes = 4096;        // paths (PATH_MAX), ids, split names
+constexpr std::size_t kMaxNameBytes = 1000;          // the run store's bound on run names
+constexpr std::size_t kMaxDescriptionBytes = 65536;
+constexpr std::uintmax_t kMaxFileBytes = 4 << 20;    // presets are about 1 KB
+constexpr std::size_t kMaxDepth = 64;                // an experiment is 3 levels deep
+
+struct TextProblem {
+    bool nesting = false;  // too deep (else: a number out of range)
+    std::string field;     // dotted path where it was found
+    std::string message;
+};
+
+// A pass over JSON text before nlohmann parses it: refuses nesting deeper than kMaxDepth (whose
+// parse and later copies recurse) and numbers no double holds (1e400, which nlohmann reports
+// as out_of_range.406 without saying where), naming the field.
+std::optional<TextProblem> scanJsonText(std::string_view text) {
+    struct Level {
+        bool object = false;
+        std::string key;
+        std::size_t index = 0;
+    };
+    std::vector<Level> stack;
+    std::string lastString;
+    std::size_t line = 1;
+    auto where = [&stack] {
+        std::string path;
+        for (const Level& level : stack) {
+            if (level.object) {
+                if (!level.key.empty()) path += (path.empty() ? "" : ".") + level.key;
+            } else {
+                path += "[" + std::to_string(level.index) + "]";
+            }
+        }
+        return path;
+    };
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (c == '\n') {
+            ++line;
+        } else if (c == '"') {
+            lastString.clear();
+            std::size_t j = i + 1;
+            for (; j < text.size() && text[j] != '"'; ++j) {
+                if (text[j] == '\\') ++j;
+                else if (lastString.size() < 64) lastString += text[j];
+            }
+            i = j;
+        } else if (c == '{' || c == '[') {
+            if (stack.size() >= kMaxDepth)
+                return TextProblem{true, where(),
+                                   "nested deeper than " + std::to_string(kMaxDepth) + " levels at line " +
+                                       std::to_string(line) + " (an experiment is 3 levels deep)"};
+            stack.push_back({c == '{', {}, 0});
+        } else if (c == '}' || c == ']') {
+            if (!stack.empty()) stack.pop_back();
+        } else if (c == ':') {
+            if (!stack.empty() && stack.back().object) stack.back().key = truncateForMessage(lastString, 60);
+        } else if (c == ',') {
+            if (!stack.empty() && !stack.back().object) ++stack.back().index;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            std::size_t j = i;
+            while (j < text.size() && (std::isdigit(static_cast<unsigned char>(text[j])) || text[j] == '-' ||
+                                       text[j] == '+' || text[j] == '.' || text[j] == 'e' || text[j] == 'E'))
+                ++j;
+            const std::string token(text.substr(i, j - i));
+            const double value = std::strtod(token.c_str(), nullptr);
+            if (!std::isfinite(value))
+                return TextProblem{false, where(),
+                                   "number " + truncateForMessage(token, 40) + " at line " + std::to_string(line) +
+                                       " is out of range (larger than any number a double holds)"};
+            i = j - 1;
+        }
+    }
+    return std::nullopt;
+}
+
+// json::parse of text already scanned; nlohmann's own message, bounded.
+json parseScannedJson(std::string_view text) { return json::parse(text.begin(), text.end()); }
 
 enum class FieldType { Integer, Number, Boolean, String, NumberArray };
 
@@ -203,7 +290,7 @@ public:
         auto it = doc.find(name);
         if (it == doc.end()) return nullptr;
         if (!it->is_object()) {
-            error(name, "must be an object, got " + it->dump());
+            error(name, "must be an object, got " + jsonForMessage(*it));
             return nullptr;
         }
         checkUnknown(*it, name);
@@ -218,7 +305,7 @@ public:
             if (section.empty())
                 for (const char* s : kSections)
                     if (it.key() == s) known = true;
-            if (!known) error(joinPath(section, it.key()), "unknown field; known: " + knownKeys(section));
+            if (!known) error(joinPath(section, truncateForMessage(it.key(), 60)), "unknown field; known: " + knownKeys(section));
         }
     }
 
@@ -237,7 +324,7 @@ public:
                 if (*parsed > static_cast<long double>(std::numeric_limits<T>::max()))
                     error(joinPath(section, key),
                           "must be an integer <= " + std::to_string(std::numeric_limits<T>::max()) + ", got " +
-                              v->dump());
+                              jsonForMessage(*v));
                 else
                     out = static_cast<T>(*parsed);
             }
@@ -256,7 +343,7 @@ public:
     void number(const json* object, const std::string& section, const char* key, double& out, Range range) {
         if (const json* v = find(object, key)) {
             if (!v->is_number() || !range.contains(v->get<double>()))
-                error(joinPath(section, key), "must be a number " + range.text() + ", got " + v->dump());
+                error(joinPath(section, key), "must be a number " + range.text() + ", got " + jsonForMessage(*v));
             else
                 out = v->get<double>();
         }
@@ -264,20 +351,33 @@ public:
     void boolean(const json* object, const std::string& section, const char* key, bool& out) {
         if (const json* v = find(object, key)) {
             if (!v->is_boolean())
-                error(joinPath(section, key), "must be true or false, got " + v->dump());
+                error(joinPath(section, key), "must be true or false, got " + jsonForMessage(*v));
             else
                 out = v->get<bool>();
         }
     }
-    // A string; `nonEmpty` rejects "".
-    bool string(const json* object, const std::string& section, const char* key, std::string& out, bool nonEmpty) {
+    // A string; `nonEmpty` rejects "". At most `maxBytes` bytes of valid UTF-8 (JSON text always
+    // is; a document built in memory, e.g. from a --set with a file name's raw bytes, may not be).
+    bool string(const json* object, const std::string& section, const char* key, std::string& out, bool nonEmpty,
+                std::size_t maxBytes = kMaxStringBytes) {
         if (const json* v = find(object, key)) {
-            if (!v->is_string() || (nonEmpty && v->get<std::string>().empty())) {
+            if (!v->is_string() || (nonEmpty && v->get_ref<const std::string&>().empty())) {
                 error(joinPath(section, key),
-                      std::string("must be a ") + (nonEmpty ? "non-empty " : "") + "string, got " + v->dump());
+                      std::string("must be a ") + (nonEmpty ? "non-empty " : "") + "string, got " + jsonForMessage(*v));
                 return false;
             }
-            out = v->get<std::string>();
+            const std::string& text = v->get_ref<const std::string&>();
+            if (text.size() > maxBytes) {
+                error(joinPath(section, key), "must be at most " + std::to_string(maxBytes) + " bytes, got " +
+                                                  std::to_string(text.size()) + ": " + jsonForMessage(*v, 60));
+                return false;
+            }
+            if (!isValidUtf8(text)) {
+                error(joinPath(section, key), "must be valid UTF-8 text (an experiment file is JSON), got " +
+                                                  jsonForMessage(*v));
+                return false;
+            }
+            out = text;
             return true;
         }
         return false;
@@ -293,7 +393,7 @@ public:
                     }
             std::string list;
             for (const auto& [n, value] : names) list += (list.empty() ? "" : ", ") + std::string(n);
-            error(joinPath(section, key), "must be one of " + list + ", got " + v->dump());
+            error(joinPath(section, key), "must be one of " + list + ", got " + jsonForMessage(*v));
         }
     }
     // An array of numbers, each in `range`; `size` > 0 requires exactly that many.
@@ -305,7 +405,7 @@ public:
         const std::string what =
             size > 0 ? "an array of " + std::to_string(size) + " numbers" : std::string("a non-empty array of numbers");
         if (!v->is_array() || (size > 0 && v->size() != size) || (size == 0 && v->empty())) {
-            error(path, "must be " + what + " " + range.text() + ", got " + v->dump());
+            error(path, "must be " + what + " " + range.text() + ", got " + jsonForMessage(*v));
             return std::nullopt;
         }
         std::vector<double> out;
@@ -313,7 +413,7 @@ public:
         for (std::size_t i = 0; i < v->size(); ++i) {
             const json& x = (*v)[i];
             if (!x.is_number() || !range.contains(x.get<double>())) {
-                error(path + "[" + std::to_string(i) + "]", "must be a number " + range.text() + ", got " + x.dump());
+                error(path + "[" + std::to_string(i) + "]", "must be a number " + range.text() + ", got " + jsonForMessage(x));
                 ok = false;
             } else {
                 out.push_back(x.get<double>());
@@ -325,7 +425,7 @@ public:
 
 private:
     std::optional<long double> readInteger(const json& v, const std::string& path, Range range) {
-        const std::string expected = "must be an integer " + range.text() + ", got " + v.dump();
+        const std::string expected = "must be an integer " + range.text() + ", got " + jsonForMessage(v);
         if (!v.is_number_integer()) {
             error(path, expected);
             return std::nullopt;
@@ -410,23 +510,23 @@ bool operator==(const Experiment& a, const Experiment& b) {
 Experiment parseExperiment(const json& doc) {
     Reader r;
     Experiment e;
-    if (!doc.is_object()) throw ExperimentError({{"", "must be a JSON object, got " + doc.dump()}});
+    if (!doc.is_object()) throw ExperimentError({{"", "must be a JSON object, got " + jsonForMessage(doc)}});
     r.checkUnknown(doc, "");
 
     // version
     if (auto it = doc.find("version"); it == doc.end()) {
         r.error("version", "required; this SegScope reads version " + std::to_string(kExperimentVersion));
     } else if (!it->is_number_integer()) {
-        r.error("version", "must be an integer, got " + it->dump());
+        r.error("version", "must be an integer, got " + jsonForMessage(*it));
     } else if (it->get<std::int64_t>() < 1 || it->get<std::int64_t>() > kExperimentVersion) {
         r.error("version",
-                "unsupported version " + it->dump() + "; this SegScope reads version " +
+                "unsupported version " + jsonForMessage(*it) + "; this SegScope reads version " +
                     std::to_string(kExperimentVersion) +
                     (it->get<std::int64_t>() > kExperimentVersion ? " (the file is from a newer SegScope)" : ""));
     }
-    r.string(&doc, "", "name", e.name, false);
+    r.string(&doc, "", "name", e.name, false, kMaxNameBytes);
     std::string description;
-    if (r.string(&doc, "", "description", description, false)) e.description = description;
+    if (r.string(&doc, "", "description", description, false, kMaxDescriptionBytes)) e.description = description;
 
     // dataset
     {
@@ -547,7 +647,7 @@ Experiment parseExperiment(const json& doc) {
             if (validDevice(device))
                 rt.device = device;
             else
-                r.error("runtime.device", "must be auto, cpu, cuda or cuda:N, got " + json(device).dump());
+                r.error("runtime.device", "must be auto, cpu, cuda or cuda:N, got " + jsonForMessage(json(device)));
         }
         r.integer(s, "runtime", "threads", rt.threads, closed(0, 4096));
         r.integer(s, "runtime", "workers", rt.workers, closed(0, 256));
@@ -633,13 +733,36 @@ json toJson(const Experiment& e) {
 }
 
 Experiment loadExperiment(const std::filesystem::path& path) {
+    struct stat status {};
+    if (::stat(path.c_str(), &status) != 0) {
+        const int error = errno;
+        if (error == ENOENT || error == ENOTDIR) throw FileError(path.string(), "the experiment file does not exist");
+        throw FileError(path.string(), std::string("the experiment file cannot be read: ") + std::strerror(error));
+    }
+    if (S_ISDIR(status.st_mode)) throw FileError(path.string(), "is a directory, not an experiment file");
+    if (!S_ISREG(status.st_mode)) throw FileError(path.string(), "is not a regular file (an experiment is a JSON file)");
+    if (std::uintmax_t(status.st_size) > kMaxFileBytes)
+        throw FileError(path.string(), "is " + std::to_string(status.st_size) + " bytes; an experiment file is at most " +
+                                           std::to_string(kMaxFileBytes >> 20) + " MiB");
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw FileError(path.string(), "cannot open the experiment file");
+    if (!in) {
+        const int error = errno;
+        throw FileError(path.string(),
+                        std::string("cannot open the experiment file: ") + std::strerror(error ? error : EACCES));
+    }
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad()) throw FileError(path.string(), "cannot read the experiment file");
+    if (const auto problem = scanJsonText(text)) {
+        if (problem->nesting)
+            throw FileError(path.string(), "not valid JSON: " + (problem->field.empty() ? "" : problem->field + ": ") +
+                                               problem->message);
+        throw ExperimentError({{problem->field, problem->message}}, path.string());
+    }
     json doc;
     try {
-        doc = json::parse(in);
-    } catch (const json::parse_error& e) {
-        throw FileError(path.string(), std::string("not valid JSON: ") + e.what());
+        doc = parseScannedJson(text);
+    } catch (const json::exception& e) {
+        throw FileError(path.string(), "not valid JSON: " + truncateForMessage(e.what(), 300));
     }
     try {
         return parseExperiment(doc);
@@ -674,7 +797,8 @@ void saveExperiment(const std::filesystem::path& path, const Experiment& experim
 
 void applyOverride(Experiment& experiment, const std::string& assignment) {
     const auto eq = assignment.find('=');
-    if (eq == std::string::npos || eq == 0) throw ExperimentError({{assignment, "expected section.field=value"}});
+    if (eq == std::string::npos || eq == 0)
+        throw ExperimentError({{truncateForMessage(assignment, 60), "expected section.field=value"}});
     const std::string path = assignment.substr(0, eq);
     const std::string text = assignment.substr(eq + 1);
     const FieldSpec* field = findField(path);
@@ -683,13 +807,16 @@ void applyOverride(Experiment& experiment, const std::string& assignment) {
         const std::string section = dot == std::string::npos ? "" : path.substr(0, dot);
         bool knownSection = section.empty();
         for (const char* s : kSections) knownSection = knownSection || section == s;
-        throw ExperimentError({{path, "unknown field; known: " + knownKeys(knownSection ? section : "")}});
+        throw ExperimentError(
+            {{truncateForMessage(path, 60), "unknown field; known: " + knownKeys(knownSection ? section : "")}});
     }
     json doc = toJson(experiment);
     json& target = field->section[0] ? doc[field->section] : doc;
     if (field->nullable && text == "null") {
         target.erase(field->key);
     } else {
+        if (!text.empty() && (text.front() == '[' || text.front() == '"' || text.front() == '{'))
+            if (const auto problem = scanJsonText(text)) throw ExperimentError({{path, problem->message}});
         json value = text;  // unparseable values stay strings, so parseExperiment reports the type
         auto whole = [&text](std::size_t used) { return used == text.size() && !text.empty(); };
         try {

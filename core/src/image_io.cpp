@@ -6,10 +6,18 @@
 #include <opencv2/imgproc.hpp>
 #include <spng.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <new>
 #include <unordered_map>
 
 namespace segscope::core {
@@ -26,9 +34,10 @@ std::string lowerExtension(const std::filesystem::path& path) {
     return ext;
 }
 
-// Walks JPEG markers up to the first frame header; fills the component count.
-// Returns false when the marker structure is cut short.
-bool parseJpegFrame(const std::uint8_t* data, std::size_t size, ImageInfo* info) {
+// Walks JPEG markers up to the first frame header; fills the component count, the declared
+// size and whether the frame is arithmetic-coded. Returns false when the marker structure is
+// cut short.
+bool parseJpegFrame(const std::uint8_t* data, std::size_t size, ImageInfo* info, bool* arithmetic) {
     std::size_t pos = 2;
     while (pos + 4 <= size) {
         if (data[pos] != 0xFF) return false;
@@ -40,13 +49,213 @@ bool parseJpegFrame(const std::uint8_t* data, std::size_t size, ImageInfo* info)
         const bool frame = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
         if (frame) {
             if (length < 8) return false;
+            info->height = (int(data[pos + 5]) << 8) | data[pos + 6];
+            info->width = (int(data[pos + 7]) << 8) | data[pos + 8];
             info->channelsOnDisk = data[pos + 9];
             info->cmyk = info->channelsOnDisk == 4;
+            *arithmetic = marker >= 0xC9;
             return true;
         }
         pos += 2 + length;
     }
     return false;
+}
+
+std::uint32_t readBe32(const std::uint8_t* p) {
+    return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | p[3];
+}
+std::uint32_t readLe32(const std::uint8_t* p) {
+    return (std::uint32_t(p[3]) << 24) | (std::uint32_t(p[2]) << 16) | (std::uint32_t(p[1]) << 8) | p[0];
+}
+std::uint16_t readLe16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] | (p[1] << 8)); }
+
+std::uint32_t crc32(const std::uint8_t* data, std::size_t size) {
+    static const auto table = [] {
+        std::array<std::uint32_t, 256> t{};
+        for (std::uint32_t n = 0; n < 256; ++n) {
+            std::uint32_t c = n;
+            for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            t[n] = c;
+        }
+        return t;
+    }();
+    std::uint32_t c = 0xFFFFFFFFu;
+    for (std::size_t i = 0; i < size; ++i) c = table[(c ^ data[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+std::string chunkName(const std::uint8_t* type) {
+    std::string name;
+    for (int i = 0; i < 4; ++i) name += std::isalpha(type[i]) ? char(type[i]) : '?';
+    return name;
+}
+
+struct PngLayout {
+    std::uint32_t width = 0, height = 0;
+    int bitDepth = 0, colorType = 0;
+    std::uint64_t idatBytes = 0;
+};
+
+// Walks every chunk: IHDR first, lengths inside the file, every CRC right, IDAT present, IEND
+// reached. Throws FileError naming the first problem.
+PngLayout inspectPng(const std::uint8_t* data, std::size_t size, const std::string& name) {
+    if (size < 8 || std::memcmp(data, "\x89PNG\r\n\x1a\n", 8) != 0) throw FileError(name, "not a PNG");
+    PngLayout layout;
+    std::size_t pos = 8;
+    bool header = false;
+    while (true) {
+        if (size - pos < 12) throw FileError(name, "truncated PNG (no IEND chunk)");
+        const std::uint32_t length = readBe32(data + pos);
+        const std::uint8_t* type = data + pos + 4;
+        const std::string at = " at byte " + std::to_string(pos);
+        if (length > 0x7FFFFFFFu) throw FileError(name, "corrupt PNG (chunk" + at + " declares length " +
+                                                            std::to_string(length) + ")");
+        if (length > size - pos - 12)
+            throw FileError(name, "truncated PNG (chunk " + chunkName(type) + at + " runs past the end of the file)");
+        if (readBe32(data + pos + 8 + length) != crc32(type, std::size_t(length) + 4))
+            throw FileError(name, "corrupt PNG (chunk " + chunkName(type) + at + " fails its CRC check)");
+        if (!header) {
+            if (std::memcmp(type, "IHDR", 4) != 0 || length != 13)
+                throw FileError(name, "corrupt PNG (the first chunk is not a 13-byte IHDR)");
+            layout.width = readBe32(type + 4);
+            layout.height = readBe32(type + 8);
+            layout.bitDepth = type[12];
+            layout.colorType = type[13];
+            header = true;
+        } else if (std::memcmp(type, "IDAT", 4) == 0) {
+            layout.idatBytes += length;
+        } else if (std::memcmp(type, "IEND", 4) == 0) {
+            break;
+        }
+        pos += 12 + std::size_t(length);
+    }
+    if (layout.idatBytes == 0) throw FileError(name, "PNG holds no image data (no IDAT chunk)");
+    return layout;
+}
+
+int pngChannels(int colorType) {
+    switch (colorType) {
+    case 0: return 1;   // gray
+    case 2: return 3;   // RGB
+    case 3: return 1;   // palette
+    case 4: return 2;   // gray + alpha
+    case 6: return 4;   // RGBA
+    default: return 0;
+    }
+}
+
+// Deflate writes at most 1032 output bytes per input byte (a 258-byte match in 2 bits).
+constexpr std::uint64_t kDeflateMaxRatio = 1032;
+
+void checkPngLayout(const PngLayout& layout, const std::string& name) {
+    checkImagePixels(name, layout.width, layout.height);
+    const int channels = pngChannels(layout.colorType);
+    if (channels == 0) throw FileError(name, "corrupt PNG (colour type " + std::to_string(layout.colorType) + ")");
+    const std::uint64_t rowBytes = (std::uint64_t(layout.width) * channels * std::max(1, layout.bitDepth) + 7) / 8;
+    const std::uint64_t rawBytes = std::uint64_t(layout.height) * (1 + rowBytes);
+    if (rawBytes > kDeflateMaxRatio * layout.idatBytes)
+        throw FileError(name, "PNG declares " + std::to_string(layout.width) + "x" + std::to_string(layout.height) +
+                                  " pixels (" + std::to_string(rawBytes) + " bytes of rows) but holds only " +
+                                  std::to_string(layout.idatBytes) + " bytes of image data, which can hold at most " +
+                                  std::to_string(kDeflateMaxRatio * layout.idatBytes) +
+                                  " (corrupt or hostile file)");
+}
+
+// Declared sizes of the formats OpenCV decodes besides JPEG and PNG, checked against the pixel
+// limit and, for uncompressed data, against the bytes the file holds.
+void checkBmp(const std::uint8_t* data, std::size_t size, const std::string& name, ImageInfo& info) {
+    if (size < 26) throw FileError(name, "truncated BMP (no header)");
+    const std::uint32_t dataOffset = readLe32(data + 10);
+    const std::uint32_t headerSize = readLe32(data + 14);
+    std::int64_t width = 0, height = 0;
+    std::uint32_t bitsPerPixel = 0, compression = 0;
+    if (headerSize == 12) {
+        width = readLe16(data + 18);
+        height = readLe16(data + 20);
+        bitsPerPixel = readLe16(data + 24);
+    } else {
+        if (size < 34) throw FileError(name, "truncated BMP (no header)");
+        width = static_cast<std::int32_t>(readLe32(data + 18));
+        height = static_cast<std::int32_t>(readLe32(data + 22));
+        bitsPerPixel = readLe16(data + 28);
+        compression = readLe32(data + 30);
+    }
+    if (height < 0) height = -height;  // top-down rows
+    if (width <= 0 || height <= 0)
+        throw FileError(name, "corrupt BMP (declares " + std::to_string(width) + "x" + std::to_string(height) + ")");
+    checkImagePixels(name, std::uint64_t(width), std::uint64_t(height));
+    info.width = int(width);
+    info.height = int(height);
+    const bool uncompressed = compression == 0 || compression == 3 || compression == 6;
+    if (uncompressed && bitsPerPixel > 0) {
+        const std::uint64_t stride = ((std::uint64_t(width) * bitsPerPixel + 31) / 32) * 4;
+        const std::uint64_t available = size > dataOffset ? size - dataOffset : 0;
+        if (stride * std::uint64_t(height) > available)
+            throw FileError(name, "truncated BMP (declares " + std::to_string(width) + "x" + std::to_string(height) +
+                                      " pixels, " + std::to_string(stride * std::uint64_t(height)) +
+                                      " bytes, but holds " + std::to_string(available) + ")");
+    }
+}
+
+void checkTiff(const std::uint8_t* data, std::size_t size, const std::string& name, ImageInfo& info) {
+    const bool little = data[0] == 'I';
+    auto u16 = [&](std::size_t at) -> std::uint32_t {
+        return little ? std::uint32_t(data[at] | (data[at + 1] << 8)) : std::uint32_t((data[at] << 8) | data[at + 1]);
+    };
+    auto u32 = [&](std::size_t at) -> std::uint32_t { return little ? readLe32(data + at) : readBe32(data + at); };
+    if (size < 8) throw FileError(name, "truncated TIFF (no header)");
+    const std::uint32_t ifd = u32(4);
+    if (ifd < 8 || std::uint64_t(ifd) + 2 > size) throw FileError(name, "truncated TIFF (no image directory)");
+    const std::uint32_t entries = u16(ifd);
+    if (std::uint64_t(ifd) + 2 + std::uint64_t(entries) * 12 > size)
+        throw FileError(name, "truncated TIFF (image directory runs past the end of the file)");
+    std::uint64_t width = 0, height = 0;
+    for (std::uint32_t i = 0; i < entries; ++i) {
+        const std::size_t entry = ifd + 2 + std::size_t(i) * 12;
+        const std::uint32_t tag = u16(entry), type = u16(entry + 2);
+        const std::uint32_t value = type == 3 ? u16(entry + 8) : u32(entry + 8);
+        if (tag == 256) width = value;
+        if (tag == 257) height = value;
+    }
+    if (width == 0 || height == 0) throw FileError(name, "corrupt TIFF (no image width or height)");
+    checkImagePixels(name, width, height);
+    info.width = int(width);
+    info.height = int(height);
+}
+
+void checkWebp(const std::uint8_t* data, std::size_t size, const std::string& name, ImageInfo& info) {
+    if (size < 30) throw FileError(name, "truncated WebP (no header)");
+    std::uint64_t width = 0, height = 0;
+    if (std::memcmp(data + 12, "VP8 ", 4) == 0) {
+        width = readLe16(data + 26) & 0x3FFF;
+        height = readLe16(data + 28) & 0x3FFF;
+    } else if (std::memcmp(data + 12, "VP8L", 4) == 0) {
+        const std::uint32_t bits = readLe32(data + 21);
+        width = (bits & 0x3FFF) + 1;
+        height = ((bits >> 14) & 0x3FFF) + 1;
+    } else if (std::memcmp(data + 12, "VP8X", 4) == 0) {
+        width = (std::uint64_t(data[24]) | (std::uint64_t(data[25]) << 8) | (std::uint64_t(data[26]) << 16)) + 1;
+        height = (std::uint64_t(data[27]) | (std::uint64_t(data[28]) << 8) | (std::uint64_t(data[29]) << 16)) + 1;
+    } else {
+        throw FileError(name, "corrupt WebP (unknown first chunk)");
+    }
+    checkImagePixels(name, width, height);
+    info.width = int(width);
+    info.height = int(height);
+}
+
+std::uint64_t usableMemoryBytes() {
+    const long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGE_SIZE);
+    std::uint64_t bytes = pages > 0 && pageSize > 0 ? std::uint64_t(pages) * std::uint64_t(pageSize) : 0;
+    // A container's memory limit (cgroup v2, then v1) is what an allocation actually meets.
+    for (const char* file : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+        std::ifstream in(file);
+        std::string text;
+        if (!(in >> text) || text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) continue;
+        const std::uint64_t limit = std::strtoull(text.c_str(), nullptr, 10);
+        if (limit > 0 && (bytes == 0 || limit < bytes)) bytes = limit;
+    }
+    return bytes;
 }
 
 bool jpegHasEndMarker(const std::uint8_t* data, std::size_t size) {
@@ -56,12 +265,6 @@ bool jpegHasEndMarker(const std::uint8_t* data, std::size_t size) {
     for (std::size_t i = size; i-- > start + 1;)
         if (data[i - 1] == 0xFF && data[i] == 0xD9) return true;
     return false;
-}
-
-bool pngHasEnd(const std::uint8_t* data, std::size_t size) {
-    static const std::uint8_t iend[] = {'I', 'E', 'N', 'D'};
-    const std::size_t window = std::min<std::size_t>(size, 4096);
-    return std::search(data + size - window, data + size, iend, iend + 4) != data + size;
 }
 
 [[noreturn]] void throwSpng(const std::filesystem::path& path, const char* what, int code) {
@@ -119,12 +322,52 @@ bool extensionMismatch(const std::filesystem::path& path, ImageFormat format) {
     return it != byExtension.end() && it->second != format;
 }
 
+std::uint64_t imagePixelLimit() {
+    static const std::uint64_t limit = [] {
+        if (const char* text = std::getenv("SEGSCOPE_MAX_IMAGE_PIXELS"); text && *text) {
+            char* end = nullptr;
+            const unsigned long long value = std::strtoull(text, &end, 10);
+            if (end && *end == 0 && value > 0) return std::uint64_t(value);
+        }
+        constexpr std::uint64_t kCeiling = std::uint64_t(1) << 27;  // 134 Mpx, e.g. 11585 x 11585
+        const std::uint64_t memory = usableMemoryBytes();
+        // Decoding, colour conversion and the first transforms hold about 32 bytes per pixel.
+        return memory > 0 ? std::max<std::uint64_t>(1 << 20, std::min(kCeiling, memory / 32)) : kCeiling;
+    }();
+    return limit;
+}
+
+void checkImagePixels(const std::string& name, std::uint64_t width, std::uint64_t height) {
+    const std::string size = std::to_string(width) + "x" + std::to_string(height);
+    if (width == 0 || height == 0) throw FileError(name, "declares an empty image (" + size + ")");
+    const std::uint64_t limit = imagePixelLimit();
+    if (width > limit || height > limit || width * height > limit)
+        throw FileError(name, "declares " + size + " pixels, more than the limit of " + std::to_string(limit) +
+                                  " pixels for this machine (set SEGSCOPE_MAX_IMAGE_PIXELS to change it)");
+}
+
 std::vector<std::uint8_t> readFileBytes(const std::filesystem::path& path) {
+    struct stat status {};
+    if (::stat(path.c_str(), &status) != 0) {
+        const int error = errno;
+        if (error == ENOENT || error == ENOTDIR) throw FileError(path.string(), "does not exist");
+        throw FileError(path.string(), std::string("cannot be read: ") + std::strerror(error));
+    }
+    if (S_ISDIR(status.st_mode)) throw FileError(path.string(), "is a directory, not a file");
+    if (!S_ISREG(status.st_mode)) throw FileError(path.string(), "is not a regular file");
     std::ifstream in(path, std::ios::binary | std::ios::ate);
-    if (!in) throw FileError(path.string(), std::filesystem::exists(path) ? "cannot be opened" : "does not exist");
+    if (!in) {
+        const int error = errno;
+        throw FileError(path.string(), std::string("cannot be read: ") + std::strerror(error ? error : EACCES));
+    }
     const std::streamsize size = in.tellg();
     if (size < 0) throw FileError(path.string(), "cannot be read");
-    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
+    std::vector<std::uint8_t> bytes;
+    try {
+        bytes.resize(static_cast<std::size_t>(size));
+    } catch (const std::bad_alloc&) {
+        throw FileError(path.string(), "too large to read into memory (" + std::to_string(size) + " bytes)");
+    }
     in.seekg(0);
     if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
         throw FileError(path.string(), "read failed");
@@ -138,35 +381,52 @@ cv::Mat decodeImageRgb(const std::vector<std::uint8_t>& bytes, const std::string
     switch (info.format) {
     case ImageFormat::Unknown:
         throw FileError(name, "not an image (unrecognised content)");
-    case ImageFormat::Jpeg:
-        if (!parseJpegFrame(bytes.data(), bytes.size(), &info))
+    case ImageFormat::Jpeg: {
+        bool arithmetic = false;
+        if (!parseJpegFrame(bytes.data(), bytes.size(), &info, &arithmetic))
             throw FileError(name, "truncated or corrupt JPEG (no frame header)");
         if (!jpegHasEndMarker(bytes.data(), bytes.size()))
             throw FileError(name, "truncated JPEG (no end-of-image marker)");
+        checkImagePixels(name, std::uint64_t(info.width), std::uint64_t(info.height));
+        // Huffman coding spends at least one bit on each 8x8 block of the full-resolution
+        // component, so the file holds at least width * height / 512 bytes.
+        const std::uint64_t pixels = std::uint64_t(info.width) * std::uint64_t(info.height);
+        if (!arithmetic && pixels > 512 * std::uint64_t(bytes.size()))
+            throw FileError(name, "JPEG declares " + std::to_string(info.width) + "x" + std::to_string(info.height) +
+                                      " pixels but its " + std::to_string(bytes.size()) +
+                                      " bytes can hold at most " + std::to_string(512 * std::uint64_t(bytes.size())) +
+                                      " (corrupt or hostile file)");
         break;
-    case ImageFormat::Png:
-        if (bytes.size() < 33) throw FileError(name, "truncated PNG (no header)");
-        if (!pngHasEnd(bytes.data(), bytes.size())) throw FileError(name, "truncated PNG (no IEND chunk)");
-        switch (bytes[25]) {  // IHDR colour type
+    }
+    case ImageFormat::Png: {
+        const PngLayout layout = inspectPng(bytes.data(), bytes.size(), name);
+        checkPngLayout(layout, name);
+        info.width = int(layout.width);
+        info.height = int(layout.height);
+        switch (layout.colorType) {
         case 0: info.channelsOnDisk = 1; break;
         case 4: info.channelsOnDisk = 2; break;
         case 6: info.channelsOnDisk = 4; break;
         default: info.channelsOnDisk = 3; break;
         }
         break;
-    default:
-        break;
     }
-    cv::Mat bgr;
+    case ImageFormat::Bmp: checkBmp(bytes.data(), bytes.size(), name, info); break;
+    case ImageFormat::Tiff: checkTiff(bytes.data(), bytes.size(), name, info); break;
+    case ImageFormat::Webp: checkWebp(bytes.data(), bytes.size(), name, info); break;
+    }
+    cv::Mat rgb;
     try {
-        bgr = cv::imdecode(bytes, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+        const cv::Mat bgr = cv::imdecode(bytes, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+        if (bgr.empty() || bgr.type() != CV_8UC3)
+            throw FileError(name, std::string("cannot decode ") + imageFormatName(info.format) + " data");
+        cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
     } catch (const cv::Exception& e) {
         throw FileError(name, std::string("cannot decode ") + imageFormatName(info.format) + " data: " + e.what());
+    } catch (const std::bad_alloc&) {
+        throw FileError(name, "out of memory decoding a " + std::to_string(info.width) + "x" +
+                                  std::to_string(info.height) + " " + imageFormatName(info.format) + " image");
     }
-    if (bgr.empty() || bgr.type() != CV_8UC3)
-        throw FileError(name, std::string("cannot decode ") + imageFormatName(info.format) + " data");
-    cv::Mat rgb;
-    cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
     if (infoOut) *infoOut = info;
     return rgb;
 }
@@ -175,11 +435,9 @@ cv::Mat readImageRgb(const std::filesystem::path& path, ImageInfo* info) {
     return decodeImageRgb(readFileBytes(path), path.string(), info);
 }
 
-StoredMask readMaskPng(const std::filesystem::path& path) {
-    const std::vector<std::uint8_t> bytes = readFileBytes(path);
-    if (bytes.empty()) throw FileError(path.string(), "empty file");
-    if (sniffImageFormat(bytes.data(), bytes.size()) != ImageFormat::Png)
-        throw FileError(path.string(), "mask is not a PNG");
+namespace {
+
+StoredMask decodeMaskPng(const std::filesystem::path& path, const std::vector<std::uint8_t>& bytes) {
     SpngContext ctx(spng_ctx_new(0));
     if (!ctx) throw FileError(path.string(), "out of memory");
     spng_set_image_limits(ctx.get(), 1 << 16, 1 << 16);
@@ -227,6 +485,25 @@ StoredMask readMaskPng(const std::filesystem::path& path) {
     }
     }
     return mask;
+}
+
+} // namespace
+
+StoredMask readMaskPng(const std::filesystem::path& path) {
+    const std::vector<std::uint8_t> bytes = readFileBytes(path);
+    if (bytes.empty()) throw FileError(path.string(), "empty file");
+    if (sniffImageFormat(bytes.data(), bytes.size()) != ImageFormat::Png)
+        throw FileError(path.string(), "mask is not a PNG");
+    const PngLayout layout = inspectPng(bytes.data(), bytes.size(), path.string());
+    checkPngLayout(layout, path.string());
+    try {
+        return decodeMaskPng(path, bytes);
+    } catch (const cv::Exception& e) {
+        throw FileError(path.string(), std::string("cannot decode the mask: ") + e.what());
+    } catch (const std::bad_alloc&) {
+        throw FileError(path.string(), "out of memory decoding a " + std::to_string(layout.width) + "x" +
+                                           std::to_string(layout.height) + " mask");
+    }
 }
 
 cv::Mat colorMaskToIndices(const cv::Mat& rgb, const std::vector<ClassInfo>& classes,

@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include <sstream>
@@ -100,9 +101,14 @@ void preferPassiveOpenMpWait(char** argv) {
     // exec failed (no /proc): carry on with the active policy rather than fail.
 }
 
+int maxIntraOpThreads() {
+    const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    return std::clamp(4 * hardware, 16, 1024);
+}
+
 void setIntraOpThreads(int threads) {
     if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    at::set_num_threads(threads);
+    at::set_num_threads(std::min(threads, maxIntraOpThreads()));
 }
 
 } // namespace segscope::core

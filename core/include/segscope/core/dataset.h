@@ -45,6 +45,7 @@ struct SampleFiles {
     std::filesystem::path mask;   // empty when no mask file exists for the id
     std::filesystem::path expectedImage;  // where the image was looked for
     std::filesystem::path expectedMask;
+    std::size_t line = 0;  // line of the split file that lists the id; 0 for carved and derived splits
 };
 
 struct LabeledImage {
@@ -64,11 +65,17 @@ struct DecodedMask {
 
 class Dataset {
 public:
-    // Opens the split. Throws Error naming the missing or malformed path.
+    // Opens the split. Throws Error naming the missing, unreadable or malformed path. Split names
+    // and the ids in split files are file names, never paths: an id with '/', '\\', a control
+    // character, or "." / "..", is refused with the split file and line. A UTF-8 byte-order mark
+    // is dropped; VOC and folder split files hold one whole id per line (spaces included), Pets
+    // lists the id as the first field.
     static std::shared_ptr<const Dataset> open(const DatasetSpec& spec);
 
     const DatasetSpec& spec() const { return spec_; }
     const std::filesystem::path& resolvedRoot() const { return resolvedRoot_; }
+    // The split file the ids were read from; empty for carved splits and folder datasets' "all".
+    const std::filesystem::path& splitFile() const { return splitFile_; }
     const std::vector<ClassInfo>& classes() const { return classes_; }
     int numClasses() const { return static_cast<int>(classes_.size()); }
     const std::vector<SampleFiles>& samples() const { return samples_; }
@@ -87,6 +94,7 @@ private:
     Dataset() = default;
     DatasetSpec spec_;
     std::filesystem::path resolvedRoot_;
+    std::filesystem::path splitFile_;
     std::vector<ClassInfo> classes_;
     std::vector<SampleFiles> samples_;
 };

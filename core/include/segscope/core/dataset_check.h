@@ -38,8 +38,11 @@ struct DatasetReport {
     std::string toText(std::size_t maxProblems = 50) const;
 };
 
+// The most worker threads checkDataset() starts, whatever CheckOptions::threads asks.
+inline constexpr int kMaxCheckThreads = 256;
+
 struct CheckOptions {
-    int threads = 0;  // 0: hardware concurrency
+    int threads = 0;  // 0: hardware concurrency; at most kMaxCheckThreads
     // Called from worker threads with (done, total) after each sample; may be empty.
     std::function<void(std::size_t, std::size_t)> progress;
     const std::atomic<bool>* cancel = nullptr;
@@ -47,8 +50,12 @@ struct CheckOptions {
 
 // Decodes every image and mask of the dataset's split and reports per-class counts and every
 // problem: missing files, unreadable or truncated files, size mismatches, label values outside
-// [0, classes) ∪ {255}, unknown mask colours, content/extension mismatches (warning). Never throws
-// for per-file problems.
+// [0, classes) ∪ {255}, unknown mask colours, corrupt PNG chunks (CRC), images declaring more
+// pixels than their bytes can hold or than imagePixelLimit(), content/extension mismatches
+// (warning), ids listed twice and ids shared with the counterpart split (train/val,
+// trainval/test) (warnings, on the split file). Never throws for per-file problems: nothing a
+// file does escapes a worker thread. An exception thrown by options.progress stops the check
+// and is rethrown on the calling thread.
 DatasetReport checkDataset(const Dataset& dataset, const CheckOptions& options = {});
 
 } // namespace segscope::core

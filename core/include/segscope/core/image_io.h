@@ -5,6 +5,12 @@
 // alpha images are converted. Masks are read with libspng so palette PNGs yield their indices
 // (OpenCV would expand them to colour). All functions are thread-safe and throw FileError
 // naming the file.
+//
+// Hostile files are contained: before any decoder allocates, the size a file declares in its
+// header (PNG IHDR, JPEG frame header, BMP, TIFF and WebP headers) is checked against
+// imagePixelLimit() and against what the file's bytes can possibly hold (deflate expands at
+// most 1032:1, a Huffman-coded JPEG block takes at least one bit, uncompressed BMP/TIFF need
+// their rows). Every PNG chunk's CRC is verified. Out-of-memory in a decoder becomes FileError.
 #include "segscope/core/classes.h"
 
 #include <opencv2/core.hpp>
@@ -22,13 +28,26 @@ struct ImageInfo {
     ImageFormat format = ImageFormat::Unknown;
     int channelsOnDisk = 0;  // 1 gray, 3 colour, 4 CMYK (JPEG) or RGBA (PNG)
     bool cmyk = false;       // a CMYK/YCCK JPEG
+    int width = 0;           // as the header declares
+    int height = 0;
 };
+
+// The most pixels one image or mask may declare: min(2^27, usable memory / 32 bytes), where
+// usable memory is the machine's physical memory or, when lower, its cgroup limit. The
+// environment variable SEGSCOPE_MAX_IMAGE_PIXELS (a positive integer) replaces it. Computed once.
+std::uint64_t imagePixelLimit();
+
+// Throws FileError(name, "declares WxH pixels, more than the limit ...") when width x height
+// exceeds imagePixelLimit(), and when either side is 0.
+void checkImagePixels(const std::string& name, std::uint64_t width, std::uint64_t height);
 
 ImageFormat sniffImageFormat(const std::uint8_t* data, std::size_t size);
 const char* imageFormatName(ImageFormat format);
 // True when the file name's extension disagrees with the content (e.g. PNG named .jpg).
 bool extensionMismatch(const std::filesystem::path& path, ImageFormat format);
 
+// The whole file. Throws FileError: "does not exist", "is a directory", "is not a regular file"
+// (a FIFO or device is never read), "cannot be read: REASON" (e.g. permission denied).
 std::vector<std::uint8_t> readFileBytes(const std::filesystem::path& path);
 
 // Decodes into RGB order (not OpenCV's BGR), CV_8UC3. Truncated JPEG/PNG data is an error.

@@ -62,7 +62,13 @@ std::string formatRuntimeInfo(const RuntimeInfo& info);
 // thing in main().
 void preferPassiveOpenMpWait(char** argv);
 
-// Sets LibTorch's intra-op thread count; threads <= 0 means the machine's cores.
+// The most intra-op threads SegScope uses on this machine: 4 per hardware thread, at least 16
+// and at most 1024. Every thread costs memory (OpenMP's per-thread state and stacks), so a
+// request beyond this is refused by the CLI and clamped by setIntraOpThreads().
+int maxIntraOpThreads();
+
+// Sets LibTorch's intra-op thread count; threads <= 0 means the machine's cores, and more than
+// maxIntraOpThreads() means maxIntraOpThreads().
 void setIntraOpThreads(int threads);
 
 } // namespace segscope::core
