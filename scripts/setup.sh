@@ -45,3 +45,23 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$env_dir/bin/python" -m pip install -q -r "$req"
   echo "$want" > "$stamp"
 fi
+
+# A second environment with the newest releases of transformers, timm and smp
+# (requirements-newest.txt), for the interoperability tests. It reuses the pinned environment's
+# torch and torchvision through a .pth file (about 220 MB, half a minute to install, instead of a
+# second multi-GB torch); its own packages shadow the pinned ones. Same stamp scheme.
+newest_dir="${env_dir}-newest"
+newest_req="$here/requirements-newest.txt"
+newest_want=$( (cat "$newest_req"; echo "$want") | sha256sum | cut -d' ' -f1)
+newest_stamp="$newest_dir/.segscope-requirements"
+if [ ! -f "$newest_stamp" ] || [ "$(cat "$newest_stamp")" != "$newest_want" ]; then
+  echo "setup: preparing the newest-references environment in $newest_dir"
+  py=${SEGSCOPE_PYTHON:-python3}
+  [ -x "$newest_dir/bin/python" ] || "$py" -m venv "$newest_dir"
+  pinned_site=$("$env_dir/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  newest_site=$("$newest_dir/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "$pinned_site" > "$newest_site/segscope-pinned.pth"
+  "$newest_dir/bin/python" -m pip install -q --upgrade pip
+  "$newest_dir/bin/python" -m pip install -q -r "$newest_req"
+  echo "$newest_want" > "$newest_stamp"
+fi

@@ -61,7 +61,7 @@ void printTable(const core::ErfResult& result) {
 int commandErf(const Arguments& args) {
     args.allowOnly({"run", "workspace", "checkpoint", "model", "classes", "weights", "seed", "config", "images",
                     "input", "split", "size", "out", "json", "batch-size", "stages", "objective", "reduction",
-                    "device"});
+                    "device", "allow-partial"});
     const bool fromRun = args.has("run");
     if (fromRun == args.has("model")) throw UsageError("erf needs exactly one of --run and --model");
     if (args.has("input") && args.has("images")) throw UsageError("--input and --images exclude each other");
@@ -142,7 +142,7 @@ int commandErf(const Arguments& args) {
         model = core::createModel(modelId, classes);
         if (auto weightsFile = args.value("weights")) {
             const core::LoadReport report =
-                core::loadStateDict(*model, core::mapPretrained(modelId, core::readWeightsFile(*weightsFile)));
+                core::loadWeightsForModel(*model, modelId, *weightsFile, args.has("allow-partial"));
             if (!json) std::cerr << "weights " << *weightsFile << ": " << report.summary() << std::endl;
             source = *weightsFile;
         } else {

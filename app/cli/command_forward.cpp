@@ -4,6 +4,7 @@
 #include "segscope/core/error.h"
 #include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
+#include "segscope/core/output_guard.h"
 #include "segscope/core/weights.h"
 
 #include <torch/torch.h>
@@ -16,20 +17,23 @@ namespace core = segscope::core;
 namespace fs = std::filesystem;
 
 int commandForward(const Arguments& args) {
-    args.allowOnly({"model", "classes", "weights", "input", "output", "strict"});
+    // --strict is accepted for old scripts: strict is the default now.
+    args.allowOnly({"model", "classes", "weights", "input", "output", "strict", "allow-partial", "force"});
     const std::string modelId = args.required("model");
     const long classes = args.integer("classes", 0);
     if (classes < 1 || classes > 100000) throw UsageError("--classes must be an integer in [1, 100000]");
     const fs::path inputPath = args.required("input");
     const fs::path outputPath = args.required("output");
+    core::OutputGuard guard;
+    guard.inputs = {inputPath};
+    if (auto weights = args.value("weights")) guard.inputs.push_back(*weights);
+    guard.force = args.has("force");
+    core::checkOutputPath(outputPath, guard);
 
     const auto model = core::createModel(modelId, static_cast<int>(classes));
     if (auto weights = args.value("weights")) {
-        // readWeightsFile names the file when it is missing or malformed.
-        const auto checkpoint = core::readWeightsFile(*weights);
-        core::LoadOptions options;
-        options.strict = args.has("strict");
-        const auto report = core::loadStateDict(*model, core::mapPretrained(modelId, checkpoint), options);
+        // Any tensor missing or left over fails (naming the keys), unless --allow-partial.
+        const auto report = core::loadWeightsForModel(*model, modelId, *weights, args.has("allow-partial"));
         std::cerr << *weights << ": " << report.summary() << "\n";
     }
 
@@ -44,7 +48,12 @@ int commandForward(const Arguments& args) {
 
     model->eval();
     torch::NoGradGuard noGrad;
-    const torch::Tensor logits = model->forward(input);
+    torch::Tensor logits;
+    try {
+        logits = model->forward(input);
+    } catch (const c10::Error& e) {
+        throw core::Error(std::string("forward of ") + modelId + " failed: " + e.what_without_backtrace());
+    }
     core::writeSafetensors(outputPath, {{"logits", logits}}, {{"model", modelId}, {"classes", std::to_string(classes)}});
     std::cout << "wrote logits " << c10::str(logits.sizes()) << " to " << outputPath.string() << "\n";
     return 0;

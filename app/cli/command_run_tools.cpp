@@ -5,6 +5,8 @@
 #include "segscope/core/experiment.h"
 #include "segscope/core/image_io.h"
 #include "segscope/core/inference.h"
+#include "segscope/core/models/segformer_naming.h"
+#include "segscope/core/output_guard.h"
 #include "segscope/core/predictions.h"
 #include "segscope/core/run_store.h"
 #include "segscope/core/weights.h"
@@ -83,27 +85,73 @@ int commandEval(const Arguments& args) {
 }
 
 int commandExport(const Arguments& args) {
-    args.allowOnly({"run", "workspace", "checkpoint", "out"});
-    const fs::path out = args.required("out");
+    args.allowOnly({"run", "workspace", "checkpoint", "out", "naming", "hf-folder", "force"});
+    const auto outArgument = args.value("out");
+    const auto hfFolder = args.value("hf-folder");
+    if (!outArgument && !hfFolder) throw UsageError("export needs --out FILE.safetensors and/or --hf-folder DIR");
+    std::optional<core::SegFormerNaming> naming;
+    if (auto text = args.value("naming")) {
+        naming = core::parseSegFormerNaming(*text);
+        if (!naming) throw UsageError("--naming expects 4 or 5 (transformers 4.x or 5.x names), got '" + *text + "'");
+    }
     const auto store = openWorkspace(args);
     const core::LoadedRun run =
         core::loadRun(*store, args.required("run"), args.value("checkpoint").value_or("latest"), "cpu");
+    const std::string& modelId = run.experiment.model.id;
+    const bool segformer = modelId.rfind("segformer-", 0) == 0;
+    if ((naming || hfFolder) && !segformer)
+        throw UsageError(std::string(naming ? "--naming" : "--hf-folder") + " applies to SegFormer models; run " +
+                         run.runId + " trained " + modelId);
+    // Never over the run's own files or the workspace's; an existing file only with --force.
+    core::OutputGuard guard;
+    guard.inputs = {run.checkpoint};
+    if (run.checkpoint.extension() == ".safetensors")
+        guard.inputs.push_back(fs::path(run.checkpoint).replace_extension(".state.pt"));
+    guard.force = args.has("force");
+    if (outArgument) core::checkOutputPath(*outArgument, guard);
+    if (hfFolder) {
+        std::error_code ec;
+        if (fs::exists(*hfFolder, ec) && !fs::is_directory(*hfFolder, ec))
+            throw core::FileError(*hfFolder, "exists and is not a folder");
+        core::checkOutputPath(fs::path(*hfFolder) / "config.json", guard);
+        core::checkOutputPath(fs::path(*hfFolder) / "model.safetensors", guard);
+    }
+
     nlohmann::json names = nlohmann::json::array();
-    for (const auto& c : run.classInfo) names.push_back(c.name);
-    std::map<std::string, std::string> metadata = {
-        {"format", "pt"},
-        {"model", run.experiment.model.id},
-        {"classes", std::to_string(run.classes)},
-        {"class_names", names.dump()},
-        {"run", run.runId},
-        {"checkpoint", run.checkpoint.filename().string()},
-    };
-    if (run.epoch) metadata["epoch"] = std::to_string(*run.epoch);
-    if (run.step) metadata["step"] = std::to_string(*run.step);
+    std::vector<std::string> classNames;
+    for (const auto& c : run.classInfo) {
+        names.push_back(c.name);
+        classNames.push_back(c.name);
+    }
     const core::TensorMap tensors = core::stateDict(*run.model);
-    core::writeSafetensors(out, tensors, metadata);
-    std::cout << "wrote " << tensors.size() << " tensors of " << run.experiment.model.id << " (" << run.classes
-              << " classes) from " << checkpointLabel(run) << " to " << out.string() << std::endl;
+    if (outArgument) {
+        const fs::path out = *outArgument;
+        std::map<std::string, std::string> metadata = {
+            {"format", "pt"},
+            {"model", modelId},
+            {"classes", std::to_string(run.classes)},
+            {"class_names", names.dump()},
+            {"run", run.runId},
+            {"checkpoint", run.checkpoint.filename().string()},
+        };
+        if (run.epoch) metadata["epoch"] = std::to_string(*run.epoch);
+        if (run.step) metadata["step"] = std::to_string(*run.step);
+        const core::SegFormerNaming chosen = naming.value_or(core::SegFormerNaming::Transformers4);
+        if (segformer)
+            metadata["naming"] = chosen == core::SegFormerNaming::Transformers4 ? "transformers4" : "transformers5";
+        core::writeSafetensors(out, segformer ? core::segFormerStateDictIn(tensors, chosen) : tensors, metadata);
+        std::cout << "wrote " << tensors.size() << " tensors of " << modelId << " (" << run.classes << " classes"
+                  << (segformer ? chosen == core::SegFormerNaming::Transformers4 ? ", transformers 4.x names"
+                                                                                 : ", transformers 5.x names"
+                                : "")
+                  << ") from " << checkpointLabel(run) << " to " << out.string() << std::endl;
+    }
+    if (hfFolder) {
+        core::writeSegFormerHfFolder(*hfFolder, tensors, classNames);
+        std::cout << "wrote " << (fs::path(*hfFolder) / "config.json").string() << " and model.safetensors ("
+                  << modelId << ", " << run.classes << " classes): SegformerForSemanticSegmentation.from_pretrained "
+                  << "loads it under transformers 4.x and 5.x" << std::endl;
+    }
     return 0;
 }
 

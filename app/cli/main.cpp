@@ -34,8 +34,16 @@ commands:
        [--device NAME] [--json]
                                   score a run's checkpoint on a split (default: its val split)
   export --run ID [--workspace DIR] [--checkpoint latest|best|FILE] --out FILE.safetensors
+         [--naming 4|5] [--hf-folder DIR] [--force]
                                   write a checkpoint's weights with reference names and metadata
-                                  (model, classes, class names)
+                                  (model, classes, class names). SegFormer: --naming 4 (default)
+                                  writes transformers 4.x names, which transformers 4.x
+                                  load_state_dict and from_pretrained of 4.x and 5.x load; --naming 5
+                                  writes the names transformers 5.x state_dict()/load_state_dict use.
+                                  --hf-folder DIR writes config.json + model.safetensors, which
+                                  SegformerForSemanticSegmentation.from_pretrained(DIR) loads under
+                                  transformers 4.56 and 5.x. Never writes over the run's files or
+                                  the workspace's; an existing file needs --force
   predict --run ID [--workspace DIR] [--checkpoint latest|best|FILE] [--device NAME]
           --image FILE --out OVERLAY.png [--mask MASK.png] [--alpha 0.5]
                                   segment one image: an overlay in class colours and, with
@@ -61,10 +69,12 @@ commands:
                                   the model zoo (or the given ids): id, family, exact parameter
                                   count at K classes (default 21), stage names
   forward --model ID --classes K --input IN.safetensors --output OUT.safetensors
-          [--weights FILE] [--strict]
+          [--weights FILE] [--allow-partial] [--force]
                                   eval-mode forward of tensor `input` (B,3,H,W float32), writing
                                   `logits`; --weights takes .safetensors or torch.save .pth/.bin,
-                                  mapped by name (torchvision ResNet, HF MiT, timm ViT)
+                                  mapped by name (HF SegFormer in transformers 4.x or 5.x names,
+                                  detected); it must fit the model exactly (the load report names
+                                  missing/unexpected keys) unless --allow-partial
 )";
 
 struct Command {
@@ -80,13 +90,13 @@ const Command kCommands[] = {
     {"runs", [](const std::vector<std::string>& a) { return commandRuns(Arguments(a, {"json"})); }},
     {"train", [](const std::vector<std::string>& a) { return commandTrain(Arguments(a, {"force"}, {})); }},
     {"eval", [](const std::vector<std::string>& a) { return commandEval(Arguments(a, {"json"})); }},
-    {"export", [](const std::vector<std::string>& a) { return commandExport(Arguments(a, {})); }},
+    {"export", [](const std::vector<std::string>& a) { return commandExport(Arguments(a, {"force"})); }},
     {"predict", [](const std::vector<std::string>& a) { return commandPredict(Arguments(a, {})); }},
     {"predict-split",
      [](const std::vector<std::string>& a) { return commandPredictSplit(Arguments(a, {"json", "force"})); }},
-    {"erf", [](const std::vector<std::string>& a) { return commandErf(Arguments(a, {"json"}, {"size"})); }},
+    {"erf", [](const std::vector<std::string>& a) { return commandErf(Arguments(a, {"json", "allow-partial"}, {"size"})); }},
     {"models", [](const std::vector<std::string>& a) { return commandModels(Arguments(a, {"json"})); }},
-    {"forward", [](const std::vector<std::string>& a) { return commandForward(Arguments(a, {"strict"})); }},
+    {"forward", [](const std::vector<std::string>& a) { return commandForward(Arguments(a, {"strict", "allow-partial", "force"})); }},
 };
 
 } // namespace

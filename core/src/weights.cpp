@@ -11,7 +11,10 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <limits>
+#include <map>
 #include <sstream>
+#include <tuple>
 
 namespace segscope::core {
 namespace {
@@ -77,7 +80,7 @@ bool rewriteOrderedDicts(const std::vector<char>& in, std::vector<char>& out) {
         switch (op) {
         case '(': case '.': case '0': case '1': case '2': case 'N': case 0x88: case 0x89: case ']': case '}':
         case 0x8f: case 'a': case 'e': case 's': case 'u': case 'R': case 't': case 0x85: case 0x86: case 0x87:
-        case 'Q': case 'l': case 'd': case 0x90: case 0x91: case 0x81: case 0x92: case 0x93:
+        case 'Q': case 'l': case 'd': case 0x90: case 0x91: case 0x81: case 0x92: case 0x93: case 0x94: case 'o':
             break;
         case ')':
             if (pending && i + 1 < in.size() && in[i + 1] == 'R') {
@@ -110,6 +113,11 @@ bool rewriteOrderedDicts(const std::vector<char>& in, std::vector<char>& out) {
         case 'r': case 'j': {
             if (i + 4 >= in.size()) return false;
             const auto id = static_cast<std::uint32_t>(le(i + 1, 4));
+            // Memo ids count up from 0, one per PUT of at least 2 bytes; LibTorch's unpickler resizes
+            // its memo table to any id it is given (16 bytes each: 64 GB for 2^32).
+            if (op == 'r' && id > in.size())
+                throw Error("the pickle stores memo entry " + std::to_string(id) + ", more than a " +
+                            std::to_string(in.size()) + "-byte pickle can hold");
             if (op == 'r' && pending) odMemos.push_back(id);
             if (op == 'j' && std::find(odMemos.begin(), odMemos.end(), id) != odMemos.end()) {
                 out.push_back('}');
@@ -154,13 +162,68 @@ bool rewriteOrderedDicts(const std::vector<char>& in, std::vector<char>& out) {
         default:
             return false;  // MEMOIZE (protocol 4+) and anything unknown: leave the pickle alone
         }
-        if (next > in.size()) return false;
+        // An argument running past the end (a BINUNICODE declaring 2^32 bytes in a small file):
+        // LibTorch's unpickler would allocate the declared length before finding it missing.
+        if (next > in.size())
+            throw Error("the pickle is truncated: opcode " + std::to_string(op) + " at byte " + std::to_string(i) +
+                        " needs " + std::to_string(next - i) + " bytes, " + std::to_string(in.size() - i) + " remain");
         // Only the opcodes right after the OrderedDict callable keep it pending (its BINPUT).
         if (op != 'q' && op != 'r') pending = false;
         out.insert(out.end(), in.begin() + long(i), in.begin() + long(next));
         i = next;
     }
     return true;
+}
+
+// The sizes the zip's central directory declares, checked against the archive before LibTorch's
+// PyTorchStreamReader opens it: its constructor already extracts the `version` record, allocating
+// whatever size that entry declares (4 GB for a 3 KB file), before any check after it can run.
+// torch.save stores records uncompressed, so no entry, nor all of them, can exceed the archive.
+// A directory this walk cannot follow is left to the reader, which reports it.
+void checkZipDeclaredSizes(const std::vector<std::uint8_t>& bytes, const std::string& name) {
+    const auto le = [&](std::size_t at, int n) {
+        std::uint64_t v = 0;
+        for (int b = n - 1; b >= 0; --b) v = (v << 8) | bytes[at + std::size_t(b)];
+        return v;
+    };
+    const std::size_t size = bytes.size();
+    if (size < 22) return;
+    std::size_t eocd = size - 22;
+    const std::size_t lowest = size - 22 > 65535 ? size - 22 - 65535 : 0;
+    while (le(eocd, 4) != 0x06054b50u) {
+        if (eocd == lowest) return;
+        --eocd;
+    }
+    std::uint64_t directory = le(eocd + 16, 4);
+    if (directory == 0xFFFFFFFFu && eocd >= 20 && le(eocd - 20, 4) == 0x07064b50u) {  // zip64
+        const std::uint64_t record = le(eocd - 20 + 8, 8);
+        if (size < 56 || record > size - 56 || le(std::size_t(record), 4) != 0x06064b50u) return;
+        directory = le(std::size_t(record) + 48, 8);
+    }
+    std::uint64_t declared = 0;
+    for (std::uint64_t pos = directory; size >= 46 && pos <= size - 46 && le(std::size_t(pos), 4) == 0x02014b50u;) {
+        const std::size_t at = std::size_t(pos);
+        std::uint64_t uncompressed = le(at + 24, 4);
+        const std::size_t nameLength = le(at + 28, 2), extraLength = le(at + 30, 2), commentLength = le(at + 32, 2);
+        if (at + 46 + nameLength + extraLength > size) return;
+        if (uncompressed == 0xFFFFFFFFu) {  // the zip64 extra field's first value
+            for (std::size_t e = at + 46 + nameLength; e + 4 <= at + 46 + nameLength + extraLength;) {
+                const std::size_t id = le(e, 2), length = le(e + 2, 2);
+                if (id == 1 && length >= 8 && e + 12 <= size) uncompressed = le(e + 4, 8);
+                if (id == 1) break;
+                e += 4 + length;
+            }
+        }
+        declared += std::min<std::uint64_t>(uncompressed, size + 1);
+        if (uncompressed > size || declared > size)
+            throw FileError(name, "zip entry '" + std::string(bytes.begin() + long(at) + 46,
+                                                               bytes.begin() + long(at + 46 + nameLength)) +
+                                      "' declares " + std::to_string(uncompressed) + " bytes, more than the " +
+                                      std::to_string(size) + "-byte archive holds (all entries: " +
+                                      std::to_string(declared) + "); torch.save stores its records "
+                                      "uncompressed, so this is not a torch.save file (a zip bomb?)");
+        pos += 46 + nameLength + extraLength + commentLength;
+    }
 }
 
 // Undoes the TUPLE2 that stands for BUILD: (dict, state dict) -> dict, recursively.
@@ -179,8 +242,23 @@ c10::IValue unwrapBuilt(const c10::IValue& value) {
     return value;
 }
 
-c10::IValue unpickleTorchSave(const std::filesystem::path& path) {
+// recordBytes receives, for each tensor record read, its data pointer and the bytes it holds.
+c10::IValue unpickleTorchSave(const std::filesystem::path& path, std::uint64_t archiveBytes,
+                              std::map<const void*, std::size_t>* recordBytes) {
     caffe2::serialize::PyTorchStreamReader reader(path.string());
+    // torch.save stores its records uncompressed, so no record can be larger than the archive,
+    // nor all of them together: a record declaring more is a zip bomb, refused before any
+    // record is extracted (getRecord allocates the declared size).
+    std::uint64_t declared = 0;
+    for (const auto& record : reader.getAllRecords()) {
+        const std::uint64_t size = reader.getRecordSize(record);
+        declared += size;
+        if (size > archiveBytes || declared > archiveBytes)
+            throw Error("zip entry '" + record + "' declares " + std::to_string(size) + " bytes (" +
+                        std::to_string(declared) + " in all so far), more than the " + std::to_string(archiveBytes) +
+                        "-byte archive holds; torch.save stores its records uncompressed, so this is not a "
+                        "torch.save file (a zip bomb?)");
+    }
     at::DataPtr pickleData;
     std::size_t pickleSize = 0;
     std::tie(pickleData, pickleSize) = reader.getRecord("data.pkl");
@@ -191,7 +269,7 @@ c10::IValue unpickleTorchSave(const std::filesystem::path& path) {
     std::size_t position = 0;
     auto read = [&](char* buffer, std::size_t n) {
         const std::size_t count = std::min(n, pickle.size() - position);
-        std::memcpy(buffer, pickle.data() + position, count);
+        if (count) std::memcpy(buffer, pickle.data() + position, count);  // an empty pickle has no data()
         position += count;
         return count;
     };
@@ -199,6 +277,7 @@ c10::IValue unpickleTorchSave(const std::filesystem::path& path) {
         at::DataPtr data;
         std::size_t size = 0;
         std::tie(data, size) = reader.getRecord("data/" + name);
+        (*recordBytes)[data.get()] = size;
         return data;
     };
     torch::jit::Unpickler unpickler(read, nullptr, nullptr, readRecord, c10::Device(c10::kCPU));
@@ -225,6 +304,7 @@ TensorMap readSafetensors(const std::filesystem::path& path, std::map<std::strin
     const std::uint8_t* data = bytes.data() + 8 + headerLength;
     const std::uint64_t dataSize = bytes.size() - 8 - headerLength;
     TensorMap tensors;
+    std::vector<std::tuple<std::uint64_t, std::uint64_t, std::string>> ranges;  // begin, end, name
     for (const auto& [key, entry] : header.items()) {
         if (key == "__metadata__") {
             if (metadata && entry.is_object())
@@ -234,6 +314,13 @@ TensorMap readSafetensors(const std::filesystem::path& path, std::map<std::strin
         }
         try {
             const std::string dtype = entry.at("dtype").get<std::string>();
+            // Integers only: nlohmann converts a float (3e19) to an integer by a cast that is undefined
+            // behaviour when out of range.
+            for (const char* field : {"shape", "data_offsets"})
+                if (!entry.at(field).is_array() ||
+                    !std::all_of(entry.at(field).begin(), entry.at(field).end(),
+                                 [](const nlohmann::json& v) { return v.is_number_integer(); }))
+                    throw FileError(name, "tensor '" + key + "' has a " + field + " that is not a list of integers");
             const auto shape = entry.at("shape").get<std::vector<std::int64_t>>();
             const auto offsets = entry.at("data_offsets").get<std::vector<std::uint64_t>>();
             const DtypeName* found = nullptr;
@@ -244,17 +331,38 @@ TensorMap readSafetensors(const std::filesystem::path& path, std::map<std::strin
                 throw FileError(name, "tensor '" + key + "' lies outside the file (truncated?)");
             for (const auto d : shape)
                 if (d < 0) throw FileError(name, "tensor '" + key + "' has a negative dimension");
-            auto tensor = torch::empty(shape, torch::TensorOptions().dtype(found->type));
-            const std::uint64_t expected = std::uint64_t(tensor.numel()) * tensor.element_size();
+            // The bytes the shape needs, before allocating: a small file declaring [100000, 100000]
+            // must not allocate 40 GB first.
+            std::uint64_t expected = std::find(shape.begin(), shape.end(), 0) != shape.end()
+                                         ? 0
+                                         : std::uint64_t(c10::elementSize(found->type));
+            for (const auto d : shape) {
+                if (expected != 0 && std::uint64_t(d) > std::numeric_limits<std::uint64_t>::max() / expected)
+                    throw FileError(name, "tensor '" + key + "' has a shape whose size overflows 64 bits");
+                expected *= std::uint64_t(d);
+            }
             if (offsets[1] - offsets[0] != expected)
                 throw FileError(name, "tensor '" + key + "' has " + std::to_string(offsets[1] - offsets[0]) +
                                           " bytes, its shape needs " + std::to_string(expected));
+            auto tensor = torch::empty(shape, torch::TensorOptions().dtype(found->type));
             if (expected) std::memcpy(tensor.data_ptr(), data + offsets[0], expected);
             tensors[key] = tensor;
+            if (expected) ranges.emplace_back(offsets[0], offsets[1], key);
         } catch (const nlohmann::json::exception& e) {
             throw FileError(name, "tensor '" + key + "' has a malformed header entry: " + e.what());
+        } catch (const c10::Error& e) {  // e.g. a zero-size shape whose other sides overflow LibTorch's size check
+            throw FileError(name, "tensor '" + key + "': " + e.what_without_backtrace());
         }
     }
+    // Two tensors sharing bytes: the reference reader refuses that, and so does this one.
+    std::sort(ranges.begin(), ranges.end());
+    for (std::size_t i = 1; i < ranges.size(); ++i)
+        if (std::get<0>(ranges[i]) < std::get<1>(ranges[i - 1]))
+            throw FileError(name, "tensors '" + std::get<2>(ranges[i - 1]) + "' and '" + std::get<2>(ranges[i]) +
+                                      "' overlap in the file (bytes " + std::to_string(std::get<0>(ranges[i - 1])) +
+                                      "-" + std::to_string(std::get<1>(ranges[i - 1])) + " and " +
+                                      std::to_string(std::get<0>(ranges[i])) + "-" +
+                                      std::to_string(std::get<1>(ranges[i])) + " of the data)");
     return tensors;
 }
 
@@ -306,9 +414,16 @@ TensorMap readTorchStateDict(const std::filesystem::path& path) {
     if (bytes.size() < 4 || bytes[0] != 'P' || bytes[1] != 'K')
         throw FileError(path.string(), "not a torch.save zip archive (legacy pickle files are not supported; "
                                        "re-save with torch.save in PyTorch >= 1.6)");
+    checkZipDeclaredSizes(bytes, path.string());
     c10::IValue value;
+    std::map<const void*, std::size_t> recordBytes;
     try {
-        value = unpickleTorchSave(path);
+        value = unpickleTorchSave(path, bytes.size(), &recordBytes);
+    } catch (const c10::Error& e) {
+        // LibTorch's what() carries a C++ backtrace; the message alone is what a person needs.
+        throw FileError(path.string(), std::string("cannot unpickle: ") + e.what_without_backtrace());
+    } catch (const Error& e) {
+        throw FileError(path.string(), e.what());
     } catch (const std::exception& e) {
         throw FileError(path.string(), std::string("cannot unpickle: ") + e.what());
     }
@@ -326,6 +441,17 @@ TensorMap readTorchStateDict(const std::filesystem::path& path) {
     TensorMap tensors;
     collectTensors(value, "", tensors);
     if (tensors.empty()) throw FileError(path.string(), "holds no tensors");
+    // LibTorch's unpickler sizes each storage by the element count the pickle states, not by its
+    // record: a pickle claiming more would have the tensor read past the record's memory.
+    for (const auto& [key, tensor] : tensors) {
+        const auto& storage = tensor.storage();
+        if (storage.nbytes() == 0) continue;
+        const auto it = recordBytes.find(storage.data());
+        if (it == recordBytes.end() || storage.nbytes() > it->second)
+            throw FileError(path.string(), "tensor '" + key + "' claims " + std::to_string(storage.nbytes()) +
+                                               " bytes of storage, its record holds " +
+                                               std::to_string(it == recordBytes.end() ? 0 : it->second));
+    }
     return tensors;
 }
 
@@ -374,6 +500,38 @@ LoadReport loadStateDict(torch::nn::Module& module, const TensorMap& tensors, co
     LoadReport report;
     TensorMap target = stateDict(module);
     torch::NoGradGuard noGrad;
+    // Weights that would load but be wrong: refused by name before anything is copied.
+    std::vector<std::string> wrongKind, nonFinite;
+    for (const auto& [key, value] : tensors) {
+        const auto it = target.find(key);
+        if (it == target.end() || it->second.sizes() != value.sizes()) continue;
+        const bool fileFloat = value.is_floating_point(), modelFloat = it->second.is_floating_point();
+        if (fileFloat != modelFloat || (value.scalar_type() == torch::kBool) != (it->second.scalar_type() == torch::kBool))
+            wrongKind.push_back(key + " (" + std::string(c10::toString(value.scalar_type())) + " in the file, " +
+                                c10::toString(it->second.scalar_type()) + " in the model)");
+        else if (fileFloat && !options.allowNonFinite && value.numel() > 0) {
+            const auto finite = torch::isfinite(value);
+            if (!finite.all().item<bool>()) {
+                const auto nan = torch::isnan(value).sum().item<std::int64_t>();
+                const auto bad = value.numel() - finite.sum().item<std::int64_t>();
+                nonFinite.push_back(key + " (" + std::to_string(nan) + " NaN, " + std::to_string(bad - nan) + " Inf of " +
+                                    std::to_string(value.numel()) + ")");
+            }
+        }
+    }
+    const auto names = [](const std::vector<std::string>& list) {
+        std::string out;
+        for (std::size_t i = 0; i < list.size() && i < 8; ++i) out += (i ? ", " : "") + list[i];
+        if (list.size() > 8) out += ", ... (" + std::to_string(list.size() - 8) + " more)";
+        return out;
+    };
+    if (!wrongKind.empty())
+        throw Error(std::to_string(wrongKind.size()) + " tensors have a dtype that does not convert to the model's "
+                    "without changing their meaning (integer or bool for a float parameter, or the reverse): " +
+                    names(wrongKind));
+    if (!nonFinite.empty())
+        throw Error(std::to_string(nonFinite.size()) + " tensors hold NaN or Inf values (a model with them computes "
+                    "NaN): " + names(nonFinite));
     for (const auto& [key, value] : tensors) {
         bool ignored = false;
         for (const auto& prefix : options.ignorePrefixes) ignored = ignored || key.rfind(prefix, 0) == 0;

@@ -2,11 +2,14 @@
 
 #include "segscope/core/error.h"
 #include "segscope/core/models/registry.h"
+#include "segscope/core/models/segformer_naming.h"
 
 #include <torch/nn/functional/upsampling.h>
 #include <torch/torch.h>
 
 #include <cmath>
+#include <set>
+#include <sstream>
 
 namespace segscope::core {
 
@@ -93,13 +96,123 @@ TensorMap mapPretrained(const std::string& modelId, const TensorMap& checkpoint)
     if ((family == "segmenter" || family == "setr") && checkpoint.count("patch_embed.proj.weight") &&
         checkpoint.count("pos_embed"))
         return mapPretrainedVit(modelId, checkpoint);
-    if (family == "segformer") {
-        TensorMap mapped;
-        for (const auto& [key, value] : checkpoint)
-            if (key.rfind("classifier.", 0) != 0) mapped.emplace(key, value);
-        return mapped;
-    }
+    if (family == "segformer") return toSegScopeSegFormerNames(checkpoint);
     return checkpoint;
+}
+
+namespace {
+
+std::string firstNames(const std::vector<std::string>& names, std::size_t count) {
+    std::string out;
+    for (std::size_t i = 0; i < names.size() && i < count; ++i) out += (i ? ", " : "") + names[i];
+    if (names.size() > count) out += ", ... (" + std::to_string(names.size() - count) + " more)";
+    return out;
+}
+
+// "name: file [a] vs model [b]" -> "name"
+std::string skippedName(const std::string& entry) { return entry.substr(0, entry.find(": ")); }
+
+std::string expectedCheckpoints(const std::string& modelId) {
+    const ModelEntry* entry = findModel(modelId);
+    const std::string family = entry ? entry->info.family : "";
+    if (family == "segformer")
+        return "an HF SegFormer or MiT checkpoint of the same size (transformers 4.x or 5.x names, e.g. nvidia/mit-" +
+               modelId.substr(modelId.size() - 2) + "), or a SegScope export of " + modelId;
+    if (family == "segmenter" || family == "setr")
+        return "a timm ViT checkpoint of the same width and patch size, or a SegScope export of " + modelId;
+    return "a torchvision ResNet ImageNet checkpoint of the same depth, or a full checkpoint of " + modelId +
+           " in its reference names (a SegScope export)";
+}
+
+template <typename F>
+auto namingTheFile(const std::filesystem::path& path, F&& f) {
+    try {
+        return f();
+    } catch (const FileError&) {
+        throw;
+    } catch (const Error& e) {
+        throw FileError(path.string(), e.what());
+    }
+}
+
+}  // namespace
+
+std::string describeCheckpoint(const TensorMap& checkpoint) {
+    if (checkpoint.empty()) return "no tensors";
+    if (checkpoint.count("conv1.weight") && checkpoint.count("layer1.0.conv1.weight"))
+        return "torchvision ResNet names (an ImageNet backbone: conv1, layer1-4, fc)";
+    if (checkpoint.count("patch_embed.proj.weight") && checkpoint.count("pos_embed"))
+        return "timm ViT names (patch_embed, pos_embed, blocks)";
+    const SegFormerLayout layout = detectSegFormerLayout(checkpoint);
+    if (layout.naming) return layout.describe();
+    std::set<std::string> top;
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : checkpoint) {
+        top.insert(key.substr(0, key.find('.')));
+        keys.push_back(key);
+    }
+    std::string prefixes;
+    std::size_t n = 0;
+    for (const auto& p : top) {
+        if (n++ == 6) {
+            prefixes += ", ...";
+            break;
+        }
+        prefixes += (prefixes.empty() ? "" : ", ") + p;
+    }
+    return std::to_string(checkpoint.size()) + " tensors under " + prefixes + " (first: " + firstNames(keys, 3) + ")";
+}
+
+LoadReport loadWeightsForModel(SegmentationModel& model, const std::string& modelId, const std::filesystem::path& path,
+                               bool allowPartial) {
+    const TensorMap checkpoint = readWeightsFile(path);
+    const LoadReport report = namingTheFile(path, [&] { return loadStateDict(model, mapPretrained(modelId, checkpoint)); });
+    if (!allowPartial && !report.complete())
+        throw FileError(path.string(), "does not fit " + modelId + " with " + std::to_string(model.numClasses()) +
+                                           " classes: " + report.summary() + "\n  the file has " +
+                                           describeCheckpoint(checkpoint) +
+                                           "\n  give weights of this model (e.g. segscope-cli export of a run of it), "
+                                           "or --allow-partial to load only what matches");
+    return report;
+}
+
+std::string loadPretrainedStart(SegmentationModel& model, const std::string& modelId, const std::filesystem::path& path,
+                                bool strict) {
+    const TensorMap checkpoint = readWeightsFile(path);
+    const LoadReport report = namingTheFile(path, [&] { return loadStateDict(model, mapPretrained(modelId, checkpoint)); });
+    std::vector<std::string> encoderMissing, encoderShape, headMissing, headShape;
+    for (const auto& name : report.missing) (model.isHeadParameter(name) ? headMissing : encoderMissing).push_back(name);
+    for (const auto& entry : report.skippedShape)
+        (model.isHeadParameter(skippedName(entry)) ? headShape : encoderShape).push_back(entry);
+    std::size_t encoderTotal = 0;
+    for (const auto& [name, value] : stateDict(model)) encoderTotal += model.isHeadParameter(name) ? 0 : 1;
+    if (report.loaded.empty() || !encoderMissing.empty() || !encoderShape.empty()) {
+        std::ostringstream message;
+        const std::size_t unloaded = report.loaded.empty() ? encoderTotal : encoderMissing.size() + encoderShape.size();
+        message << "refusing a pretrained start that leaves " << unloaded << " of " << encoderTotal
+                << " encoder tensors of " << modelId << " unloaded (" << report.loaded.size() << " of the file's "
+                << checkpoint.size() << " tensors fit)";
+        if (!encoderMissing.empty()) message << "\n  not in the file: " << firstNames(encoderMissing, 5);
+        if (!encoderShape.empty()) message << "\n  other shape: " << firstNames(encoderShape, 3);
+        if (!report.unexpected.empty()) message << "\n  file tensors the model lacks: " << firstNames(report.unexpected, 5);
+        message << "\n  the file has " << describeCheckpoint(checkpoint) << "\n  give " << expectedCheckpoints(modelId)
+                << ", or remove model.pretrained to train from scratch";
+        throw FileError(path.string(), message.str());
+    }
+    if (strict && !report.unexpected.empty())
+        throw FileError(path.string(), "pretrained_strict: the file has " + std::to_string(report.unexpected.size()) +
+                                           " tensors " + modelId + " does not: " + firstNames(report.unexpected, 8) +
+                                           "; set model.pretrained_strict to false to ignore them");
+    std::ostringstream log;
+    log << "pretrained weights " << path.string() << " (" << describeCheckpoint(checkpoint) << "): " << report.loaded.size()
+        << " loaded; all " << encoderTotal << " encoder tensors loaded";
+    if (!headMissing.empty())
+        log << "\n  outside the encoder, not in the file (left at their initialisation): " << firstNames(headMissing, 8);
+    if (!headShape.empty())
+        log << "\n  outside the encoder, other shape (the class count differs?), left at their initialisation: "
+            << firstNames(headShape, 4);
+    if (!report.unexpected.empty()) log << "\n  in the file but not in the model, ignored: " << firstNames(report.unexpected, 8);
+    return log.str();
 }
 
 } // namespace segscope::core

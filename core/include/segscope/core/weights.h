@@ -48,9 +48,14 @@ struct LoadReport {
 struct LoadOptions {
     bool strict = false;                 // throw Error with the report unless complete()
     std::vector<std::string> ignorePrefixes;  // file keys starting with these are dropped silently
+    bool allowNonFinite = false;         // accept NaN/Inf values (refused by default)
 };
 
-// Copies matching tensors into the module (under NoGradGuard, converting dtype and device).
+// Copies matching tensors into the module (under NoGradGuard, converting dtype and device:
+// float16 to float32 and the like). Before copying anything it throws Error naming the tensors
+//   - whose dtype would change meaning: an integer or bool tensor for a floating-point
+//     parameter or buffer, a floating-point one for an integer buffer, bool for non-bool;
+//   - that hold NaN or Inf (unless options.allowNonFinite).
 LoadReport loadStateDict(torch::nn::Module& module, const TensorMap& tensors, const LoadOptions& options = {});
 
 } // namespace segscope::core

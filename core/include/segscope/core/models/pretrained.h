@@ -1,7 +1,9 @@
 #pragma once
 // Pretrained backbones: renaming published checkpoints onto the model zoo's state_dict names.
+#include "segscope/core/models/model.h"
 #include "segscope/core/weights.h"
 
+#include <filesystem>
 #include <string>
 
 namespace segscope::core {
@@ -41,8 +43,10 @@ namespace segscope::core {
 
 // Brings a checkpoint to model `modelId`'s names, whatever its origin:
 //   - a torchvision ResNet ImageNet checkpoint, for ResNet-based models (mapPretrainedResNet);
-//   - an HF MiT image-classification checkpoint (nvidia/mit-b0 … b5) for SegFormer: its
-//     top-level "classifier.*" is dropped, "segformer.encoder.*" kept;
+//   - an HF SegFormer checkpoint for SegFormer, in transformers 4.x or 5.x names (detected from
+//     the keys: toSegScopeSegFormerNames), full, bare SegformerModel, or an MiT
+//     image-classification checkpoint (nvidia/mit-b0 … b5) whose top-level "classifier.*" is
+//     dropped;
 //   - a timm ViT checkpoint (top-level "patch_embed.proj.weight" and "pos_embed") for Segmenter
 //     and SETR (mapPretrainedVit);
 //   - a checkpoint already in the model's reference names (smp, torchvision FCN, HF SegFormer
@@ -50,5 +54,30 @@ namespace segscope::core {
 //     whose class count differs is then skipped by loadStateDict as a shape mismatch.
 // Throws Error for an unknown model id.
 TensorMap mapPretrained(const std::string& modelId, const TensorMap& checkpoint);
+
+// In words, what a checkpoint's names look like, for messages: "torchvision ResNet (ImageNet
+// backbone)", "timm ViT", "HF transformers 5.x SegFormer names (...)", "segmentation_models_pytorch
+// / torchvision names (encoder.*, decoder.*)", ... or "unrecognised names (first: a, b, c)".
+std::string describeCheckpoint(const TensorMap& checkpoint);
+
+// Loads a weights file that must fit `model` (zoo id `modelId`) exactly, as forward and
+// erf --weights do: read (readWeightsFile), mapped (mapPretrained), then every tensor of the
+// model must be loaded and every tensor of the file used. Unless `allowPartial`, throws
+// FileError naming the file with the load report (the first missing, unexpected and
+// other-shape keys) and the detected naming. Returns the report.
+LoadReport loadWeightsForModel(SegmentationModel& model, const std::string& modelId,
+                               const std::filesystem::path& path, bool allowPartial);
+
+// A pretrained start (experiment model.pretrained): loads `path` into `model` after
+// mapPretrained. Only what lies outside the encoder (model.isHeadParameter) may stay unloaded:
+// the decoder and classifier of a backbone checkpoint (torchvision ResNet, MiT, timm ViT), or a
+// classifier whose class count differs. Throws FileError naming the file when
+//   - any encoder tensor stays unloaded (missing, or another shape): the message names the first
+//     keys, the detected naming (describeCheckpoint) and what to do;
+//   - `strict` (pretrained_strict) and the file has tensors the model does not (unexpected);
+//   - no tensor loads at all.
+// Returns the lines to log: the load summary, and what was skipped outside the encoder and why.
+std::string loadPretrainedStart(SegmentationModel& model, const std::string& modelId,
+                                const std::filesystem::path& path, bool strict);
 
 } // namespace segscope::core

@@ -1,0 +1,170 @@
+// Weights that would load but be wrong (NaN/Inf, integer or bool for float parameters,
+// overlapping safetensors tensors), forward's strict load, and the output guard of export and
+// forward (output_guard.h).
+#include "segscope/core/error.h"
+#include "segscope/core/models/registry.h"
+#include "segscope/core/output_guard.h"
+#include "segscope/core/weights.h"
+
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <fstream>
+#include <limits>
+
+using namespace segscope::core;
+namespace fs = std::filesystem;
+using segscope::test::TempDir;
+
+namespace {
+
+struct Tiny : torch::nn::Module {
+    Tiny() {
+        conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 2, 1)));
+        bn = register_module("bn", torch::nn::BatchNorm2d(2));
+    }
+    torch::nn::Conv2d conv{nullptr};
+    torch::nn::BatchNorm2d bn{nullptr};
+};
+
+std::string errorMessage(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    ADD_FAILURE() << "no exception";
+    return {};
+}
+
+std::string safetensorsBytes(const std::string& header, std::size_t dataBytes) {
+    std::string bytes(8, '\0');
+    for (std::size_t i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+    return bytes + header + std::string(dataBytes, '\0');
+}
+
+std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
+
+}  // namespace
+
+TEST(WeightsChecks, NanAndInfAreRefusedByName) {
+    Tiny model;
+    const auto before = model.conv->weight.clone();
+    TensorMap tensors = stateDict(Tiny());
+    tensors["conv.weight"] = torch::tensor({std::numeric_limits<float>::quiet_NaN(), 1.f}).reshape({2, 1, 1, 1});
+    tensors["bn.running_var"] = torch::tensor({std::numeric_limits<float>::infinity(), 1.f});
+    const std::string message = errorMessage([&] { loadStateDict(model, tensors); });
+    EXPECT_EQ(message, "2 tensors hold NaN or Inf values (a model with them computes NaN): bn.running_var (0 NaN, 1 Inf "
+                       "of 2), conv.weight (1 NaN, 0 Inf of 2)");
+    EXPECT_TRUE(torch::equal(model.conv->weight, before));  // nothing copied
+    LoadOptions allow;
+    allow.allowNonFinite = true;
+    EXPECT_TRUE(loadStateDict(model, tensors, allow).complete());
+}
+
+TEST(WeightsChecks, IntegerAndBoolTensorsAreNotCastIntoFloatParameters) {
+    Tiny model;
+    TensorMap tensors = stateDict(Tiny());
+    tensors["conv.weight"] = torch::ones({2, 1, 1, 1}, torch::kInt32);
+    tensors["conv.bias"] = torch::ones({2}, torch::kBool);
+    tensors["bn.num_batches_tracked"] = torch::tensor(2.5f);  // float for the int64 counter
+    EXPECT_EQ(errorMessage([&] { loadStateDict(model, tensors); }),
+              "3 tensors have a dtype that does not convert to the model's without changing their meaning (integer or "
+              "bool for a float parameter, or the reverse): bn.num_batches_tracked (Float in the file, Long in the "
+              "model), conv.bias (Bool in the file, Float in the model), conv.weight (Int in the file, Float in the "
+              "model)");
+    // Float widths convert (float16 and float64 checkpoints are common), and so do integer ones.
+    TensorMap fine = stateDict(Tiny());
+    fine["conv.weight"] = torch::full({2, 1, 1, 1}, 0.5, torch::kFloat16);
+    fine["bn.running_mean"] = torch::zeros({2}, torch::kFloat64);
+    fine["bn.num_batches_tracked"] = torch::tensor(7, torch::kInt32);
+    EXPECT_TRUE(loadStateDict(model, fine).complete());
+    EXPECT_EQ(model.bn->num_batches_tracked.item<std::int64_t>(), 7);
+    EXPECT_EQ(model.conv->weight.flatten()[0].item<float>(), 0.5f);
+}
+
+TEST(WeightsChecks, OverlappingSafetensorsTensorsAreRefused) {
+    TempDir dir;
+    const fs::path path = dir / "overlap.safetensors";
+    std::ofstream(path, std::ios::binary) << safetensorsBytes(
+        R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+        12);
+    EXPECT_EQ(errorMessage([&] { readSafetensors(path); }),
+              path.string() + ": tensors 'a' and 'b' overlap in the file (bytes 0-8 and 4-12 of the data)");
+    // Adjacent and empty tensors are fine.
+    const fs::path fine = dir / "fine.safetensors";
+    std::ofstream(fine, std::ios::binary) << safetensorsBytes(
+        R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},)"
+        R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+        12);
+    EXPECT_EQ(readSafetensors(fine).size(), 3u);
+}
+
+TEST(OutputGuard, RefusesInputsWorkspaceFilesAndExistingFilesWithoutForce) {
+    TempDir dir;
+    const fs::path workspace = dir / "ws";
+    fs::create_directories(workspace / ".segscope");
+    std::ofstream(workspace / ".segscope" / "segscope.db") << "db";
+    std::ofstream(dir / "weights.safetensors") << "w";
+    OutputGuard guard;
+    guard.inputs = {dir / "weights.safetensors"};
+    const auto refused = [&](const fs::path& out) { return errorMessage([&] { checkOutputPath(out, guard); }); };
+    EXPECT_EQ(refused(dir / "." / "weights.safetensors"),
+              (dir / "." / "weights.safetensors").string() + ": is also an input of this command (" +
+                  (dir / "weights.safetensors").string() + "); refusing to write over it");
+    for (const fs::path& out : {workspace / ".segscope" / "segscope.db", workspace / ".segscope" / "new.safetensors",
+                                workspace / "segscope.db-wal"}) {
+        const std::string message = refused(out);
+        EXPECT_NE(message.find(": is a file of the SegScope workspace " + fs::weakly_canonical(workspace).string()),
+                  std::string::npos)
+            << message;
+    }
+    guard.force = true;  // force never overrides those
+    EXPECT_NE(refused(workspace / ".segscope" / "segscope.db").find("SegScope workspace"), std::string::npos);
+    EXPECT_NE(refused(dir / "weights.safetensors").find("is also an input"), std::string::npos);
+    guard.force = false;
+    std::ofstream(dir / "old.safetensors") << "old";
+    EXPECT_EQ(refused(dir / "old.safetensors"), (dir / "old.safetensors").string() + ": exists; pass --force to replace it");
+    EXPECT_NE(refused(dir.path()).find(": is a folder"), std::string::npos);
+    guard.force = true;
+    EXPECT_NO_THROW(checkOutputPath(dir / "old.safetensors", guard));
+    EXPECT_NO_THROW(checkOutputPath(workspace / "runs-export.safetensors", guard));  // the workspace folder itself is fine
+    guard.force = false;
+    EXPECT_NO_THROW(checkOutputPath(dir / "new.safetensors", guard));
+}
+
+TEST(ForwardCli, StrictByDefaultAndRefusesToOverwrite) {
+    TempDir dir;
+    torch::manual_seed(1);
+    writeSafetensors(dir / "unet.safetensors", stateDict(*createModel("unet-resnet18", 2)));
+    writeSafetensors(dir / "in.safetensors", {{"input", torch::zeros({1, 3, 32, 32})}});
+    const std::string io = " --input " + quoted(dir / "in.safetensors") + " --output " + quoted(dir / "out.safetensors");
+    const auto foreign =
+        segscope::test::runCli("forward --model segformer-b0 --classes 2 --weights " + quoted(dir / "unet.safetensors") + io + " 2>&1");
+    EXPECT_EQ(foreign.exitCode, 1);
+    EXPECT_NE(foreign.output.find("unet.safetensors: does not fit segformer-b0 with 2 classes: 0 loaded, 207 missing, "
+                                  "182 unexpected"),
+              std::string::npos)
+        << foreign.output;
+    EXPECT_NE(foreign.output.find("missing: decode_head.batch_norm.bias"), std::string::npos) << foreign.output;
+    EXPECT_NE(foreign.output.find("unexpected: decoder.blocks.0.conv1.0.weight"), std::string::npos) << foreign.output;
+    EXPECT_FALSE(fs::exists(dir / "out.safetensors"));
+    // --allow-partial runs with what matches (nothing here).
+    const auto partial = segscope::test::runCli("forward --model segformer-b0 --classes 2 --allow-partial --weights " +
+                                                quoted(dir / "unet.safetensors") + io + " 2>&1");
+    EXPECT_EQ(partial.exitCode, 0) << partial.output;
+    EXPECT_TRUE(fs::exists(dir / "out.safetensors"));
+    // Now out.safetensors exists: --force to replace; never over the weights or the input.
+    const auto again = segscope::test::runCli("forward --model segformer-b0 --classes 2" + io + " 2>&1");
+    EXPECT_EQ(again.exitCode, 1);
+    EXPECT_NE(again.output.find("out.safetensors: exists; pass --force to replace it"), std::string::npos) << again.output;
+    EXPECT_EQ(segscope::test::runCli("forward --model segformer-b0 --classes 2 --force" + io + " 2>&1").exitCode, 0);
+    const auto overInput = segscope::test::runCli("forward --model segformer-b0 --classes 2 --force --input " +
+                                                  quoted(dir / "in.safetensors") + " --output " +
+                                                  quoted(dir / "in.safetensors") + " 2>&1");
+    EXPECT_EQ(overInput.exitCode, 1);
+    EXPECT_NE(overInput.output.find("is also an input of this command"), std::string::npos) << overInput.output;
+    EXPECT_EQ(readSafetensors(dir / "in.safetensors").count("input"), 1u);
+}
