@@ -1,4 +1,5 @@
 #include "segscope/core/metrics.h"
+#include "segscope/core/safe_text.h"
 
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
@@ -202,7 +203,7 @@ std::string metricsToJson(const SegmentationMetrics& metrics, int indent) {
                            {"pred_pixels", c.predictedPixels}});
     }
     j["per_class"] = std::move(classes);
-    return j.dump(indent);
+    return dumpJson(j, indent);  // class names come from users' classes.txt: maybe not UTF-8
 }
 
 std::string formatPercent(const std::optional<double>& fraction) {

@@ -7,6 +7,7 @@
 #include "segscope/core/demo_data.h"
 #include "segscope/core/experiment.h"
 #include "segscope/core/image_io.h"
+#include "segscope/core/metrics.h"
 #include "segscope/core/runtime.h"
 #include "segscope/core/safe_text.h"
 #include "segscope/core/weights.h"
@@ -623,6 +624,15 @@ TEST(HostileUtf8, ValidationAndReplacement) {
               "{\"file\":\"img\xEF\xBF\xBD.png\",\"invalid_utf8_bytes_replaced\":1,\"ok\":true}");
     EXPECT_EQ(count, 1u);
     EXPECT_EQ(dumpJson(json{{"file", "fine.png"}}), "{\"file\":\"fine.png\"}");
+}
+
+TEST(HostileUtf8, MetricsJsonSurvivesANonUtf8ClassName) {
+    ConfusionMatrix matrix(2);
+    matrix.update(torch::tensor({0, 1, 1}, torch::kLong), torch::tensor({0, 1, 0}, torch::kLong));
+    const json j = json::parse(metricsToJson(computeMetrics(matrix, {"background", "caf\xE9"})));
+    EXPECT_EQ(j["per_class"][1]["name"], "caf\xEF\xBF\xBD");
+    EXPECT_EQ(j["invalid_utf8_bytes_replaced"], 1);
+    EXPECT_EQ(j["per_class"][0]["name"], "background");
 }
 
 TEST(HostileUtf8, CheckDatasetJsonSurvivesANonUtf8FileName) {
