@@ -53,9 +53,15 @@ std::string describe(const RunLockHolder& holder) {
 
 std::string processCommand(long pid) {
     if (pid <= 0) return {};
-    std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+    // argv[0]'s file name: /proc/PID/comm says "exe" for a program that re-executed itself
+    // through /proc/self/exe (segscope-cli does, for its OpenMP wait policy).
+    std::ifstream cmdline("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+    std::string first;
+    std::getline(cmdline, first, '\0');
+    if (!first.empty()) return fs::path(first).filename().string();
+    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
     std::string command;
-    std::getline(in, command);
+    std::getline(comm, command);
     return command;
 }
 

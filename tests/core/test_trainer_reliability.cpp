@@ -641,7 +641,9 @@ TEST(RunLock, CliRefusesASecondResumeWhileTheFirstTrains) {
     EXPECT_NE(second.output.find("run " + runId + " is being trained by another process: run folder"),
               std::string::npos)
         << second.output;
-    EXPECT_NE(second.output.find("pid " + std::to_string(child)), std::string::npos) << second.output;
+    EXPECT_NE(second.output.find("pid " + std::to_string(child) + " on "), std::string::npos) << second.output;
+    EXPECT_NE(second.output.find(" (segscope-cli): one process trains a run at a time"), std::string::npos)
+        << second.output;
     kill(child, SIGKILL);
     int status = 0;
     waitpid(child, &status, 0);

@@ -24,7 +24,7 @@ namespace segscope::core {
 struct RunLockHolder {
     long pid = 0;
     std::string host;
-    std::string command;  // the holder's /proc/PID/comm when it wrote the file
+    std::string command;  // the holder's program name (processCommand) when it wrote the file
 };
 
 // Thrown when another process holds the run's lock. what(): "run folder FOLDER is in use by
@@ -64,7 +64,8 @@ private:
     int fd_ = -1;
 };
 
-// The command name of a live process (/proc/PID/comm); empty when there is none.
+// The program name of a live process (the file name of its argv[0], else /proc/PID/comm);
+// empty when there is none.
 std::string processCommand(long pid);
 
 }  // namespace segscope::core
