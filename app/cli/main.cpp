@@ -19,7 +19,8 @@ const char* kUsage = R"(usage: segscope-cli [--threads N] COMMAND [options]
 commands:
   --version                       versions of SegScope, LibTorch and OpenCV, threads, CUDA devices
   demo-data --out DIR [--images N] [--size W H] [--seed S]
-                                  write the synthetic demo dataset (VOC layout)
+                                  write the synthetic demo dataset (VOC layout) into an empty
+                                  folder or one demo-data wrote (N <= 100000, W, H in 32..4096)
   check-dataset --kind voc|pets|folder --root DIR [--split NAME]
                 [--pets-mode trimap|binary|binary-border-fg] [--threads N] [--json]
                                   decode every file of a split and report counts and problems;

@@ -257,7 +257,10 @@ bool isDemoDataset(const fs::path& root) {
     for (const char* split : {"train", "val", "trainval"})
         if (!fs::is_regular_file(root / "ImageSets" / "Segmentation" / (std::string(split) + ".txt"), ec)) return false;
     if (!fs::is_regular_file(root / "classes.txt", ec)) return false;
-    if (const auto marker = readMarker(root)) return marker->value("complete", false);
+    if (const auto marker = readMarker(root)) {
+        const auto complete = marker->find("complete");
+        return complete != marker->end() && complete->is_boolean() && complete->get<bool>();
+    }
     return isLegacyDemoFolder(root);
 }
 

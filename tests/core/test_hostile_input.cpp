@@ -694,6 +694,11 @@ TEST(HostileDemo, DemoDataGoesOnlyIntoEmptyOrMarkedFolders) {
     // A marker left by an interrupted write: present but not complete, so it is regenerated.
     writeFile(dir / "empty" / kDemoMarkerFile, R"({"generator": "segscope demo-data", "complete": false})");
     EXPECT_FALSE(isDemoDataset(dir / "empty"));
+    writeFile(dir / "empty" / kDemoMarkerFile, R"({"complete": "yes"})");  // hand-edited: not complete
+    EXPECT_FALSE(isDemoDataset(dir / "empty"));
+    writeFile(dir / "empty" / kDemoMarkerFile, "not json");  // marked but unreadable: may be rewritten
+    EXPECT_NO_THROW(writeDemoDataset(dir / "empty", options));
+    EXPECT_TRUE(isDemoDataset(dir / "empty"));
 }
 
 TEST(HostileDemo, CliDemoDataRefusesAUsersFolderNamingIt) {
