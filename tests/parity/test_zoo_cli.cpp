@@ -106,7 +106,7 @@ TEST(ZooCli, ForwardNamesAMissingWeightsFile) {
     EXPECT_FALSE(std::filesystem::exists(dir / "out.safetensors"));
 }
 
-TEST(ZooCli, ForwardStrictRejectsIncompleteWeights) {
+TEST(ZooCli, ForwardRejectsIncompleteWeightsUnlessAllowPartial) {
     TempDir dir;
     core::writeSafetensors(dir / "in.safetensors", {{"input", torch::zeros({1, 3, 32, 32})}});
     core::writeSafetensors(dir / "w.safetensors", {{"decode_head.classifier.bias", torch::zeros({2})}});
@@ -114,12 +114,18 @@ TEST(ZooCli, ForwardStrictRejectsIncompleteWeights) {
                                quote((dir / "w.safetensors").string()) + " --input " +
                                quote((dir / "in.safetensors").string()) + " --output " +
                                quote((dir / "out.safetensors").string());
-    const auto strict = test::runCli(common + " --strict 2>&1");
-    EXPECT_EQ(strict.exitCode, 1);
-    EXPECT_NE(strict.output.find("segscope-cli: error: strict weight load failed: 1 loaded, "), std::string::npos)
-        << strict.output;
-    EXPECT_FALSE(std::filesystem::exists(dir / "out.safetensors"));
-    const auto lenient = test::runCli(common + " 2>&1");
+    // Strict is the default (--strict is still accepted).
+    for (const std::string flag : {"", " --strict"}) {
+        const auto strict = test::runCli(common + flag + " 2>&1");
+        EXPECT_EQ(strict.exitCode, 1);
+        EXPECT_NE(strict.output.find("segscope-cli: error: " + (dir / "w.safetensors").string() +
+                                     ": does not fit segformer-b0 with 2 classes: 1 loaded, 206 missing, 0 unexpected"),
+                  std::string::npos)
+            << strict.output;
+        EXPECT_NE(strict.output.find("missing: decode_head.batch_norm.bias, "), std::string::npos) << strict.output;
+        EXPECT_FALSE(std::filesystem::exists(dir / "out.safetensors"));
+    }
+    const auto lenient = test::runCli(common + " --allow-partial 2>&1");
     EXPECT_EQ(lenient.exitCode, 0) << lenient.output;
     EXPECT_NE(lenient.output.find("1 loaded, "), std::string::npos) << lenient.output;
     EXPECT_TRUE(std::filesystem::exists(dir / "out.safetensors"));
