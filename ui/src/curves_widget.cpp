@@ -6,6 +6,7 @@
 #include <QSvgGenerator>
 #include <QtWidgets>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -92,7 +93,7 @@ CurvesWidget::CurvesWidget(QWidget* parent) : QWidget(parent) {
     validationPlot_ = new QCustomPlot;
     for (QCustomPlot* plot : {lossPlot_, validationPlot_}) {
         plot->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
-        plot->setMinimumHeight(200);
+        plot->setMinimumHeight(160);  // two stacked plots fit a 720-line screen
         plot->legend->setVisible(false);  // shown by rebuild() once there are graphs
         plot->legend->setFont(QFont(font().family(), 8));
         plots->addWidget(plot, 1);
@@ -124,7 +125,13 @@ CurvesWidget::CurvesWidget(QWidget* parent) : QWidget(parent) {
     connect(xAxis_, &QComboBox::currentIndexChanged, this, [this](int i) { setXAxisMode(XAxisMode(i)); });
     connect(log_, &QCheckBox::toggled, this, &CurvesWidget::setLogScale);
     connect(smoothingSlider_, &QSlider::valueChanged, this, [this](int v) { setSmoothing(v / 100.0); });
-    connect(classToggles_, &QListWidget::itemChanged, this, [this] { markDirty(); });
+    connect(classToggles_, &QListWidget::itemChanged, this, [this](QListWidgetItem* item) {
+        if (item->checkState() == Qt::Checked)
+            hiddenClasses_.remove(item->text());
+        else
+            hiddenClasses_.insert(item->text());
+        markDirty();
+    });
     connect(autoFit_, &QCheckBox::toggled, this, [this] { markDirty(); });
 }
 
@@ -169,15 +176,47 @@ void CurvesWidget::rebuildClassToggles() {
     for (const auto& id : order_)
         for (const auto& n : series_[id].classNames)
             if (!names.contains(n)) names << n;
-    QSet<QString> checked;
-    for (int i = 0; i < classToggles_->count(); ++i)
-        if (classToggles_->item(i)->checkState() == Qt::Checked) checked.insert(classToggles_->item(i)->text());
+    {
+        const QSignalBlocker blocker(classToggles_);
+        classToggles_->clear();
+        for (const auto& n : names) {
+            auto* item = new QListWidgetItem(n, classToggles_);
+            item->setFlags(item->flags() | Qt::ItemIsUserCheckable);
+            item->setCheckState(hiddenClasses_.contains(n) ? Qt::Unchecked : Qt::Checked);
+        }
+    }
+    markWorstClasses();
+}
+
+void CurvesWidget::markWorstClasses() {
+    // The latest evaluation of the last run added (the live run, or the newest compared one).
+    QHash<QString, double> latest;
+    for (const auto& id : order_) {
+        const Series& s = series_[id];
+        for (int c = 0; c < s.classIou.size() && c < s.classNames.size(); ++c)
+            if (!s.classIou[c].isEmpty() && std::isfinite(s.classIou[c].back()))
+                latest[s.classNames[c]] = s.classIou[c].back();
+    }
+    QStringList sorted = latest.keys();
+    std::sort(sorted.begin(), sorted.end(), [&](const QString& a, const QString& b) {
+        return latest[a] != latest[b] ? latest[a] < latest[b] : a < b;
+    });
+    // The worst third, at least one and at most three, when there is more than one class.
+    const int count = sorted.size() > 1 ? std::clamp(int(sorted.size()) / 3, 1, 3) : 0;
+    worstClasses_ = sorted.mid(0, count);
     const QSignalBlocker blocker(classToggles_);
-    classToggles_->clear();
-    for (const auto& n : names) {
-        auto* item = new QListWidgetItem(n, classToggles_);
-        item->setFlags(item->flags() | Qt::ItemIsUserCheckable);
-        item->setCheckState(checked.contains(n) ? Qt::Checked : Qt::Unchecked);
+    for (int i = 0; i < classToggles_->count(); ++i) {
+        QListWidgetItem* item = classToggles_->item(i);
+        const bool worst = worstClasses_.contains(item->text());
+        QFont f = item->font();
+        f.setBold(worst);
+        item->setFont(f);
+        item->setForeground(worst ? QBrush(QColor(0xc0, 0x20, 0x20)) : QBrush());
+        item->setToolTip(latest.contains(item->text())
+                             ? tr("IoU %1 at the latest evaluation%2")
+                                   .arg(latest[item->text()], 0, 'f', 3)
+                                   .arg(worst ? tr(" (among the worst)") : QString())
+                             : tr("not evaluated yet"));
     }
 }
 
@@ -214,6 +253,7 @@ void CurvesWidget::appendValidation(const QString& runId, const core::Validation
     for (int c = 0; c < s.classIou.size() && c < int(e.metrics.perClass.size()); ++c)
         s.classIou[c].push_back(opt(e.metrics.perClass[std::size_t(c)].iou));
     if (e.metrics.mIoU && (s.bestIndex < 0 || *e.metrics.mIoU > s.miou[s.bestIndex])) s.bestIndex = int(s.miou.size()) - 1;
+    markWorstClasses();
     markDirty();
 }
 

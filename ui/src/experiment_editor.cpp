@@ -1,5 +1,7 @@
 #include "segscope/ui/experiment_editor.h"
 
+#include "segscope/core/dataset.h"
+#include "segscope/core/demo_data.h"
 #include "segscope/core/models/registry.h"
 #include "segscope/core/training_parts.h"
 
@@ -76,6 +78,7 @@ ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
     errorSummary_->setStyleSheet(QStringLiteral("color: #b41e1e;"));
 
     auto* form = new QFormLayout;
+    form_ = form;
     auto section = [&](const QString& title) {
         auto* label = new QLabel(QStringLiteral("<b>%1</b>").arg(title));
         form->addRow(label);
@@ -172,11 +175,39 @@ ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
                                                           tr("Weights (*.safetensors *.pth *.pt *.bin)"));
         if (!file.isEmpty()) pretrained_->setText(file);
     });
-    connect(&countWatcher_, &QFutureWatcher<qlonglong>::finished, this, [this] {
-        const qlonglong n = countWatcher_.result();
-        parameters_->setText(n > 0 ? tr("%1 (with 21 classes)").arg(QLocale().toString(n)) : tr("unknown"));
+    connect(&countWatcher_, &QFutureWatcher<Count>::finished, this, [this] {
+        const Count c = countWatcher_.result();
+        parameters_->setText(c.parameters > 0
+                                 ? tr("%1 (%2 classes, %3)").arg(QLocale().toString(c.parameters)).arg(c.classes).arg(c.source)
+                                 : tr("unknown"));
+        Q_EMIT parametersCounted();
+        // An edit during the count asks again.
+        updateParameterCount();
     });
-    connect(model_, &QComboBox::currentIndexChanged, this, [this] { updateParameterCount(); });
+    // Edits come in bursts (typing a root): count once they settle.
+    countTimer_.setSingleShot(true);
+    countTimer_.setInterval(250);
+    connect(&countTimer_, &QTimer::timeout, this, [this] { updateParameterCount(); });
+    for (QComboBox* c : {model_, kind_, petsMode_})
+        connect(c, &QComboBox::currentIndexChanged, this, [this] { countTimer_.start(); });
+    connect(root_, &QLineEdit::textChanged, this, [this] { countTimer_.start(); });
+    connect(kind_, &QComboBox::currentIndexChanged, this, [this] {
+        updateVisibleFields();
+        followDerivedName();
+    });
+    connect(model_, &QComboBox::currentIndexChanged, this, [this] { followDerivedName(); });
+    // A name typed by the user is kept; one the editor derived follows the architecture.
+    connect(name_, &QLineEdit::textEdited, this, [this](const QString& text) {
+        derivedName_ = text.isEmpty() ? derivedName() : QString();
+    });
+    name_->setToolTip(tr("Run name; follows the dataset and architecture until you edit it"));
+    kind_->setToolTip(tr("demo: generated shapes; voc: PASCAL VOC 2012 layout; pets: Oxford-IIIT Pets; folder: images/ + masks/"));
+    root_->setToolTip(tr("Folder holding the dataset"));
+    petsMode_->setToolTip(tr("trimap: background, pet, border; binary: border ignored; binary-border-fg: border counted as pet"));
+    voidToBackground_->setToolTip(tr("Count void pixels (label 255) as background instead of ignoring them"));
+    model_->setToolTip(tr("Architecture (model zoo id and family)"));
+    parameters_->setToolTip(tr("Exact parameter count at the dataset's class count (or model.classes when set)"));
+    pretrained_->setToolTip(tr("Weights to start from; the encoder must load completely"));
 
     core::Experiment defaults;
     defaults.model.id = "segformer-b0";
@@ -198,6 +229,7 @@ void ExperimentEditor::addField(const QString& path, QWidget* widget) {
 void ExperimentEditor::setExperiment(const core::Experiment& e) {
     base_ = core::toJson(e);
     const QSignalBlocker blockers[] = {QSignalBlocker(this)};
+    derivedName_.clear();  // loading the fields must not rename the run
     name_->setText(QString::fromStdString(e.name));
     kind_->setCurrentText(QString::fromLatin1(core::dataSourceName(e.dataset.kind)));
     root_->setText(QString::fromStdString(e.dataset.root.string()));
@@ -225,8 +257,36 @@ void ExperimentEditor::setExperiment(const core::Experiment& e) {
     workers_->setValue(e.runtime.workers);
     erfEvery_->setValue(e.training.erfEveryEpochs);
     epochs_->setEnabled(!e.training.iterations);
+    // A loaded name that is the derived one keeps following the architecture.
+    derivedName_ = name_->text() == derivedName() || name_->text().isEmpty() ? derivedName() : QString();
+    if (name_->text().isEmpty()) name_->setText(derivedName_);
+    updateVisibleFields();
     validate();
+    countedKey_.clear();
     updateParameterCount();
+}
+
+QString ExperimentEditor::derivedName() const {
+    return kind_->currentText() + QLatin1Char('-') + model_->currentData().toString();
+}
+
+void ExperimentEditor::followDerivedName() {
+    if (derivedName_.isEmpty()) return;  // the user named the run
+    derivedName_ = derivedName();
+    name_->setText(derivedName_);
+}
+
+void ExperimentEditor::updateVisibleFields() {
+    const QString kind = kind_->currentText();
+    const bool pets = kind == QStringLiteral("pets");
+    form_->setRowVisible(petsMode_, pets);
+    // Void (255) exists in VOC-layout and folder masks; the demo's rings and the Pets trimaps have
+    // their own handling.
+    form_->setRowVisible(voidToBackground_, kind == QStringLiteral("voc") || kind == QStringLiteral("folder"));
+}
+
+QString ExperimentEditor::parameterText() const {
+    return parameters_->text();
 }
 
 nlohmann::json ExperimentEditor::document() const {
@@ -297,17 +357,46 @@ void ExperimentEditor::validate() {
 }
 
 void ExperimentEditor::updateParameterCount() {
+    const nlohmann::json document = this->document();
     const QString id = model_->currentData().toString();
-    if (id.isEmpty() || id == countedModel_) return;
-    countedModel_ = id;
+    const QString key = QString::fromStdString(document["dataset"].dump()) + id +
+                        QString::fromStdString(document["model"].value("classes", nlohmann::json()).dump());
+    if (id.isEmpty() || key == countedKey_ || countWatcher_.isRunning()) return;
+    countedKey_ = key;
     parameters_->setText(tr("counting…"));
-    // Building a large model takes a moment: count off the GUI thread.
-    countWatcher_.setFuture(QtConcurrent::run([id]() -> qlonglong {
+    // Building a large model and opening the dataset take a moment: off the GUI thread.
+    countWatcher_.setFuture(QtConcurrent::run([id, document]() -> Count {
+        Count count;
         try {
-            return core::countParameters(*core::createModel(id.toStdString(), 21));
+            const core::Experiment e = core::parseExperiment(document);
+            if (e.model.classes) {
+                count.classes = *e.model.classes;
+                count.source = tr("model.classes");
+            } else {
+                try {
+                    const auto dataset = core::Dataset::open(core::datasetSpec(e, e.dataset.trainSplit));
+                    count.classes = dataset->numClasses();
+                    count.source = tr("from the dataset");
+                } catch (const std::exception&) {
+                    if (e.dataset.kind == core::DataSource::Demo) {
+                        count.classes = int(core::demoClasses().size());
+                        count.source = tr("the demo's");
+                    } else {
+                        count.classes = 21;
+                        count.source = tr("dataset not readable yet: VOC's 21 assumed");
+                    }
+                }
+            }
         } catch (const std::exception&) {
-            return -1;
+            count.classes = 21;
+            count.source = tr("experiment invalid: 21 assumed");
         }
+        try {
+            count.parameters = core::countParameters(*core::createModel(id.toStdString(), count.classes));
+        } catch (const std::exception&) {
+            count.parameters = -1;
+        }
+        return count;
     }));
 }
 

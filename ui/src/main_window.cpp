@@ -89,12 +89,57 @@ MainWindow::MainWindow(QString workspace, QWidget* parent) : QMainWindow(parent)
     erf_->setExperimentProvider([this] { return editor_->experiment(); });
     tabs_->addTab(erf_, tr("ERF"));
     setCentralWidget(tabs_);
-    resize(1360, 860);
+    // Fit the screen it opens on: 1280×720 and 1366×768 projectors and laptops are common in
+    // classrooms, and every tab fits them (minimumSizeHint is checked by a test). A tiny virtual
+    // screen (offscreen's 800×600) keeps the design size.
+    QSize size(1280, 720);
+    if (const QScreen* s = screen(); s && s->availableGeometry().width() >= 1024)
+        size = size.boundedTo(s->availableGeometry().size() - QSize(0, 40));
+    resize(size);
+
+    // Run controls on a toolbar visible from every tab.
+    startAction_ = new QAction(tr("Start run"), this);
+    startAction_->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_Return));
+    startAction_->setToolTip(tr("Validate the experiment and start (or queue) a run (Ctrl+Return)"));
+    pauseAction_ = new QAction(tr("Pause"), this);
+    pauseAction_->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_P));
+    pauseAction_->setToolTip(tr("Pause or resume the active run between steps (Ctrl+P)"));
+    stopAction_ = new QAction(tr("Stop"), this);
+    stopAction_->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_Period));
+    stopAction_->setToolTip(tr("Stop the active run; it stays resumable from the Runs tab (Ctrl+.)"));
+    for (QAction* a : {startAction_, pauseAction_, stopAction_}) a->setShortcutContext(Qt::ApplicationShortcut);
+    auto* toolbar = addToolBar(tr("Run"));
+    toolbar->setObjectName(QStringLiteral("runToolbar"));
+    toolbar->setMovable(false);
+    toolbar->addAction(startAction_);
+    toolbar->addAction(pauseAction_);
+    toolbar->addAction(stopAction_);
+    toolbar->addSeparator();
+    progress_ = new QProgressBar;
+    progress_->setMaximumWidth(220);
+    progress_->setFormat(tr("step %v of %m"));
+    progress_->setToolTip(tr("Progress of the active run"));
+    progress_->setRange(0, 1);
+    progress_->setValue(0);
+    toolbar->addWidget(progress_);
+    readout_ = new QLabel;
+    readout_->setObjectName(QStringLiteral("miouReadout"));
+    readout_->setToolTip(tr("Best and latest validation mIoU of the active (or last) run"));
+    readout_->setContentsMargins(12, 0, 0, 0);
+    toolbar->addWidget(readout_);
+    startButton_->setToolTip(startAction_->toolTip());
+    pauseButton_->setToolTip(pauseAction_->toolTip());
+    stopButton_->setToolTip(stopAction_->toolTip());
+    queueList_->setToolTip(tr("Runs waiting for the active one to end"));
     buildMenus();
 
-    connect(startButton_, &QPushButton::clicked, this, [this] { startRun(); });
-    connect(pauseButton_, &QPushButton::clicked, this, [this] { paused_ ? resumeActive() : pauseActive(); });
-    connect(stopButton_, &QPushButton::clicked, this, &MainWindow::stopActive);
+    connect(startAction_, &QAction::triggered, this, [this] { startRun(); });
+    connect(pauseAction_, &QAction::triggered, this, [this] { paused_ ? resumeActive() : pauseActive(); });
+    connect(stopAction_, &QAction::triggered, this, &MainWindow::stopActive);
+    connect(startButton_, &QPushButton::clicked, startAction_, &QAction::trigger);
+    connect(pauseButton_, &QPushButton::clicked, pauseAction_, &QAction::trigger);
+    connect(stopButton_, &QPushButton::clicked, stopAction_, &QAction::trigger);
+    updateRunControls();
     connect(runs_, &RunsPanel::resumeRequested, this, &MainWindow::resumeRun);
     connect(runs_, &RunsPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
     connect(dataset_, &DatasetPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
@@ -161,6 +206,59 @@ void MainWindow::buildMenus() {
     presenter->setObjectName(QStringLiteral("presenterAction"));
     presenter->setShortcut(QKeySequence(Qt::Key_F11));
     connect(presenter, &QAction::toggled, this, &MainWindow::setPresenterMode);
+
+    QMenu* run = menuBar()->addMenu(tr("&Run"));
+    run->addAction(startAction_);
+    run->addAction(pauseAction_);
+    run->addAction(stopAction_);
+
+    QMenu* help = menuBar()->addMenu(tr("&Help"));
+    help->addAction(tr("Keyboard shortcuts"), QKeySequence::HelpContents, this, [this] {
+        QMessageBox::information(this, tr("Keyboard shortcuts"), shortcutList().join(QLatin1Char('\n')));
+    });
+    help->addAction(tr("About SegScope"), this, [this] {
+        QMessageBox::about(this, tr("About SegScope"),
+                           tr("SegScope %1: a workbench for semantic-segmentation experiments.\nWorkspace: %2")
+                               .arg(QCoreApplication::applicationVersion(), workspace_));
+    });
+}
+
+QStringList MainWindow::shortcutList() const {
+    QStringList lines;
+    for (const QAction* a : findChildren<QAction*>()) {
+        if (a->shortcut().isEmpty()) continue;
+        QString text = a->text();
+        text.remove(QLatin1Char('&'));
+        text.remove(QStringLiteral("…"));
+        const QString line = a->shortcut().toString(QKeySequence::NativeText) + QStringLiteral(" — ") + text;
+        if (!lines.contains(line)) lines << line;
+    }
+    lines.sort();
+    return lines;
+}
+
+QString MainWindow::miouReadout() const {
+    return readout_->text();
+}
+
+void MainWindow::updateRunControls() {
+    const bool active = worker_ != nullptr;
+    pauseAction_->setEnabled(active);
+    stopAction_->setEnabled(active);
+    pauseAction_->setText(paused_ ? tr("Resume") : tr("Pause"));
+    pauseButton_->setEnabled(active);
+    stopButton_->setEnabled(active);
+    pauseButton_->setText(pauseAction_->text());
+    startAction_->setText(active ? tr("Queue run") : tr("Start run"));
+    startButton_->setText(startAction_->text());
+    progress_->setRange(0, int(std::max<std::int64_t>(1, totalSteps_)));
+    progress_->setValue(int(std::min(lastStep_, std::max<std::int64_t>(1, totalSteps_))));
+    QString text;
+    if (bestMiou_)
+        text = tr("best mIoU %1% (epoch %2)").arg(*bestMiou_ * 100, 0, 'f', 1).arg(bestEpoch_);
+    if (lastMiou_) text += (text.isEmpty() ? QString() : QStringLiteral(" · ")) +
+                           tr("last %1%").arg(*lastMiou_ * 100, 0, 'f', 1);
+    readout_->setText(text.isEmpty() && active ? tr("no validation yet") : text);
 }
 
 bool MainWindow::openExperiment(const QString& path) {
@@ -211,6 +309,11 @@ void MainWindow::launchNext() {
     connect(thread_, &QThread::finished, worker, &QObject::deleteLater);
     connect(worker, &TrainingWorker::runCreated, this, [this](const QString& id) {
         activeRunId_ = id;
+        bestMiou_.reset();
+        lastMiou_.reset();
+        bestEpoch_ = -1;
+        totalSteps_ = lastStep_ = 0;
+        updateRunControls();
         curves_->clear();
         curves_->addRun(id, id);
         log_->clear();
@@ -235,8 +338,7 @@ void MainWindow::launchNext() {
         runStatus_->setText(tr("%1: %2 (%3 parameters) on %4")
                                 .arg(id, QString::fromStdString(s.modelId), QLocale().toString(qlonglong(s.parameters)),
                                      QString::fromStdString(s.device)));
-        pauseButton_->setEnabled(true);
-        stopButton_->setEnabled(true);
+        updateRunControls();
         tabs_->setCurrentIndex(1);
     });
     connect(worker, &TrainingWorker::steps, this, [this](const QString& id, const QVector<core::StepEvent>& steps) {
@@ -248,15 +350,23 @@ void MainWindow::launchNext() {
             memoryBytes_ = steps.back().memoryBytes;
         }
         updateStatus();
+        progress_->setValue(int(std::min(lastStep_, std::max<std::int64_t>(1, totalSteps_))));
     });
-    connect(worker, &TrainingWorker::validated, this,
-            [this](const QString& id, const core::ValidationEvent& e) { curves_->appendValidation(id, e); });
+    connect(worker, &TrainingWorker::validated, this, [this](const QString& id, const core::ValidationEvent& e) {
+        curves_->appendValidation(id, e);
+        lastMiou_ = e.metrics.mIoU;
+        if (e.metrics.mIoU && (!bestMiou_ || *e.metrics.mIoU > *bestMiou_)) {
+            bestMiou_ = e.metrics.mIoU;
+            bestEpoch_ = e.epoch;
+        }
+        updateRunControls();
+    });
     connect(worker, &TrainingWorker::erfRecorded, this,
             [this](const QString& id, int, qint64, const QString&) { erf_->snapshotRecorded(id); });
     connect(worker, &TrainingWorker::logLine, this, [this](const QString&, const QString& line) { log_->appendPlainText(line); });
     connect(worker, &TrainingWorker::pausedChanged, this, [this](const QString&, bool paused) {
         paused_ = paused;
-        pauseButton_->setText(paused ? tr("Resume") : tr("Pause"));
+        updateRunControls();
         updateStatus();
     });
     connect(worker, &TrainingWorker::finished, this, [this](const QString& id, int outcome, const QString& message) {
@@ -266,17 +376,20 @@ void MainWindow::launchNext() {
             banner_->setText(tr("Run failed: %1").arg(message));
             banner_->setVisible(true);
         }
-        runStatus_->setText(runStatus_->text() + QStringLiteral(" — ") + QString::fromLatin1(core::trainingOutcomeName(result)));
-        pauseButton_->setEnabled(false);
-        stopButton_->setEnabled(false);
+        // One outcome per run: the status line names the run and how it ended.
+        runStatus_->setText(tr("%1: %2%3")
+                                .arg(id, QString::fromLatin1(core::trainingOutcomeName(result)),
+                                     message.isEmpty() ? QString() : QStringLiteral(" — ") + message.section(QLatin1Char('\n'), 0, 0)));
+        if (result == core::TrainingOutcome::Failed)
+            statusBar()->showMessage(tr("Run %1 failed: %2").arg(id, message.section(QLatin1Char('\n'), 0, 0)), 15000);
         paused_ = false;
-        pauseButton_->setText(tr("Pause"));
         thread_->quit();
         thread_->wait();
         thread_->deleteLater();
         thread_ = nullptr;
         worker_ = nullptr;
         activeRunId_.clear();
+        updateRunControls();
         runs_->refresh(true);
         // The finished run becomes a source in the Predictions and ERF tabs.
         if (!predictions_->busy()) predictions_->refreshRuns();

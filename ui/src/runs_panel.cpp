@@ -134,13 +134,19 @@ RunsPanel::RunsPanel(const QString& workspace, QWidget* parent) : QWidget(parent
     diffTable_->verticalHeader()->hide();
 
     auto* tabs = new QTabWidget;
+    views_ = tabs;
     tabs->addTab(curves_, tr("Curves"));
     tabs->addTab(classBars_, tr("Per-class IoU"));
     auto* diffPage = new QWidget;
+    diffPage_ = diffPage;
     auto* diffLayout = new QVBoxLayout(diffPage);
     diffLayout->addWidget(diffTitle_);
     diffLayout->addWidget(diffTable_);
     tabs->addTab(diffPage, tr("Diff"));
+    compare->setToolTip(tr("Curves and per-class IoU of the selected runs (selecting shows them too)"));
+    diff->setToolTip(tr("Per-class IoU of two selected runs, side by side"));
+    resume->setToolTip(tr("Continue the selected interrupted run from its latest checkpoint"));
+    replay->setToolTip(tr("Play the selected run's recorded curves back in scaled time"));
 
     auto* splitter = new QSplitter(Qt::Vertical);
     auto* top = new QWidget;
@@ -197,6 +203,15 @@ RunsPanel::RunsPanel(const QString& workspace, QWidget* parent) : QWidget(parent
             Q_EMIT replayFinished(run);
         }
     });
+    // Selecting runs shows them; the poll's re-selection of the same runs does not reload.
+    connect(view_->selectionModel(), &QItemSelectionModel::selectionChanged, this, [this] {
+        QTimer::singleShot(0, this, [this] {
+            if (replaying()) return;
+            QStringList ids = selectedRunIds();
+            ids.sort();
+            if (ids != comparedIds_ && !ids.isEmpty()) compareSelected();
+        });
+    });
     poll_ = new QTimer(this);
     poll_->setInterval(1000);
     connect(poll_, &QTimer::timeout, this, [this] { refresh(); });
@@ -238,6 +253,8 @@ QStringList RunsPanel::selectedRunIds() const {
 
 void RunsPanel::compareSelected() {
     const QStringList ids = selectedRunIds();
+    comparedIds_ = ids;
+    comparedIds_.sort();
     curves_->clear();
     classBars_->clearPlottables();
     if (ids.isEmpty()) return;
@@ -310,6 +327,7 @@ bool RunsPanel::replaying() const { return replayTimer_->isActive(); }
 
 void RunsPanel::diffSelected() {
     const QStringList ids = selectedRunIds();
+    views_->setCurrentWidget(diffPage_);
     diffTable_->setRowCount(0);
     if (ids.size() != 2) {
         diffTitle_->setText(tr("Select exactly two runs to diff."));

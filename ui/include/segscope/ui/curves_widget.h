@@ -10,6 +10,7 @@
 
 #include <QColor>
 #include <QHash>
+#include <QSet>
 #include <QStringList>
 #include <QVector>
 #include <QWidget>
@@ -60,6 +61,10 @@ public:
 
     int stepPointCount(const QString& runId) const;
     int validationPointCount(const QString& runId) const;
+    // Per-class IoU toggles: every class is shown unless the user unticks it; the classes with the
+    // lowest IoU at the latest evaluation are marked (bold, red, tooltip).
+    QListWidget* classToggles() const { return classToggles_; }
+    QStringList worstClasses() const { return worstClasses_; }
     QCustomPlot* lossPlot() const { return lossPlot_; }
     QCustomPlot* validationPlot() const { return validationPlot_; }
     // Forces the pending rebuild now (tests, screenshots).
@@ -79,6 +84,7 @@ private:
     void markDirty();
     void rebuild();
     void rebuildClassToggles();
+    void markWorstClasses();
     const QVector<double>& xFor(const Series& s, bool validation) const;
 
     QHash<QString, Series> series_;
@@ -95,6 +101,8 @@ private:
     QCheckBox* autoFit_ = nullptr;
     QSlider* smoothingSlider_ = nullptr;
     QListWidget* classToggles_ = nullptr;
+    QSet<QString> hiddenClasses_;  // unticked by the user
+    QStringList worstClasses_;
     QTimer* replotTimer_ = nullptr;
 };
 

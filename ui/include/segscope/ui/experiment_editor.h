@@ -8,6 +8,7 @@
 
 #include <QFutureWatcher>
 #include <QHash>
+#include <QTimer>
 #include <QWidget>
 
 #include <optional>
@@ -34,14 +35,31 @@ public:
     // Field path -> message of the last validation; empty when valid.
     const QHash<QString, QString>& fieldErrors() const { return errors_; }
     QWidget* fieldWidget(const QString& path) const { return fields_.value(path); }
+    // The parameter count line ("3,715,429 (5 classes, from the dataset)") once counted.
+    QString parameterText() const;
+    // True while a count is running.
+    bool isCounting() const { return countWatcher_.isRunning() || countTimer_.isActive(); }
+    // The name derived from the dataset kind and architecture ("demo-segformer-b0"), which the
+    // Name field follows until the user edits it.
+    QString derivedName() const;
 
 Q_SIGNALS:
     void validityChanged(bool valid);
+    // The parameter count was updated (parameterText()).
+    void parametersCounted();
 
 private:
     void addField(const QString& path, QWidget* widget);
     void validate();
     void updateParameterCount();
+    void updateVisibleFields();
+    void followDerivedName();
+
+    struct Count {
+        qlonglong parameters = -1;
+        int classes = 0;
+        QString source;  // where the class count came from
+    };
 
     nlohmann::json base_;
     QHash<QString, QWidget*> fields_;
@@ -72,8 +90,11 @@ private:
     QSpinBox* workers_;
     QSpinBox* erfEvery_;
     QLabel* errorSummary_;
-    QFutureWatcher<qlonglong> countWatcher_;
-    QString countedModel_;
+    QFutureWatcher<Count> countWatcher_;
+    QTimer countTimer_;
+    QString countedKey_;
+    QString derivedName_;  // what the Name field was derived to; empty: the user named the run
+    class QFormLayout* form_ = nullptr;
 };
 
 } // namespace segscope::ui

@@ -9,7 +9,9 @@
 #include <QPointer>
 #include <QQueue>
 
+class QAction;
 class QLabel;
+class QProgressBar;
 class QListWidget;
 class QPlainTextEdit;
 class QPushButton;
@@ -59,6 +61,14 @@ public:
     PredictionsPanel* predictionsPanel() const { return predictions_; }
     QTabWidget* tabs() const { return tabs_; }
     QString activeRunId() const { return activeRunId_; }
+    // Run controls on the window's toolbar, reachable from every tab (and by shortcut).
+    QAction* startAction() const { return startAction_; }
+    QAction* pauseAction() const { return pauseAction_; }
+    QAction* stopAction() const { return stopAction_; }
+    // "best mIoU 81.2% (epoch 3) · last 79.9%" of the active or last run.
+    QString miouReadout() const;
+    // Every shortcut of the window, one "keys — what" line each (the Help menu lists them).
+    QStringList shortcutList() const;
     int queuedRuns() const { return int(queue_.size()); }
 
 Q_SIGNALS:
@@ -79,6 +89,7 @@ private:
     void launchNext();
     void showError(const QString& title, const QString& message);
     void updateStatus();
+    void updateRunControls();
 
     QString workspace_;
     QTabWidget* tabs_ = nullptr;
@@ -95,6 +106,13 @@ private:
     QLabel* banner_ = nullptr;
     QPlainTextEdit* log_ = nullptr;
     QListWidget* queueList_ = nullptr;
+    QAction* startAction_ = nullptr;
+    QAction* pauseAction_ = nullptr;
+    QAction* stopAction_ = nullptr;
+    QProgressBar* progress_ = nullptr;
+    QLabel* readout_ = nullptr;
+    std::optional<double> bestMiou_, lastMiou_;
+    int bestEpoch_ = -1;
 
     QQueue<Pending> queue_;
     QPointer<TrainingWorker> worker_;

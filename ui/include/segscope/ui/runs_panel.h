@@ -84,6 +84,9 @@ private:
     QCustomPlot* classBars_ = nullptr;
     QTableWidget* diffTable_ = nullptr;
     QLabel* diffTitle_ = nullptr;
+    class QTabWidget* views_ = nullptr;
+    QWidget* diffPage_ = nullptr;
+    QStringList comparedIds_;  // the runs the views show; selecting others shows those
     QTimer* poll_ = nullptr;
     // Replay state: recorded events, how far they were played, and the virtual clock.
     QTimer* replayTimer_ = nullptr;

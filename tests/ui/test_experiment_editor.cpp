@@ -1,0 +1,112 @@
+// Offscreen tests of the experiment editor: the parameter count at the dataset's class count, a
+// run name that follows the architecture until edited, and fields shown only where they apply.
+#include "segscope/core/demo_data.h"
+#include "segscope/core/models/model.h"
+#include "segscope/core/models/registry.h"
+#include "segscope/ui/experiment_editor.h"
+
+#include "test_support.h"
+
+#include <QComboBox>
+#include <QFormLayout>
+#include <QLineEdit>
+#include <QSignalSpy>
+#include <QTest>
+#include <gtest/gtest.h>
+
+using namespace segscope;
+
+namespace {
+
+QString countOf(const std::string& model, int classes) {
+    return QLocale().toString(qlonglong(core::countParameters(*core::createModel(model, classes))));
+}
+
+// Waits until the editor's count settles and returns its text.
+QString settledCount(ui::ExperimentEditor& editor) {
+    for (int i = 0; i < 600; ++i) {
+        QTest::qWait(20);
+        if (!editor.isCounting() && !editor.parameterText().contains(QStringLiteral("counting"))) break;
+    }
+    return editor.parameterText();
+}
+
+core::Experiment demoExperiment(const std::filesystem::path& root) {
+    core::Experiment e;
+    e.name = "demo-segformer-b0";
+    e.dataset.kind = core::DataSource::Demo;
+    e.dataset.root = root;
+    e.model.id = "segformer-b0";
+    e.training.epochs = 2;
+    return e;
+}
+
+}  // namespace
+
+TEST(ExperimentEditor, ParameterCountUsesTheDatasetsClasses) {
+    test::TempDir dir;
+    core::DemoOptions demo;
+    demo.images = 12;
+    demo.width = demo.height = 32;
+    core::writeDemoDataset(dir / "demo", demo);
+    ui::ExperimentEditor editor;
+    editor.setExperiment(demoExperiment(dir / "demo"));
+    EXPECT_EQ(settledCount(editor), QStringLiteral("%1 (5 classes, from the dataset)").arg(countOf("segformer-b0", 5)));
+    // Another architecture is counted at the same 5 classes.
+    auto* model = qobject_cast<QComboBox*>(editor.fieldWidget(QStringLiteral("model.id")));
+    model->setCurrentIndex(model->findData(QStringLiteral("deeplabv3plus-resnet50")));
+    EXPECT_EQ(settledCount(editor),
+              QStringLiteral("%1 (5 classes, from the dataset)").arg(countOf("deeplabv3plus-resnet50", 5)));
+    // model.classes wins over the dataset.
+    core::Experiment e = demoExperiment(dir / "demo");
+    e.model.classes = 3;
+    editor.setExperiment(e);
+    EXPECT_EQ(settledCount(editor), QStringLiteral("%1 (3 classes, model.classes)").arg(countOf("segformer-b0", 3)));
+}
+
+TEST(ExperimentEditor, RunNameFollowsTheArchitectureUntilEdited) {
+    test::TempDir dir;
+    ui::ExperimentEditor editor;
+    editor.setExperiment(demoExperiment(dir / "demo"));
+    auto* name = qobject_cast<QLineEdit*>(editor.fieldWidget(QStringLiteral("name")));
+    auto* model = qobject_cast<QComboBox*>(editor.fieldWidget(QStringLiteral("model.id")));
+    auto* kind = qobject_cast<QComboBox*>(editor.fieldWidget(QStringLiteral("dataset.kind")));
+    EXPECT_EQ(name->text(), QStringLiteral("demo-segformer-b0"));
+    model->setCurrentIndex(model->findData(QStringLiteral("deeplabv3plus-resnet50")));
+    EXPECT_EQ(name->text(), QStringLiteral("demo-deeplabv3plus-resnet50"));
+    kind->setCurrentText(QStringLiteral("voc"));
+    EXPECT_EQ(name->text(), QStringLiteral("voc-deeplabv3plus-resnet50"));
+    // Typed by the user: kept.
+    name->clear();
+    QTest::keyClicks(name, QStringLiteral("my baseline"));
+    model->setCurrentIndex(model->findData(QStringLiteral("segformer-b0")));
+    EXPECT_EQ(name->text(), QStringLiteral("my baseline"));
+    EXPECT_EQ(editor.document()["name"], "my baseline");
+    // A loaded experiment with its own name keeps it too.
+    core::Experiment named = demoExperiment(dir / "demo");
+    named.name = "lesson 3";
+    editor.setExperiment(named);
+    model->setCurrentIndex(model->findData(QStringLiteral("deeplabv3plus-resnet50")));
+    EXPECT_EQ(name->text(), QStringLiteral("lesson 3"));
+}
+
+TEST(ExperimentEditor, FieldsAreShownOnlyForTheKindsTheyApplyTo) {
+    test::TempDir dir;
+    ui::ExperimentEditor editor;
+    editor.setExperiment(demoExperiment(dir / "demo"));
+    editor.show();
+    QTest::qWait(10);
+    QWidget* petsMode = editor.fieldWidget(QStringLiteral("dataset.pets_mode"));
+    QWidget* voidToBackground = editor.fieldWidget(QStringLiteral("dataset.void_to_background"));
+    auto* kind = qobject_cast<QComboBox*>(editor.fieldWidget(QStringLiteral("dataset.kind")));
+    const struct {
+        const char* kind;
+        bool pets, voids;
+    } cases[] = {{"demo", false, false}, {"voc", false, true}, {"pets", true, false}, {"folder", false, true}};
+    for (const auto& c : cases) {
+        kind->setCurrentText(QString::fromLatin1(c.kind));
+        QTest::qWait(1);
+        EXPECT_EQ(petsMode->isVisible(), c.pets) << c.kind;
+        EXPECT_EQ(voidToBackground->isVisible(), c.voids) << c.kind;
+    }
+}
