@@ -702,7 +702,12 @@ void Trainer::Session::removeCheckpointFiles(const std::pair<fs::path, fs::path>
 // here is stale.
 void Trainer::Session::removeTemporaryFiles() {
     std::error_code ec;
-    for (const fs::path folder : {options_.runFolder / "checkpoints", options_.runFolder / "erf"}) {
+    std::vector<fs::path> folders = {options_.runFolder / "checkpoints", options_.runFolder / "erf"};
+    // Snapshot folders hold their files' temporaries.
+    for (const auto& entry : fs::directory_iterator(options_.runFolder / "erf", ec))
+        if (entry.is_directory(ec)) folders.push_back(entry.path());
+    ec.clear();
+    for (const fs::path& folder : folders) {
         if (!fs::is_directory(folder, ec)) continue;
         std::vector<fs::path> stale;
         for (const auto& entry : fs::directory_iterator(folder, ec)) {

@@ -485,9 +485,11 @@ TEST(TrainerResume, ResumeRecomputesTheErfSnapshotsAKillLost) {
     }
     const fs::path erf = dir / "run/erf";
     const ErfResult original0 = loadErf(erf / stem(0, 0)), original14 = loadErf(erf / stem(2, 14));
-    // As if killed right after the step-14 checkpoint: its snapshot (and, say, the first) lost.
+    // As if killed right after the step-14 checkpoint: its snapshot (and, say, the first) lost,
+    // the step-14 one half written (no erf.json, a temporary file of the killed process).
     fs::remove_all(erf / stem(0, 0));
-    fs::remove_all(erf / stem(2, 14));
+    fs::remove(erf / stem(2, 14) / "erf.json");
+    std::ofstream(erf / stem(2, 14) / "stage2.png.99999.tmp") << "cut off";
     fs::remove_all(erf / stem(3, 21));
     options.resumeFrom = dir / "run/checkpoints" / (stem(2, 14) + ".state.pt");
     Events events;
@@ -497,6 +499,7 @@ TEST(TrainerResume, ResumeRecomputesTheErfSnapshotsAKillLost) {
     for (const auto& s : listErfSnapshots(dir / "run")) steps.push_back(s.step);
     EXPECT_EQ(steps, (std::vector<std::int64_t>{0, 7, 14, 21}));
     EXPECT_EQ(events.order, (std::vector<std::string>{"started", "erf 0", "erf 14", "erf 21", "finished"}));
+    EXPECT_TRUE(temporaryFilesUnder(dir / "run").empty());
     for (const auto& [original, folder] :
          {std::pair{&original0, erf / stem(0, 0)}, std::pair{&original14, erf / stem(2, 14)}}) {
         const ErfResult again = loadErf(folder);
