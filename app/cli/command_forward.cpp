@@ -54,7 +54,8 @@ int commandForward(const Arguments& args) {
     } catch (const c10::Error& e) {
         throw core::Error(std::string("forward of ") + modelId + " failed: " + e.what_without_backtrace());
     }
-    core::writeSafetensors(outputPath, {{"logits", logits}}, {{"model", modelId}, {"classes", std::to_string(classes)}});
+    core::writeSafetensors(outputPath, {{"logits", logits}},
+                           {{"model", modelId}, {"classes", std::to_string(classes)}});
     std::cout << "wrote logits " << c10::str(logits.sizes()) << " to " << outputPath.string() << "\n";
     return 0;
 }

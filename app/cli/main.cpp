@@ -58,7 +58,8 @@ commands:
                                   score index-PNG predictions against index-PNG ground truth
                                   (matched by file name): aAcc, mIoU, mAcc, mDice, per class
   erf (--run ID [--workspace DIR] [--checkpoint best|latest|FILE]
-       | --model ID --classes K [--weights FILE] [--seed S] [--config EXPERIMENT.json])
+       | --model ID --classes K [--weights FILE [--allow-partial]] [--seed S]
+         [--config EXPERIMENT.json])
       [--images N | --input IN.safetensors] [--split NAME] [--size H W] [--batch-size B]
       [--stages stage1,...] [--objective relu-sum|sum] [--reduction abs-sum|relu-sum]
       [--device auto|cpu|cuda:N] --out DIR [--json]

@@ -31,7 +31,8 @@ void checkOutputPath(const fs::path& output, const OutputGuard& guard) {
     const std::string name = output.string();
     for (const auto& input : guard.inputs)
         if (sameFile(output, input))
-            throw FileError(name, "is also an input of this command (" + input.string() + "); refusing to write over it");
+            throw FileError(name,
+                            "is also an input of this command (" + input.string() + "); refusing to write over it");
 
     const fs::path target = resolved(output);
     std::error_code ec;
@@ -52,4 +53,4 @@ void checkOutputPath(const fs::path& output, const OutputGuard& guard) {
         throw FileError(name, "exists; pass " + guard.forceOption + " to replace it");
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -10,8 +10,8 @@
 #include "test_support.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <set>
@@ -37,14 +37,17 @@ const RuleCase kRuleCases[] = {
     {0, "segformer.encoder.patch_embeddings.2.proj.weight", "segformer.stages.2.patch_embeddings.proj.weight"},
     {1, "segformer.encoder.block.1.0.mlp.dwconv.dwconv.bias", "segformer.stages.1.blocks.0.mlp.dwconv.dwconv.bias"},
     {2, "segformer.encoder.layer_norm.3.weight", "segformer.stages.3.layer_norm.weight"},
-    {3, "segformer.encoder.block.0.1.attention.self.query.weight", "segformer.stages.0.blocks.1.attention.q_proj.weight"},
+    {3, "segformer.encoder.block.0.1.attention.self.query.weight",
+     "segformer.stages.0.blocks.1.attention.q_proj.weight"},
     {4, "segformer.encoder.block.2.5.attention.self.key.bias", "segformer.stages.2.blocks.5.attention.k_proj.bias"},
-    {5, "segformer.encoder.block.3.0.attention.self.value.weight", "segformer.stages.3.blocks.0.attention.v_proj.weight"},
+    {5, "segformer.encoder.block.3.0.attention.self.value.weight",
+     "segformer.stages.3.blocks.0.attention.v_proj.weight"},
     {6, "segformer.encoder.block.0.0.attention.self.sr.weight",
      "segformer.stages.0.blocks.0.attention.sequence_reduction.sequence_reduction.weight"},
     {7, "segformer.encoder.block.1.1.attention.self.layer_norm.bias",
      "segformer.stages.1.blocks.1.attention.sequence_reduction.layer_norm.bias"},
-    {8, "segformer.encoder.block.2.0.attention.output.dense.weight", "segformer.stages.2.blocks.0.attention.o_proj.weight"},
+    {8, "segformer.encoder.block.2.0.attention.output.dense.weight",
+     "segformer.stages.2.blocks.0.attention.o_proj.weight"},
     {9, "segformer.encoder.block.0.1.mlp.dense1.bias", "segformer.stages.0.blocks.1.mlp.fc1.bias"},
     {10, "segformer.encoder.block.3.1.mlp.dense2.weight", "segformer.stages.3.blocks.1.mlp.fc2.weight"},
     {11, "segformer.encoder.block.1.0.layer_norm_1.weight", "segformer.stages.1.blocks.0.layernorm_before.weight"},
@@ -122,10 +125,10 @@ TEST(SegFormerNaming, EachRuleRenamesBothWays) {
 }
 
 TEST(SegFormerNaming, RulesMatchWholeNameComponentsOnly) {
-    for (const std::string key : {"decode_head.linear_fuse.weight", "decode_head.batch_norm.running_var",
-                                  "decode_head.classifier.bias", "classifier.weight",
-                                  "head.xlayer_norm_1.weight", "head.mlp.dense10.weight",
-                                  "my_decode_head.linear_c.0.proj.weight", "myencoder.block.0.x"}) {
+    for (const std::string key :
+         {"decode_head.linear_fuse.weight", "decode_head.batch_norm.running_var", "decode_head.classifier.bias",
+          "classifier.weight", "head.xlayer_norm_1.weight", "head.mlp.dense10.weight",
+          "my_decode_head.linear_c.0.proj.weight", "myencoder.block.0.x"}) {
         EXPECT_EQ(renameSegFormerKey(key, k4, k5), key);
         EXPECT_EQ(renameSegFormerKey(key, k5, k4), key);
     }
@@ -206,13 +209,12 @@ TEST(SegFormerNaming, EveryLayoutComesBackInSegScopeNames) {
     TensorMap mit = encoder;
     mit["classifier.weight"] = torch::zeros({1000, 256});
     mit["classifier.bias"] = torch::zeros({1000});
-    const std::vector<std::pair<std::string, TensorMap>> cases{
-        {"4.x full", full},
-        {"5.x full", renamed(full, k5)},
-        {"4.x bare", renamed(encoder, k4, "segformer.")},
-        {"5.x bare", renamed(encoder, k5, "segformer.")},
-        {"4.x MiT classification", mit},
-        {"5.x MiT classification", renamed(mit, k5)}};
+    const std::vector<std::pair<std::string, TensorMap>> cases{{"4.x full", full},
+                                                               {"5.x full", renamed(full, k5)},
+                                                               {"4.x bare", renamed(encoder, k4, "segformer.")},
+                                                               {"5.x bare", renamed(encoder, k5, "segformer.")},
+                                                               {"4.x MiT classification", mit},
+                                                               {"5.x MiT classification", renamed(mit, k5)}};
     for (const auto& [name, checkpoint] : cases) {
         SCOPED_TRACE(name);
         const TensorMap back = toSegScopeSegFormerNames(checkpoint);
@@ -259,7 +261,8 @@ TEST(PretrainedStart, RefusesAFileThatLeavesTheEncoderUnloaded) {
                             0),
               0u)
         << message;
-    EXPECT_NE(message.find("not in the file: segformer.encoder.block.0.0.attention.output.dense.bias"), std::string::npos)
+    EXPECT_NE(message.find("not in the file: segformer.encoder.block.0.0.attention.output.dense.bias"),
+              std::string::npos)
         << message;
     EXPECT_NE(message.find("the file has 182 tensors under decoder, encoder, segmentation_head"), std::string::npos)
         << message;
@@ -336,7 +339,8 @@ TEST(PretrainedStart, TrainRefusesAPretrainedFileThatMissesTheEncoder) {
         {"version", 1},
         {"name", "pretrained-refused"},
         {"dataset", {{"kind", "voc"}, {"root", (dir / "demo").string()}}},
-        {"model", {{"id", "segformer-b0"}, {"pretrained", (dir / "unet.safetensors").string()}, {"pretrained_strict", false}}},
+        {"model",
+         {{"id", "segformer-b0"}, {"pretrained", (dir / "unet.safetensors").string()}, {"pretrained_strict", false}}},
         {"transforms", {{"height", 64}, {"width", 64}}},
         {"training", {{"iterations", 1}, {"batch_size", 2}}},
         {"runtime", {{"device", "cpu"}, {"threads", 1}, {"workers", 1}, {"seed", 0}}},

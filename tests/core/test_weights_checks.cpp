@@ -45,7 +45,9 @@ std::string safetensorsBytes(const std::string& header, std::size_t dataBytes) {
     return bytes + header + std::string(dataBytes, '\0');
 }
 
-std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string quoted(const fs::path& p) {
+    return "'" + p.string() + "'";
+}
 
 }  // namespace
 
@@ -56,8 +58,9 @@ TEST(WeightsChecks, NanAndInfAreRefusedByName) {
     tensors["conv.weight"] = torch::tensor({std::numeric_limits<float>::quiet_NaN(), 1.f}).reshape({2, 1, 1, 1});
     tensors["bn.running_var"] = torch::tensor({std::numeric_limits<float>::infinity(), 1.f});
     const std::string message = errorMessage([&] { loadStateDict(model, tensors); });
-    EXPECT_EQ(message, "2 tensors hold NaN or Inf values (a model with them computes NaN): bn.running_var (0 NaN, 1 Inf "
-                       "of 2), conv.weight (1 NaN, 0 Inf of 2)");
+    EXPECT_EQ(message,
+              "2 tensors hold NaN or Inf values (a model with them computes NaN): bn.running_var (0 NaN, 1 Inf "
+              "of 2), conv.weight (1 NaN, 0 Inf of 2)");
     EXPECT_TRUE(torch::equal(model.conv->weight, before));  // nothing copied
     LoadOptions allow;
     allow.allowNonFinite = true;
@@ -126,11 +129,13 @@ TEST(OutputGuard, RefusesInputsWorkspaceFilesAndExistingFilesWithoutForce) {
     EXPECT_NE(refused(dir / "weights.safetensors").find("is also an input"), std::string::npos);
     guard.force = false;
     std::ofstream(dir / "old.safetensors") << "old";
-    EXPECT_EQ(refused(dir / "old.safetensors"), (dir / "old.safetensors").string() + ": exists; pass --force to replace it");
+    EXPECT_EQ(refused(dir / "old.safetensors"),
+              (dir / "old.safetensors").string() + ": exists; pass --force to replace it");
     EXPECT_NE(refused(dir.path()).find(": is a folder"), std::string::npos);
     guard.force = true;
     EXPECT_NO_THROW(checkOutputPath(dir / "old.safetensors", guard));
-    EXPECT_NO_THROW(checkOutputPath(workspace / "runs-export.safetensors", guard));  // the workspace folder itself is fine
+    EXPECT_NO_THROW(
+        checkOutputPath(workspace / "runs-export.safetensors", guard));  // the workspace folder itself is fine
     guard.force = false;
     EXPECT_NO_THROW(checkOutputPath(dir / "new.safetensors", guard));
 }
@@ -140,9 +145,10 @@ TEST(ForwardCli, StrictByDefaultAndRefusesToOverwrite) {
     torch::manual_seed(1);
     writeSafetensors(dir / "unet.safetensors", stateDict(*createModel("unet-resnet18", 2)));
     writeSafetensors(dir / "in.safetensors", {{"input", torch::zeros({1, 3, 32, 32})}});
-    const std::string io = " --input " + quoted(dir / "in.safetensors") + " --output " + quoted(dir / "out.safetensors");
-    const auto foreign =
-        segscope::test::runCli("forward --model segformer-b0 --classes 2 --weights " + quoted(dir / "unet.safetensors") + io + " 2>&1");
+    const std::string io =
+        " --input " + quoted(dir / "in.safetensors") + " --output " + quoted(dir / "out.safetensors");
+    const auto foreign = segscope::test::runCli("forward --model segformer-b0 --classes 2 --weights " +
+                                                quoted(dir / "unet.safetensors") + io + " 2>&1");
     EXPECT_EQ(foreign.exitCode, 1);
     EXPECT_NE(foreign.output.find("unet.safetensors: does not fit segformer-b0 with 2 classes: 0 loaded, 207 missing, "
                                   "182 unexpected"),
@@ -159,7 +165,8 @@ TEST(ForwardCli, StrictByDefaultAndRefusesToOverwrite) {
     // Now out.safetensors exists: --force to replace; never over the weights or the input.
     const auto again = segscope::test::runCli("forward --model segformer-b0 --classes 2" + io + " 2>&1");
     EXPECT_EQ(again.exitCode, 1);
-    EXPECT_NE(again.output.find("out.safetensors: exists; pass --force to replace it"), std::string::npos) << again.output;
+    EXPECT_NE(again.output.find("out.safetensors: exists; pass --force to replace it"), std::string::npos)
+        << again.output;
     EXPECT_EQ(segscope::test::runCli("forward --model segformer-b0 --classes 2 --force" + io + " 2>&1").exitCode, 0);
     const auto overInput = segscope::test::runCli("forward --model segformer-b0 --classes 2 --force --input " +
                                                   quoted(dir / "in.safetensors") + " --output " +

@@ -15,8 +15,8 @@
 #include "test_support.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdlib>
 #include <fstream>
@@ -28,7 +28,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string quote(const fs::path& p) {
+    return "'" + p.string() + "'";
+}
 
 // $SEGSCOPE_PYTHON_NEWEST, else <pinned env>-newest/bin/python (where scripts/setup.sh puts it).
 std::string newestPython() {
@@ -48,7 +50,9 @@ std::string installedVersion(const std::string& python, const std::string& packa
     return result.exitCode == 0 && !result.output.empty() ? result.output.substr(0, result.output.size() - 1) : "";
 }
 
-double maxAbsDifference(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+double maxAbsDifference(const torch::Tensor& a, const torch::Tensor& b) {
+    return (a - b).abs().max().item<double>();
+}
 
 constexpr double kTolerance = 1e-4;
 constexpr int kClasses = 5;  // newest_reference.py's CLASSES
@@ -76,9 +80,9 @@ std::shared_ptr<core::SegmentationModel> seededModel(const std::string& id, int 
     return model;
 }
 
-#define REQUIRE_NEWEST_FIXTURES()                                                                              \
-    if (!fs::exists(newestDir() / "stamp.json"))                                                               \
-    GTEST_FAIL() << newestDir() << " missing: run `ctest -R reference_newest` (needs " << newestPython()      \
+#define REQUIRE_NEWEST_FIXTURES()                                                                        \
+    if (!fs::exists(newestDir() / "stamp.json"))                                                         \
+    GTEST_FAIL() << newestDir() << " missing: run `ctest -R reference_newest` (needs " << newestPython() \
                  << ", installed by scripts/setup.sh)"
 
 }  // namespace
@@ -108,11 +112,13 @@ TEST(NewestInterop, SegFormerInBothNamingsThroughForwardB0AndB2) {
             ASSERT_TRUE(layout.naming);
             EXPECT_EQ(*layout.naming, naming);  // the fixture really carries that generation's names
             const fs::path out = dir / (id + "-" + fs::path(file).parent_path().string() + "out.safetensors");
-            const auto result = test::runCli("--threads 2 forward --model " + id + " --classes " + std::to_string(kClasses) +
-                                             " --weights " + quote(weights) + " --input " +
-                                             quote(newestDir(id) / "io.safetensors") + " --output " + quote(out) + " 2>&1");
+            const auto result =
+                test::runCli("--threads 2 forward --model " + id + " --classes " + std::to_string(kClasses) +
+                             " --weights " + quote(weights) + " --input " + quote(newestDir(id) / "io.safetensors") +
+                             " --output " + quote(out) + " 2>&1");
             ASSERT_EQ(result.exitCode, 0) << result.output;
-            EXPECT_NE(result.output.find(" 0 missing, 0 unexpected, 0 skipped for shape"), std::string::npos) << result.output;
+            EXPECT_NE(result.output.find(" 0 missing, 0 unexpected, 0 skipped for shape"), std::string::npos)
+                << result.output;
             const auto logits = core::readSafetensors(out).at("logits");
             ASSERT_EQ(logits.sizes(), io.at("logits").sizes());
             const double difference = maxAbsDifference(logits, io.at("logits"));
@@ -124,11 +130,13 @@ TEST(NewestInterop, SegFormerInBothNamingsThroughForwardB0AndB2) {
 
 TEST(NewestInterop, BareSegformerModelBackbonesLoadTheWholeEncoder) {
     REQUIRE_NEWEST_FIXTURES();
-    const auto reference = core::toSegScopeSegFormerNames(core::readSafetensors(newestDir("segformer-b0") / "weights.safetensors"));
+    const auto reference =
+        core::toSegScopeSegFormerNames(core::readSafetensors(newestDir("segformer-b0") / "weights.safetensors"));
     for (const std::string file : {"backbone.safetensors", "backbone-hub/model.safetensors"}) {
         SCOPED_TRACE(file);
         auto model = core::createModel("segformer-b0", 3);
-        const std::string log = core::loadPretrainedStart(*model, "segformer-b0", newestDir("segformer-b0") / file, true);
+        const std::string log =
+            core::loadPretrainedStart(*model, "segformer-b0", newestDir("segformer-b0") / file, true);
         EXPECT_NE(log.find("192 loaded; all 192 encoder tensors loaded"), std::string::npos) << log;
         EXPECT_NE(log.find("bare SegformerModel/MiT backbone"), std::string::npos) << log;
         for (const auto& [name, tensor] : core::stateDict(*model))
@@ -156,7 +164,8 @@ TEST(NewestInterop, OtherFamiliesMatchTheNewestReferences) {
 
 // SegScope -> Python under the newest releases: load_state_dict(strict=True) and the same logits.
 TEST(NewestInterop, ExportsLoadStrictlyUnderTheNewestReleases) {
-    const std::vector<std::string> ids{"segformer-b0", "unet-resnet18", "fcn-resnet50", "segmenter-linear-vit-tiny-p16"};
+    const std::vector<std::string> ids{"segformer-b0", "unet-resnet18", "fcn-resnet50",
+                                       "segmenter-linear-vit-tiny-p16"};
     TempDir dir;
     for (const auto& id : ids) {
         const auto model = seededModel(id, kClasses);
@@ -168,7 +177,8 @@ TEST(NewestInterop, ExportsLoadStrictlyUnderTheNewestReleases) {
         }
         core::TensorMap weights = core::stateDict(*model);
         // transformers 5's SegformerForSemanticSegmentation.load_state_dict takes the 5.x names.
-        if (id.rfind("segformer", 0) == 0) weights = core::segFormerStateDictIn(weights, core::SegFormerNaming::Transformers5);
+        if (id.rfind("segformer", 0) == 0)
+            weights = core::segFormerStateDictIn(weights, core::SegFormerNaming::Transformers5);
         core::writeSafetensors(dir / (id + ".weights.safetensors"), weights, {{"model", id}});
         core::writeSafetensors(dir / (id + ".io.safetensors"), {{"input", input}, {"logits", logits}});
     }
@@ -274,15 +284,18 @@ TEST(ExportCli, NamingHfFolderAndOverwriteGuards) {
     const auto databaseSize = fs::file_size(database);
     const auto overDatabase = test::runCli(exportRun + " --force --out " + quote(database) + " 2>&1");
     EXPECT_EQ(overDatabase.exitCode, 1);
-    EXPECT_NE(overDatabase.output.find("is a file of the SegScope workspace"), std::string::npos) << overDatabase.output;
+    EXPECT_NE(overDatabase.output.find("is a file of the SegScope workspace"), std::string::npos)
+        << overDatabase.output;
     EXPECT_EQ(fs::file_size(database), databaseSize);
     const fs::path checkpoint = core::resolveCheckpoint(*core::RunStore::open(workspace), runId, "latest");
     const auto overCheckpoint = test::runCli(exportRun + " --force --out " + quote(checkpoint) + " 2>&1");
     EXPECT_EQ(overCheckpoint.exitCode, 1);
-    EXPECT_NE(overCheckpoint.output.find("is also an input of this command"), std::string::npos) << overCheckpoint.output;
+    EXPECT_NE(overCheckpoint.output.find("is also an input of this command"), std::string::npos)
+        << overCheckpoint.output;
     const auto again = test::runCli(exportRun + " --out " + quote(dir / "five.safetensors") + " 2>&1");
     EXPECT_EQ(again.exitCode, 1);
-    EXPECT_NE(again.output.find("five.safetensors: exists; pass --force to replace it"), std::string::npos) << again.output;
+    EXPECT_NE(again.output.find("five.safetensors: exists; pass --force to replace it"), std::string::npos)
+        << again.output;
     EXPECT_EQ(core::readSafetensors(dir / "five.safetensors").count("segformer.stages.0.layer_norm.weight"), 1u);
     const auto forced = test::runCli(exportRun + " --force --out " + quote(dir / "five.safetensors") + " 2>&1");
     EXPECT_EQ(forced.exitCode, 0) << forced.output;

@@ -15,9 +15,13 @@ namespace segscope::core {
 
 namespace {
 
-bool startsWith(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+bool startsWith(const std::string& s, const std::string& prefix) {
+    return s.rfind(prefix, 0) == 0;
+}
 
-std::string shapeString(const torch::Tensor& t) { return c10::str(t.sizes()); }
+std::string shapeString(const torch::Tensor& t) {
+    return c10::str(t.sizes());
+}
 
 // A square grid side from a token count, or -1.
 std::int64_t squareSide(std::int64_t tokens) {
@@ -48,8 +52,8 @@ TensorMap mapPretrainedVit(const std::string& modelId, const TensorMap& timm) {
     if (proj == timm.end() || pos == timm.end())
         throw Error("not a timm ViT checkpoint: it lacks patch_embed.proj.weight or pos_embed");
     if (proj->second.sizes() != targetProj.sizes())
-        throw Error("timm ViT checkpoint does not fit '" + modelId + "': patch embedding " +
-                    shapeString(proj->second) + " (dim, 3, patch, patch), the model's is " + shapeString(targetProj));
+        throw Error("timm ViT checkpoint does not fit '" + modelId + "': patch embedding " + shapeString(proj->second) +
+                    " (dim, 3, patch, patch), the model's is " + shapeString(targetProj));
     const auto dim = targetPos.size(2);
     const torch::Tensor& source = pos->second;
     const std::int64_t sourceSide = source.dim() == 3 ? squareSide(source.size(1) - 1) : -1;
@@ -110,7 +114,9 @@ std::string firstNames(const std::vector<std::string>& names, std::size_t count)
 }
 
 // "name: file [a] vs model [b]" -> "name"
-std::string skippedName(const std::string& entry) { return entry.substr(0, entry.find(": ")); }
+std::string skippedName(const std::string& entry) {
+    return entry.substr(0, entry.find(": "));
+}
 
 std::string expectedCheckpoints(const std::string& modelId) {
     const ModelEntry* entry = findModel(modelId);
@@ -166,7 +172,8 @@ std::string describeCheckpoint(const TensorMap& checkpoint) {
 LoadReport loadWeightsForModel(SegmentationModel& model, const std::string& modelId, const std::filesystem::path& path,
                                bool allowPartial) {
     const TensorMap checkpoint = readWeightsFile(path);
-    const LoadReport report = namingTheFile(path, [&] { return loadStateDict(model, mapPretrained(modelId, checkpoint)); });
+    const LoadReport report =
+        namingTheFile(path, [&] { return loadStateDict(model, mapPretrained(modelId, checkpoint)); });
     if (!allowPartial && !report.complete())
         throw FileError(path.string(), "does not fit " + modelId + " with " + std::to_string(model.numClasses()) +
                                            " classes: " + report.summary() + "\n  the file has " +
@@ -179,9 +186,11 @@ LoadReport loadWeightsForModel(SegmentationModel& model, const std::string& mode
 std::string loadPretrainedStart(SegmentationModel& model, const std::string& modelId, const std::filesystem::path& path,
                                 bool strict) {
     const TensorMap checkpoint = readWeightsFile(path);
-    const LoadReport report = namingTheFile(path, [&] { return loadStateDict(model, mapPretrained(modelId, checkpoint)); });
+    const LoadReport report =
+        namingTheFile(path, [&] { return loadStateDict(model, mapPretrained(modelId, checkpoint)); });
     std::vector<std::string> encoderMissing, encoderShape, headMissing, headShape;
-    for (const auto& name : report.missing) (model.isHeadParameter(name) ? headMissing : encoderMissing).push_back(name);
+    for (const auto& name : report.missing)
+        (model.isHeadParameter(name) ? headMissing : encoderMissing).push_back(name);
     for (const auto& entry : report.skippedShape)
         (model.isHeadParameter(skippedName(entry)) ? headShape : encoderShape).push_back(entry);
     std::size_t encoderTotal = 0;
@@ -194,7 +203,8 @@ std::string loadPretrainedStart(SegmentationModel& model, const std::string& mod
                 << checkpoint.size() << " tensors fit)";
         if (!encoderMissing.empty()) message << "\n  not in the file: " << firstNames(encoderMissing, 5);
         if (!encoderShape.empty()) message << "\n  other shape: " << firstNames(encoderShape, 3);
-        if (!report.unexpected.empty()) message << "\n  file tensors the model lacks: " << firstNames(report.unexpected, 5);
+        if (!report.unexpected.empty())
+            message << "\n  file tensors the model lacks: " << firstNames(report.unexpected, 5);
         message << "\n  the file has " << describeCheckpoint(checkpoint) << "\n  give " << expectedCheckpoints(modelId)
                 << ", or remove model.pretrained to train from scratch";
         throw FileError(path.string(), message.str());
@@ -204,15 +214,17 @@ std::string loadPretrainedStart(SegmentationModel& model, const std::string& mod
                                            " tensors " + modelId + " does not: " + firstNames(report.unexpected, 8) +
                                            "; set model.pretrained_strict to false to ignore them");
     std::ostringstream log;
-    log << "pretrained weights " << path.string() << " (" << describeCheckpoint(checkpoint) << "): " << report.loaded.size()
-        << " loaded; all " << encoderTotal << " encoder tensors loaded";
+    log << "pretrained weights " << path.string() << " (" << describeCheckpoint(checkpoint)
+        << "): " << report.loaded.size() << " loaded; all " << encoderTotal << " encoder tensors loaded";
     if (!headMissing.empty())
-        log << "\n  outside the encoder, not in the file (left at their initialisation): " << firstNames(headMissing, 8);
+        log << "\n  outside the encoder, not in the file (left at their initialisation): "
+            << firstNames(headMissing, 8);
     if (!headShape.empty())
         log << "\n  outside the encoder, other shape (the class count differs?), left at their initialisation: "
             << firstNames(headShape, 4);
-    if (!report.unexpected.empty()) log << "\n  in the file but not in the model, ignored: " << firstNames(report.unexpected, 8);
+    if (!report.unexpected.empty())
+        log << "\n  in the file but not in the model, ignored: " << firstNames(report.unexpected, 8);
     return log.str();
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

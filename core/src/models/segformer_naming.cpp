@@ -11,20 +11,22 @@
 namespace segscope::core {
 namespace {
 
-bool startsWith(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+bool startsWith(const std::string& s, const std::string& prefix) {
+    return s.rfind(prefix, 0) == 0;
+}
 
 // A rule fragment as a regex over whole name components: "N" is a stage index.
 struct CompiledRule {
-    std::regex pattern[2];      // by SegFormerNaming
-    std::string replacement[2]; // what a match of pattern[from] becomes in naming `to`
+    std::regex pattern[2];       // by SegFormerNaming
+    std::string replacement[2];  // what a match of pattern[from] becomes in naming `to`
 };
 
 std::string fragmentPattern(const std::string& fragment) {
     std::string out = "(^|\\.)";
     for (std::size_t i = 0; i < fragment.size(); ++i) {
         const char c = fragment[i];
-        const bool index = c == 'N' && (i == 0 || fragment[i - 1] == '.') &&
-                           (i + 1 == fragment.size() || fragment[i + 1] == '.');
+        const bool index =
+            c == 'N' && (i == 0 || fragment[i - 1] == '.') && (i + 1 == fragment.size() || fragment[i + 1] == '.');
         if (index)
             out += "([0-9]+)";
         else if (c == '.')
@@ -39,8 +41,8 @@ std::string fragmentReplacement(const std::string& fragment) {
     std::string out = "$1";
     for (std::size_t i = 0; i < fragment.size(); ++i) {
         const char c = fragment[i];
-        const bool index = c == 'N' && (i == 0 || fragment[i - 1] == '.') &&
-                           (i + 1 == fragment.size() || fragment[i + 1] == '.');
+        const bool index =
+            c == 'N' && (i == 0 || fragment[i - 1] == '.') && (i + 1 == fragment.size() || fragment[i + 1] == '.');
         out += index ? std::string("$2") : std::string(1, c);
     }
     return out;
@@ -62,11 +64,14 @@ const std::vector<CompiledRule>& compiledRules() {
     return rules;
 }
 
-int index(SegFormerNaming naming) { return naming == SegFormerNaming::Transformers4 ? 0 : 1; }
+int index(SegFormerNaming naming) {
+    return naming == SegFormerNaming::Transformers4 ? 0 : 1;
+}
 
 // Keys that only one generation has (anywhere in the key, on component boundaries).
 const std::regex& markers4() {
-    static const std::regex r("(^|\\.)(encoder\\.(block|patch_embeddings|layer_norm)\\.[0-9]+\\.|decode_head\\.linear_c\\.)");
+    static const std::regex r(
+        "(^|\\.)(encoder\\.(block|patch_embeddings|layer_norm)\\.[0-9]+\\.|decode_head\\.linear_c\\.)");
     return r;
 }
 const std::regex& markers5() {
@@ -150,8 +155,9 @@ SegFormerLayout detectSegFormerLayout(const TensorMap& checkpoint) {
 TensorMap toSegScopeSegFormerNames(const TensorMap& checkpoint) {
     const SegFormerLayout layout = detectSegFormerLayout(checkpoint);
     if (layout.mixed)
-        throw Error("the checkpoint mixes HF transformers 4.x and 5.x SegFormer names (e.g. both "
-                    "\"encoder.block.N\" and \"stages.N.blocks\"); save it again with one transformers version");
+        throw Error(
+            "the checkpoint mixes HF transformers 4.x and 5.x SegFormer names (e.g. both "
+            "\"encoder.block.N\" and \"stages.N.blocks\"); save it again with one transformers version");
     if (!layout.naming) return checkpoint;
     TensorMap out;
     for (const auto& [key, value] : checkpoint) {
@@ -183,8 +189,8 @@ std::string segFormerHfConfigJson(const TensorMap& segscopeNames, const std::vec
         const std::string s = std::to_string(stage);
         hidden.push_back(need("segformer.encoder.layer_norm." + s + ".weight").size(0));
         std::int64_t depth = 0;
-        while (segscopeNames.count("segformer.encoder.block." + s + "." + std::to_string(depth) +
-                                   ".layer_norm_1.weight"))
+        while (
+            segscopeNames.count("segformer.encoder.block." + s + "." + std::to_string(depth) + ".layer_norm_1.weight"))
             ++depth;
         if (depth == 0) throw Error("not a full SegFormer state dict: stage " + s + " has no blocks");
         depths.push_back(depth);
@@ -256,4 +262,4 @@ std::optional<SegFormerNaming> parseSegFormerNaming(const std::string& text) {
     return std::nullopt;
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -26,4 +26,4 @@ struct OutputGuard {
 // Does nothing for a path that does not exist yet and is none of the above.
 void checkOutputPath(const std::filesystem::path& output, const OutputGuard& guard);
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -43,11 +43,11 @@ std::string renameSegFormerKey(const std::string& key, SegFormerNaming from, Seg
 // What a checkpoint's keys say about it.
 struct SegFormerLayout {
     std::optional<SegFormerNaming> naming;  // none: no SegFormer key of either generation
-    bool mixed = false;      // keys of both generations (refused by toSegScopeSegFormerNames)
-    bool bare = false;       // encoder keys without "segformer." (SegformerModel, MiT backbone)
-    bool decodeHead = false; // has decode_head.* (a full semantic-segmentation model)
-    bool imageClassifier = false;  // has a top-level classifier.* (SegformerForImageClassification)
-    std::string describe() const;  // e.g. "HF transformers 5.x SegFormer names (bare SegformerModel backbone)"
+    bool mixed = false;                     // keys of both generations (refused by toSegScopeSegFormerNames)
+    bool bare = false;                      // encoder keys without "segformer." (SegformerModel, MiT backbone)
+    bool decodeHead = false;                // has decode_head.* (a full semantic-segmentation model)
+    bool imageClassifier = false;           // has a top-level classifier.* (SegformerForImageClassification)
+    std::string describe() const;           // e.g. "HF transformers 5.x SegFormer names (bare SegformerModel backbone)"
 };
 SegFormerLayout detectSegFormerLayout(const TensorMap& checkpoint);
 
@@ -78,4 +78,4 @@ void writeSegFormerHfFolder(const std::filesystem::path& folder, const TensorMap
 // "4" / "4.x" / "transformers4" and "5" / "5.x" / "transformers5"; nullopt otherwise.
 std::optional<SegFormerNaming> parseSegFormerNaming(const std::string& text);
 
-} // namespace segscope::core
+}  // namespace segscope::core
