@@ -547,6 +547,12 @@ TEST(HostileMessages, LongValuesAreTruncatedInMessages) {
         EXPECT_EQ(e.errors()[1].path, "training.batch_size");
         EXPECT_LT(std::string(e.what()).size(), 600u);
     }
+    // A 1 GB experiment (the 1 GB run name): refused by its size before it is read.
+    TempDir dir;
+    writeFile(dir / "huge.json", "{\"name\": \"");
+    fs::resize_file(dir / "huge.json", std::uintmax_t(1) << 30);  // sparse
+    EXPECT_EQ(reasonOf([&] { loadExperiment(dir / "huge.json"); }),
+              "is 1073741824 bytes; an experiment file is at most 4 MiB");
     EXPECT_EQ(truncateForMessage("abcdef", 4), "abcd\xE2\x80\xA6 (6 bytes)");
     EXPECT_EQ(truncateForMessage("\xC3\xA9\xC3\xA9", 3), "\xC3\xA9\xE2\x80\xA6 (4 bytes)");  // never splits é
     EXPECT_EQ(jsonForMessage(json::parse("[1,[2,[3,[4]]],{\"a\":{\"b\":{}}}]")), "[1,[2,[...]],{\"a\":{...}}]");
