@@ -8,6 +8,7 @@
 
 #include "test_support.h"
 
+#include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -103,6 +104,43 @@ TEST(WeightsChecks, OverlappingSafetensorsTensorsAreRefused) {
         R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
         12);
     EXPECT_EQ(readSafetensors(fine).size(), 3u);
+}
+
+TEST(WeightsChecks, ZipEntryDeclaringMoreThanTheArchiveIsRefusedBeforeExtracting) {
+    // A 1 MB tensor record whose central-directory entry declares 3.5 GB: the size a zip bomb's
+    // deflated entry declares. Refused from the declared size, before anything is allocated.
+    TempDir dir;
+    const fs::path path = dir / "bomb.pth";
+    {
+        caffe2::serialize::PyTorchStreamWriter writer(path.string());
+        const std::string pickle = "\x80\x02}q\x00.";
+        writer.writeRecord("data.pkl", pickle.data(), pickle.size());
+        const std::vector<char> payload(1 << 20, 0);
+        writer.writeRecord("data/0", payload.data(), payload.size());
+        writer.writeEndOfFile();
+    }
+    std::string zip;
+    {
+        std::ifstream in(path, std::ios::binary);
+        zip.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    bool patched = false;
+    for (std::size_t at = zip.find("PK\x01\x02", 0, 4); at != std::string::npos;
+         at = zip.find("PK\x01\x02", at + 4, 4)) {
+        const std::size_t nameLength = std::uint8_t(zip[at + 28]) | (std::uint8_t(zip[at + 29]) << 8);
+        if (zip.compare(at + 46, nameLength, "bomb/data/0") != 0) continue;
+        const std::uint32_t declared = 3'500'000'000u;
+        for (int i = 0; i < 4; ++i) zip[at + 24 + std::size_t(i)] = char((declared >> (8 * i)) & 0xFF);
+        patched = true;
+    }
+    ASSERT_TRUE(patched);
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << zip;
+    const std::string message = errorMessage([&] { readWeightsFile(path); });
+    EXPECT_EQ(message.rfind(path.string() + ": zip entry 'bomb/data/0' declares 3500000000 bytes, more than the " +
+                                std::to_string(zip.size()) + "-byte archive holds",
+                            0),
+              0u)
+        << message;
 }
 
 TEST(OutputGuard, RefusesInputsWorkspaceFilesAndExistingFilesWithoutForce) {
