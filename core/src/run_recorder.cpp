@@ -24,7 +24,7 @@ std::string createRecordedRun(RunStore& store, const Experiment& given) {
     run.name = experiment.name.empty() ? experiment.model.id : experiment.name;
     run.model = experiment.model.id;
     run.dataset = std::string(dataSourceName(experiment.dataset.kind)) + ":" + datasetRoot(experiment).string();
-    run.experimentJson = toJson(experiment).dump(2);
+    run.experimentJson = toJson(experiment).dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
     run.device = experiment.runtime.device;
     const std::string id = store.createRun(run);
     saveExperiment(store.run(id)->folder / "experiment.json", experiment);

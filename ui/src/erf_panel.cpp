@@ -197,7 +197,12 @@ struct ErfJob {
 // done. Throws TaskCancelled when cancelled, and the core's errors.
 void computeErfJob(const ErfJob& job, const std::atomic<bool>& cancel, const TaskWorker::Progress& progress,
                    const std::function<void(int, ErfView)>& computed) {
-    const auto store = core::RunStore::open(job.workspace.toStdString());
+    // Untrained sources need no store; a workspace without runs has none to open.
+    std::unique_ptr<core::RunStore> store;
+    auto openStore = [&]() -> core::RunStore& {
+        if (!store) store = core::RunStore::open(job.workspace.toStdString(), core::StoreAccess::ReadOnly);
+        return *store;
+    };
     const qint64 total = qint64(job.images) * qint64(job.sources.size());
     qint64 before = 0;
     for (std::size_t i = 0; i < job.sources.size(); ++i) {
@@ -207,7 +212,7 @@ void computeErfJob(const ErfJob& job, const std::atomic<bool>& cancel, const Tas
         torch::Device device(torch::kCPU);
         QString label = defaultLabel(source);
         if (source.kind == ErfSource::Kind::Run) {
-            core::LoadedRun loaded = core::loadRun(*store, source.runId.toStdString(), source.checkpoint.toStdString());
+            core::LoadedRun loaded = core::loadRun(openStore(), source.runId.toStdString(), source.checkpoint.toStdString());
             experiment = loaded.experiment;
             model = loaded.model;
             device = loaded.device;
@@ -217,7 +222,7 @@ void computeErfJob(const ErfJob& job, const std::atomic<bool>& cancel, const Tas
                 if (loaded.epoch) label += QObject::tr(" (epoch %1)").arg(*loaded.epoch);
             }
         } else if (!source.runId.isEmpty()) {
-            const auto record = store->run(source.runId.toStdString());
+            const auto record = openStore().run(source.runId.toStdString());
             if (!record) throw core::Error("unknown run " + source.runId.toStdString());
             experiment = core::parseExperiment(nlohmann::json::parse(record->experimentJson));
             if (source.label.isEmpty())
@@ -400,7 +405,7 @@ void ErfPanel::sourceKindChanged(int r) {
 void ErfPanel::refreshRuns() {
     std::vector<core::RunSummary> runs;
     try {
-        runs = core::RunStore::open(workspace_.toStdString())->listRuns();
+        runs = core::RunStore::open(workspace_.toStdString(), core::StoreAccess::ReadOnly)->listRuns();
     } catch (const std::exception& error) {
         Q_EMIT statusMessage(QString::fromStdString(error.what()));
     }
@@ -556,7 +561,7 @@ void ErfPanel::cancel() {
 void ErfPanel::compareCnnVsTransformer() {
     std::vector<core::RunSummary> runs;
     try {
-        runs = core::RunStore::open(workspace_.toStdString())->listRuns();
+        runs = core::RunStore::open(workspace_.toStdString(), core::StoreAccess::ReadOnly)->listRuns();
     } catch (const std::exception& error) {
         Q_EMIT statusMessage(QString::fromStdString(error.what()));
     }
@@ -589,7 +594,7 @@ void ErfPanel::compareCnnVsTransformer() {
 void ErfPanel::compareUntrainedVsTrained(const QString& runId) {
     std::string model;
     try {
-        const auto record = core::RunStore::open(workspace_.toStdString())->run(runId.toStdString());
+        const auto record = core::RunStore::open(workspace_.toStdString(), core::StoreAccess::ReadOnly)->run(runId.toStdString());
         if (!record) {
             Q_EMIT statusMessage(tr("Unknown run %1").arg(runId));
             return;
@@ -617,7 +622,7 @@ void ErfPanel::showSnapshots(const QString& runId) {
     snapshots_.clear();
     snapshotModel_.clear();
     try {
-        const auto store = core::RunStore::open(workspace_.toStdString());
+        const auto store = core::RunStore::open(workspace_.toStdString(), core::StoreAccess::ReadOnly);
         if (const auto record = store->run(runId.toStdString())) {
             snapshots_ = core::listErfSnapshots(record->folder);
             snapshotModel_ = QString::fromStdString(record->model);

@@ -251,6 +251,7 @@ void MainWindow::updateRunControls() {
     pauseButton_->setText(pauseAction_->text());
     startAction_->setText(active ? tr("Queue run") : tr("Start run"));
     startButton_->setText(startAction_->text());
+    progress_->setFormat(totalSteps_ > 0 ? tr("step %v of %m") : tr("no run yet"));
     progress_->setRange(0, int(std::max<std::int64_t>(1, totalSteps_)));
     progress_->setValue(int(std::min(lastStep_, std::max<std::int64_t>(1, totalSteps_))));
     QString text;
@@ -516,6 +517,18 @@ bool MainWindow::restoreSession() {
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
+    if (worker_ && QGuiApplication::platformName() != QStringLiteral("offscreen")) {
+        const auto answer = QMessageBox::question(
+            this, tr("A run is training"),
+            tr("Run %1 is still training. Stop it and quit? It stays resumable from the Runs tab, from its "
+               "latest checkpoint.")
+                .arg(activeRunId_),
+            QMessageBox::Yes | QMessageBox::Cancel, QMessageBox::Cancel);
+        if (answer != QMessageBox::Yes) {
+            event->ignore();
+            return;
+        }
+    }
     if (!saveSession()) statusBar()->showMessage(tr("Could not save the session to %1").arg(sessionPath()));
     // A running run is stopped cleanly; it stays resumable from the runs table.
     queue_.clear();

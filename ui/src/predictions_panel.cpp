@@ -375,7 +375,7 @@ PredictionsPanel::~PredictionsPanel() {
 void PredictionsPanel::refreshRuns() {
     std::vector<core::RunSummary> runs;
     try {
-        runs = core::RunStore::open(workspace_.toStdString())->listRuns();
+        runs = core::RunStore::open(workspace_.toStdString(), core::StoreAccess::ReadOnly)->listRuns();
     } catch (const std::exception& error) {
         Q_EMIT statusMessage(QString::fromStdString(error.what()));
     }
@@ -449,7 +449,7 @@ bool PredictionsPanel::predict(bool force) {
     summary_->setText(tr("Predicting %1 (%2, %3)…").arg(runId, checkpoint_->currentText(), split_->currentText()));
     startWorker(
         [=](const std::atomic<bool>& cancel, const std::function<void(qint64, qint64)>& progress) {
-            auto store = core::RunStore::open(workspace);
+            auto store = core::RunStore::open(workspace, core::StoreAccess::ReadOnly);
             const auto record = store->run(id);
             if (!record) throw core::Error("unknown run " + id);
             // The cache is checked from the key alone, so a valid cache opens without the model.
@@ -703,7 +703,7 @@ bool PredictionsPanel::openImageFile(const QString& path) {
     startWorker(
         [=](const std::atomic<bool>&, const std::function<void(qint64, qint64)>&) {
             if (!*loaded) {
-                auto store = core::RunStore::open(workspace);
+                auto store = core::RunStore::open(workspace, core::StoreAccess::ReadOnly);
                 *loaded = std::make_shared<core::LoadedRun>(core::loadRun(*store, id, checkpoint));
             }
             *image = core::readImageRgb(file);
@@ -941,7 +941,7 @@ bool PredictionsPanel::compareRuns(const QStringList& runIds) {
     auto sets = std::make_shared<std::vector<std::shared_ptr<const core::PredictionSet>>>();
     startWorker(
         [=](const std::atomic<bool>& cancel, const std::function<void(qint64, qint64)>& progress) {
-            auto store = core::RunStore::open(workspace);
+            auto store = core::RunStore::open(workspace, core::StoreAccess::ReadOnly);
             for (std::size_t r = 0; r < ids.size(); ++r) {
                 if (cancel) throw TaskCancelled{};
                 const auto record = store->run(ids[r]);
@@ -1030,7 +1030,7 @@ void PredictionsPanel::rebuildComparison() {
             if (set->image(i).id == id) index = i;
         QString model;
         try {
-            if (const auto record = core::RunStore::open(workspace_.toStdString())->run(runId.toStdString()))
+            if (const auto record = core::RunStore::open(workspace_.toStdString(), core::StoreAccess::ReadOnly)->run(runId.toStdString()))
                 model = QString::fromStdString(record->model);
         } catch (const std::exception&) {
         }
