@@ -405,6 +405,33 @@ TEST(TrainerIterations, TenIterationsEndWithAnEvaluationAndCheckpointAtStepTen) 
     EXPECT_EQ(snapshotSteps, (std::vector<std::int64_t>{0, 7, 10}));
 }
 
+// The case: iterations=70 on 450 training images (batch 8: 56 steps per epoch) used to
+// end with the last checkpoint and evaluation at step 56 and final_miou from epoch 1.
+TEST(TrainerIterations, SeventyIterationsOn450ImagesCheckpointAndEvaluateAtStepSeventy) {
+    TempDir dir;
+    writeSmallDemo(dir / "demo", 600, 32);
+    Experiment e = tinyExperiment(dir / "demo");
+    e.transforms.height = e.transforms.width = 32;
+    e.training.batchSize = 8;
+    e.training.epochs.reset();
+    e.training.iterations = 70;
+    saveExperiment(dir / "exp.json", e);
+    const std::string workspace = (dir / "ws").string();
+    const auto trained = segscope::test::runCli("train --config '" + (dir / "exp.json").string() + "' --workspace '" +
+                                                workspace + "' 2>&1 < /dev/null");
+    ASSERT_EQ(trained.exitCode, 0) << trained.output;
+    EXPECT_NE(trained.output.find("450 train / 150 val images, batch 8, 70 steps (2 epochs)"), std::string::npos)
+        << trained.output;
+    auto store = RunStore::open(workspace);
+    const auto run = store->listRuns().at(0);
+    const auto epochs = store->epochs(run.id);
+    ASSERT_EQ(epochs.size(), 2u);
+    EXPECT_EQ(epochs[0].step, 56);
+    EXPECT_EQ(epochs[1].step, 70);
+    EXPECT_EQ(run.finalMiou, epochs[1].mIoU);
+    EXPECT_EQ(store->latestCheckpoint(run.id)->step, 70);
+}
+
 // Per-iteration validation numbers its evaluations (the store's key), the last one included.
 TEST(TrainerIterations, PerIterationEvaluationsAreNumberedAndTheLastStepIsEvaluated) {
     TempDir dir;
