@@ -419,3 +419,39 @@ TEST(TimmVitMapping, RejectsPatchOrWidthMismatch) {
     broken["pos_embed"] = broken["pos_embed"].narrow(1, 0, 196);
     EXPECT_THROW(core::mapPretrainedVit("segmenter-linear-vit-tiny-p16", broken), core::Error);
 }
+
+// ------------------------------------------------------------------------------ pretrained starts
+
+// Every kind of backbone checkpoint the presets use starts a run: only the head stays unloaded.
+TEST(PretrainedStartBackbones, TorchvisionResNetAndTimmVitLoadTheWholeEncoder) {
+    TempDir dir;
+    // A torchvision ResNet-50 state dict: smp's encoder names without "encoder.", plus fc.
+    core::TensorMap torchvision;
+    for (const auto& [name, tensor] : core::stateDict(*core::createModel("unet-resnet50", 2)))
+        if (name.rfind("encoder.", 0) == 0) torchvision.emplace(name.substr(8), tensor);
+    torchvision["fc.weight"] = torch::zeros({1000, 2048});
+    torchvision["fc.bias"] = torch::zeros({1000});
+    core::writeSafetensors(dir / "resnet50.safetensors", torchvision);
+    // (FPN and DeepLabV3+ share the smp encoder and its prefix with the U-Net.)
+    for (const std::string id : {"unet-resnet50", "fcn-resnet50", "unet-seed-resnet50"}) {
+        auto model = core::createModel(id, 3);
+        const std::string log = core::loadPretrainedStart(*model, id, dir / "resnet50.safetensors", true);
+        EXPECT_NE(log.find("(torchvision ResNet names (an ImageNet backbone: conv1, layer1-4, fc))"), std::string::npos)
+            << id << ": " << log;
+        EXPECT_NE(log.find(" encoder tensors loaded"), std::string::npos) << id << ": " << log;
+    }
+    for (const std::string id : {"segmenter-linear-vit-tiny-p16", "setr-naive-vit-tiny-p16", "setr-mla-vit-tiny-p16"}) {
+        auto model = core::createModel(id, 3);
+        const std::string log = core::loadPretrainedStart(*model, id, fixture("timm_vit.safetensors"), true);
+        EXPECT_NE(log.find("(timm ViT names (patch_embed, pos_embed, blocks))"), std::string::npos) << id << ": " << log;
+        EXPECT_NE(log.find("outside the encoder, not in the file"), std::string::npos) << id << ": " << log;
+    }
+    // A ViT-Tiny checkpoint for a ViT-Small model names both shapes (mapPretrainedVit's check).
+    auto small = core::createModel("setr-naive-vit-small-p16", 3);
+    try {
+        core::loadPretrainedStart(*small, "setr-naive-vit-small-p16", fixture("timm_vit.safetensors"), false);
+        ADD_FAILURE() << "no error";
+    } catch (const core::FileError& e) {
+        EXPECT_NE(std::string(e.what()).find("patch embedding [192, 3, 16, 16]"), std::string::npos) << e.what();
+    }
+}
