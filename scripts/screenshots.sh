@@ -9,7 +9,7 @@ out=$root/docs/screenshots
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
-app=("xvfb-run" "-a" "-s" "-screen 0 1400x900x24" "$build/app/segscope" --workspace "$work/ws")
+app=("xvfb-run" "-a" "-s" "-screen 0 1366x768x24" "$build/app/segscope" --workspace "$work/ws")
 
 # Two short recorded runs for the comparison.
 "$build/app/segscope-cli" train --config "$root/resources/presets/demo.json" --workspace "$work/ws" \
@@ -29,7 +29,7 @@ run_of() {  # newest run of a model in the ERF workspace
 }
 cnn=$(run_of deeplabv3plus-resnet50)
 transformer=$(run_of segformer-b0)
-erf=("xvfb-run" "-a" "-s" "-screen 0 1400x900x24" "$build/app/segscope" --workspace "$work/erf")
+erf=("xvfb-run" "-a" "-s" "-screen 0 1366x768x24" "$build/app/segscope" --workspace "$work/erf")
 "${erf[@]}" --erf-compare cnn-vs-transformer --erf-images 16 --screenshot "$out/erf-cnn-vs-transformer.png"
 "${erf[@]}" --predict "$transformer" --predictions-view images --screenshot "$out/predictions-errors.png"
 "${erf[@]}" --predict "$transformer" --predictions-view gallery --screenshot "$out/predictions-gallery.png"

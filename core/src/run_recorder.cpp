@@ -85,6 +85,12 @@ void RunRecorder::onCheckpoint(const CheckpointEvent& event) {
     if (next_) next_->onCheckpoint(event);
 }
 
+void RunRecorder::onCheckpointRemoved(const CheckpointEvent& event) {
+    // A pruned checkpoint is forgotten, so "latest" and "best" never name a deleted file.
+    store_.removeCheckpoint(runId_, event.state);
+    if (next_) next_->onCheckpointRemoved(event);
+}
+
 void RunRecorder::onErf(const ErfEvent& event) {
     // Snapshots live in the run folder (listErfSnapshots finds them); nothing to record.
     if (next_) next_->onErf(event);

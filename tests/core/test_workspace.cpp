@@ -431,6 +431,7 @@ public:
     void onStep(const StepEvent&) override { ++steps; }
     void onValidation(const ValidationEvent&) override { ++validations; }
     void onCheckpoint(const CheckpointEvent&) override { ++checkpoints; }
+    void onCheckpointRemoved(const CheckpointEvent&) override { ++removals; }
     void onErf(const ErfEvent& e) override {
         ++erfs;
         erfDirectory = e.directory;
@@ -438,7 +439,8 @@ public:
     void onLog(const std::string&) override { ++logs; }
     void onPaused(bool) override { ++pauses; }
     void onFinished(TrainingOutcome, const std::string&) override { ++finishes; }
-    int started = 0, steps = 0, validations = 0, checkpoints = 0, erfs = 0, logs = 0, pauses = 0, finishes = 0;
+    int started = 0, steps = 0, validations = 0, checkpoints = 0, removals = 0, erfs = 0, logs = 0, pauses = 0,
+        finishes = 0;
     fs::path erfDirectory;
 };
 
@@ -464,6 +466,10 @@ TEST(RunRecorder, ForwardsEveryEvent) {
     observer.onValidation(validation);
     observer.onCheckpoint({dir / "ws" / "runs" / id / "checkpoints" / "a.safetensors",
                            dir / "ws" / "runs" / id / "checkpoints" / "a.state.pt", 1, 1, true});
+    observer.onCheckpoint({dir / "ws" / "runs" / id / "checkpoints" / "b.safetensors",
+                           dir / "ws" / "runs" / id / "checkpoints" / "b.state.pt", 2, 2, false});
+    observer.onCheckpointRemoved({dir / "ws" / "runs" / id / "checkpoints" / "a.safetensors",
+                                  dir / "ws" / "runs" / id / "checkpoints" / "a.state.pt", 1, 1, true});
     observer.onErf({1, 1, dir / "ws" / "runs" / id / "erf" / "epoch-0001", 0.5});
     observer.onLog("a line");
     observer.onPaused(true);
@@ -472,7 +478,8 @@ TEST(RunRecorder, ForwardsEveryEvent) {
     EXPECT_EQ(next.started, 1);
     EXPECT_EQ(next.steps, 1);
     EXPECT_EQ(next.validations, 1);
-    EXPECT_EQ(next.checkpoints, 1);
+    EXPECT_EQ(next.checkpoints, 2);
+    EXPECT_EQ(next.removals, 1);
     EXPECT_EQ(next.erfs, 1);
     EXPECT_EQ(next.erfDirectory, dir / "ws" / "runs" / id / "erf" / "epoch-0001");
     EXPECT_EQ(next.logs, 1);
@@ -480,7 +487,9 @@ TEST(RunRecorder, ForwardsEveryEvent) {
     EXPECT_EQ(next.finishes, 1);
     EXPECT_EQ(store->run(id)->status, RunStatus::Finished);
     EXPECT_EQ(store->steps(id).size(), 1u);
-    EXPECT_EQ(store->checkpoints(id).size(), 1u);
+    // The removed checkpoint is forgotten; the other one stays.
+    ASSERT_EQ(store->checkpoints(id).size(), 1u);
+    EXPECT_EQ(store->checkpoints(id)[0].path.filename(), "b.state.pt");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // Offscreen tests of the main window's run controls: a toolbar reachable from every tab, with
 // shortcuts listed in the Help menu, the mIoU readout, and a window that fits small screens.
 #include "segscope/core/demo_data.h"
+#include "segscope/core/run_lock.h"
 #include "segscope/core/run_store.h"
 #include "segscope/ui/curves_widget.h"
 #include "segscope/ui/experiment_editor.h"
@@ -149,4 +150,30 @@ TEST(CurvesWidget, ClassesAreShownAtOnceWithTheWorstMarked) {
                                                QStringLiteral("cross"), QStringLiteral("star")});
     EXPECT_EQ(curves.classToggles()->item(0)->checkState(), Qt::Unchecked);
     EXPECT_EQ(curves.classToggles()->item(1)->checkState(), Qt::Checked);
+}
+
+TEST(MainWindow, ResumeOfARunTrainedElsewhereIsRefused) {
+    test::TempDir dir;
+    std::string id;
+    std::filesystem::path folder;
+    {
+        auto store = core::RunStore::open(dir / "ws");
+        core::NewRun run;
+        run.name = "elsewhere";
+        run.model = "segformer-b0";
+        run.experimentJson = core::toJson(tinyExperiment(dir / "demo", 1)).dump();
+        id = store->createRun(run);
+        store->updateStatus(id, core::RunStatus::Interrupted);
+        folder = store->run(id)->folder;
+    }
+    // Another trainer (here: a lock of this process) holds the run.
+    core::RunLock held = core::RunLock::acquire(folder);
+    ui::MainWindow window(QString::fromStdString((dir / "ws").string()));
+    QSignalSpy finished(&window, &ui::MainWindow::runFinished);
+    window.resumeRun(QString::fromStdString(id));
+    ASSERT_TRUE(finished.wait(60000));
+    EXPECT_EQ(finished.at(0).at(1).toInt(), int(core::TrainingOutcome::Failed));
+    EXPECT_TRUE(finished.at(0).at(2).toString().contains(QStringLiteral("in use"))) << finished.at(0).at(2).toString().toStdString();
+    // Nothing was truncated or flipped by the refused resume.
+    EXPECT_EQ(core::RunStore::open(dir / "ws")->run(id)->status, core::RunStatus::Interrupted);
 }

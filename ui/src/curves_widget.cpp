@@ -263,7 +263,17 @@ void CurvesWidget::loadFromStore(core::RunStore& store, const QString& runId, co
     const std::string id = runId.toStdString();
     const auto epochs = store.epochs(id);
     const auto steps = store.steps(id);
-    if (!epochs.empty() && epochs.front().epoch > 0 && epochs.front().step > 0)
+    // Steps per epoch from the steps themselves (each names its 0-based epoch): evaluation
+    // numbers count evaluations, not epochs, when a run validates every N iterations.
+    std::int64_t firstEpochSteps = 0;
+    bool laterEpoch = false;
+    for (const auto& r : steps) {
+        if (r.epoch == 0) ++firstEpochSteps;
+        else laterEpoch = true;
+    }
+    if (laterEpoch && firstEpochSteps > 0)
+        setStepsPerEpoch(runId, firstEpochSteps);
+    else if (!epochs.empty() && epochs.front().epoch > 0 && epochs.front().step > 0)
         setStepsPerEpoch(runId, epochs.front().step / epochs.front().epoch);
     QVector<core::StepEvent> events;
     events.reserve(int(steps.size()));

@@ -1,5 +1,6 @@
 #include "segscope/ui/training_worker.h"
 
+#include "segscope/core/run_lock.h"
 #include "segscope/core/run_recorder.h"
 #include "segscope/core/run_store.h"
 
@@ -49,12 +50,19 @@ void TrainingWorker::run() {
         store->markInterrupted();
         core::TrainerOptions options;
         std::string runId = resumeRunId_.toStdString();
+        // One trainer per run across processes (segscope-cli train holds the same lock); taken
+        // before a resume truncates the run's rows.
+        std::optional<core::RunLock> runLock;
         if (!resumeRunId_.isEmpty()) {
+            const auto record = store->run(runId);
+            if (!record) throw core::Error("no run '" + runId + "' in workspace " + workspace_.toStdString());
+            runLock.emplace(core::RunLock::acquire(record->folder));
             core::ResumePoint point = core::prepareResume(*store, runId);
             experiment_ = std::move(point.experiment);
             options.resumeFrom = point.checkpoint;
         } else {
             runId = core::createRecordedRun(*store, experiment_);
+            runLock.emplace(core::RunLock::acquire(store->run(runId)->folder));
         }
         options.runFolder = store->run(runId)->folder;
         id = QString::fromStdString(runId);

@@ -37,6 +37,7 @@ public:
     void onStep(const StepEvent& event) override;
     void onValidation(const ValidationEvent& event) override;
     void onCheckpoint(const CheckpointEvent& event) override;
+    void onCheckpointRemoved(const CheckpointEvent& event) override;
     void onErf(const ErfEvent& event) override;
     void onLog(const std::string& line) override;
     void onPaused(bool paused) override;
