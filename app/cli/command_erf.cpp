@@ -110,7 +110,7 @@ int commandErf(const Arguments& args) {
     if (fromRun) {
         const std::string runId = *args.value("run");
         const std::filesystem::path workspace = args.value("workspace").value_or(core::defaultWorkspace().string());
-        const auto store = core::RunStore::open(workspace);
+        const auto store = core::RunStore::open(workspace, core::StoreAccess::ReadOnly);
         const auto run = store->run(runId);
         if (!run) throw core::Error("no run '" + runId + "' in workspace " + workspace.string());
         experiment = core::parseExperiment(nlohmann::json::parse(run->experimentJson));

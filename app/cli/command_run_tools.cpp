@@ -29,10 +29,10 @@ namespace {
 // Opens an existing workspace only: a mistyped --workspace must not create an empty one.
 std::unique_ptr<core::RunStore> openWorkspace(const Arguments& args) {
     const fs::path workspace = args.value("workspace").value_or(core::defaultWorkspace().string());
-    std::error_code ec;
-    if (!fs::exists(workspace / "segscope.db", ec))
-        throw core::FileError(workspace.string(), "not a SegScope workspace (no segscope.db)");
-    return core::RunStore::open(workspace);
+    if (!core::isWorkspace(workspace))
+        throw core::FileError(workspace.string(), "not a SegScope workspace (no .segscope/segscope.db)");
+    // These commands only read the store (the prediction cache lives in the run folder).
+    return core::RunStore::open(workspace, core::StoreAccess::ReadOnly);
 }
 
 core::LoadedRun loadRunFromArguments(const Arguments& args, core::RunStore& store) {

@@ -17,5 +17,6 @@ int commandPredictSplit(const Arguments& args);
 int commandErf(const Arguments& args);
 int commandModels(const Arguments& args);
 int commandForward(const Arguments& args);
+int commandWorkspace(const Arguments& args);
 
 } // namespace segscope::cli

@@ -65,6 +65,10 @@ commands:
       [--device auto|cpu|cuda:N] --out DIR [--json]
                                   effective receptive field of every stage (mean input gradient
                                   of the centre activation): erf.safetensors, PNGs, erf.json
+  workspace check|repair [--workspace DIR] [--rebuild] [--json]
+                                  check the run database (.segscope/segscope.db), or rebuild a
+                                  corrupt, foreign or missing one from the run folders' journals
+                                  (the unusable file is moved aside, never deleted)
   runs [--workspace DIR] [--json] the runs of a workspace (default $SEGSCOPE_WORKSPACE, else
                                   $XDG_DATA_HOME/SegScope or ~/.local/share/SegScope)
   models [--classes K] [--json] [ID ...]
@@ -99,6 +103,8 @@ const Command kCommands[] = {
     {"erf", [](const std::vector<std::string>& a) { return commandErf(Arguments(a, {"json", "allow-partial"}, {"size"})); }},
     {"models", [](const std::vector<std::string>& a) { return commandModels(Arguments(a, {"json"})); }},
     {"forward", [](const std::vector<std::string>& a) { return commandForward(Arguments(a, {"strict", "allow-partial", "force"})); }},
+    {"workspace",
+     [](const std::vector<std::string>& a) { return commandWorkspace(Arguments(a, {"json", "rebuild"})); }},
 };
 
 } // namespace
