@@ -1,6 +1,6 @@
 // Weights that would load but be wrong (NaN/Inf, integer or bool for float parameters,
 // overlapping safetensors tensors), forward's strict load, and the output guard of export and
-// forward (output_guard.h).
+// forward (output_guard.h), and the strict weights of forward and erf.
 #include "segscope/core/error.h"
 #include "segscope/core/models/registry.h"
 #include "segscope/core/output_guard.h"
@@ -212,4 +212,19 @@ TEST(ForwardCli, StrictByDefaultAndRefusesToOverwrite) {
     EXPECT_EQ(overInput.exitCode, 1);
     EXPECT_NE(overInput.output.find("is also an input of this command"), std::string::npos) << overInput.output;
     EXPECT_EQ(readSafetensors(dir / "in.safetensors").count("input"), 1u);
+}
+
+TEST(ErfWeightsCli, WeightsMustFitTheModel) {
+    TempDir dir;
+    torch::manual_seed(1);
+    writeSafetensors(dir / "unet.safetensors", stateDict(*createModel("unet-resnet18", 2)));
+    writeSafetensors(dir / "in.safetensors", {{"input", torch::zeros({1, 3, 64, 64})}});
+    const auto result = segscope::test::runCli(
+        "erf --model segformer-b0 --classes 2 --weights " + quoted(dir / "unet.safetensors") + " --input " +
+        quoted(dir / "in.safetensors") + " --out " + quoted(dir / "erf") + " 2>&1");
+    EXPECT_EQ(result.exitCode, 1) << result.output;
+    EXPECT_NE(result.output.find("unet.safetensors: does not fit segformer-b0 with 2 classes: 0 loaded, 207 missing"),
+              std::string::npos)
+        << result.output;
+    EXPECT_NE(result.output.find("--allow-partial"), std::string::npos) << result.output;
 }
