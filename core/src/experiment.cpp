@@ -762,7 +762,13 @@ Experiment loadExperiment(const std::filesystem::path& path) {
     try {
         doc = parseScannedJson(text);
     } catch (const json::exception& e) {
-        throw FileError(path.string(), "not valid JSON: " + truncateForMessage(e.what(), 300));
+        // nlohmann's "[json.exception.parse_error.101] parse error at line 4, column 34: ..." in
+        // words: "line 4, column 34: syntax error ...".
+        std::string message = e.what();
+        if (message.rfind("[json.exception.", 0) == 0 && message.find("] ") != std::string::npos)
+            message.erase(0, message.find("] ") + 2);
+        if (message.rfind("parse error at ", 0) == 0) message.erase(0, std::string("parse error at ").size());
+        throw FileError(path.string(), "not valid JSON: " + truncateForMessage(message, 300));
     }
     try {
         return parseExperiment(doc);
