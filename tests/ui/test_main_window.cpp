@@ -16,9 +16,12 @@
 #include <QListWidget>
 #include <QSignalSpy>
 #include <QTabWidget>
+#include <QStatusBar>
 #include <QToolBar>
 #include <QTest>
 #include <gtest/gtest.h>
+
+#include <fstream>
 
 using namespace segscope;
 
@@ -176,4 +179,17 @@ TEST(MainWindow, ResumeOfARunTrainedElsewhereIsRefused) {
     EXPECT_TRUE(finished.at(0).at(2).toString().contains(QStringLiteral("in use"))) << finished.at(0).at(2).toString().toStdString();
     // Nothing was truncated or flipped by the refused resume.
     EXPECT_EQ(core::RunStore::open(dir / "ws")->run(id)->status, core::RunStatus::Interrupted);
+}
+
+TEST(MainWindow, InvalidExperimentNamesTheFirstProblemInTheStatusBar) {
+    test::TempDir dir;
+    std::ofstream(dir / "bad.json") << R"({"version": 1, "dataset": {"kind": "demo"}, "model": {"id": "segformer-b0"},
+        "training": {"batch_size": 0, "epochs": 2}, "optimizer": {"lr": -1}})";
+    ui::MainWindow window(QString::fromStdString((dir / "ws").string()));
+    EXPECT_FALSE(window.openExperiment(QString::fromStdString((dir / "bad.json").string())));
+    const QString shown = window.statusBar()->currentMessage();
+    EXPECT_TRUE(shown.contains(QStringLiteral("invalid experiment: "))) << shown.toStdString();
+    EXPECT_TRUE(shown.contains(QStringLiteral("optimizer.lr: ")) || shown.contains(QStringLiteral("training.batch_size: ")))
+        << shown.toStdString();
+    EXPECT_TRUE(shown.endsWith(QStringLiteral("(and 1 more)"))) << shown.toStdString();
 }

@@ -437,7 +437,16 @@ void MainWindow::updateStatus() {
 }
 
 void MainWindow::showError(const QString& title, const QString& message) {
-    statusBar()->showMessage(title + QStringLiteral(": ") + message.section(QLatin1Char('\n'), 0, 0), 10000);
+    // The status bar holds one line: the first problem, and how many more the dialog lists.
+    const QStringList lines = message.split(QLatin1Char('\n'), Qt::SkipEmptyParts);
+    QString line = lines.value(0);
+    int more = int(lines.size()) - 1;
+    if (line.endsWith(QLatin1Char(':')) && lines.size() > 1) {
+        line += QLatin1Char(' ') + lines[1].trimmed();
+        --more;
+    }
+    if (more > 0) line += tr(" (and %n more)", nullptr, more);
+    statusBar()->showMessage(title + QStringLiteral(": ") + line, 10000);
     if (QGuiApplication::platformName() != QStringLiteral("offscreen")) QMessageBox::warning(this, title, message);
 }
 
