@@ -156,9 +156,20 @@ int commandExport(const Arguments& args) {
 }
 
 int commandPredict(const Arguments& args) {
-    args.allowOnly({"run", "workspace", "checkpoint", "device", "image", "out", "mask", "alpha"});
+    args.allowOnly({"run", "workspace", "checkpoint", "device", "image", "out", "mask", "alpha", "force"});
     const fs::path imagePath = args.required("image");
     const fs::path overlayPath = args.required("out");
+    // Never over the image, the other output, or the workspace's files; an existing file only with --force.
+    core::OutputGuard guard;
+    guard.inputs = {imagePath};
+    guard.force = args.has("force");
+    if (auto maskPath = args.value("mask")) {
+        guard.inputs.push_back(overlayPath);
+        core::checkOutputPath(*maskPath, guard);
+        guard.inputs.pop_back();
+        guard.inputs.push_back(*maskPath);
+    }
+    core::checkOutputPath(overlayPath, guard);
     double alpha = 0.5;
     if (auto text = args.value("alpha")) {
         try {

@@ -46,7 +46,7 @@ commands:
                                   transformers 4.56 and 5.x. Never writes over the run's files or
                                   the workspace's; an existing file needs --force
   predict --run ID [--workspace DIR] [--checkpoint latest|best|FILE] [--device NAME]
-          --image FILE --out OVERLAY.png [--mask MASK.png] [--alpha 0.5]
+          --image FILE --out OVERLAY.png [--mask MASK.png] [--alpha 0.5] [--force]
                                   segment one image: an overlay in class colours and, with
                                   --mask, a palette PNG of class indices at the image's size
   predict-split --run ID [--workspace DIR] [--checkpoint latest|best|FILE] [--split NAME]
@@ -97,7 +97,7 @@ const Command kCommands[] = {
     {"train", [](const std::vector<std::string>& a) { return commandTrain(Arguments(a, {"force"}, {})); }},
     {"eval", [](const std::vector<std::string>& a) { return commandEval(Arguments(a, {"json"})); }},
     {"export", [](const std::vector<std::string>& a) { return commandExport(Arguments(a, {"force"})); }},
-    {"predict", [](const std::vector<std::string>& a) { return commandPredict(Arguments(a, {})); }},
+    {"predict", [](const std::vector<std::string>& a) { return commandPredict(Arguments(a, {"force"})); }},
     {"predict-split",
      [](const std::vector<std::string>& a) { return commandPredictSplit(Arguments(a, {"json", "force"})); }},
     {"erf", [](const std::vector<std::string>& a) { return commandErf(Arguments(a, {"json", "allow-partial"}, {"size"})); }},

@@ -45,6 +45,11 @@ void writeTinyExperiment(const fs::path& file, const fs::path& demoRoot) {
     std::ofstream(file) << document.dump(2);
 }
 
+std::string readFileText(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 double jsonMiou(const std::string& output) {
     return json::parse(output).at("mIoU").get<double>();
 }
@@ -170,6 +175,21 @@ TEST(RunTools, EvalExportPredictOnATrainedRun) {
                     if (int(out[k]) != expected[k]) ++mismatches;
             }
         EXPECT_EQ(mismatches, 0);
+
+        // Never over the input image; an existing file only with --force.
+        const std::string image0 = readFileText(image);
+        const auto overInput = runCli("--threads 1 predict --run " + runId + ws + " --image " + quoted(image) +
+                                      " --out " + quoted(image) + " 2>&1");
+        EXPECT_EQ(overInput.exitCode, 1) << overInput.output;
+        EXPECT_NE(overInput.output.find(image.string()), std::string::npos) << overInput.output;
+        EXPECT_EQ(readFileText(image), image0) << "the input image was written over";
+        const auto existing = runCli("--threads 1 predict --run " + runId + ws + " --image " + quoted(image) +
+                                     " --out " + quoted(overlay) + " 2>&1");
+        EXPECT_EQ(existing.exitCode, 1) << existing.output;
+        EXPECT_NE(existing.output.find("--force"), std::string::npos) << existing.output;
+        const auto forced = runCli("--threads 1 predict --run " + runId + ws + " --image " + quoted(image) +
+                                   " --out " + quoted(overlay) + " --force 2>&1");
+        EXPECT_EQ(forced.exitCode, 0) << forced.output;
     }
     {
         SCOPED_TRACE("a missing checkpoint file is named");

@@ -3,6 +3,7 @@
 #include "segscope/core/demo_data.h"
 #include "segscope/core/models/model.h"
 #include "segscope/core/models/registry.h"
+#include "segscope/core/weights.h"
 #include "segscope/ui/experiment_editor.h"
 
 #include "test_support.h"
@@ -109,4 +110,39 @@ TEST(ExperimentEditor, FieldsAreShownOnlyForTheKindsTheyApplyTo) {
         EXPECT_EQ(petsMode->isVisible(), c.pets) << c.kind;
         EXPECT_EQ(voidToBackground->isVisible(), c.voids) << c.kind;
     }
+}
+
+TEST(ExperimentEditor, PretrainedLoadReportAndMissingDatasetShowBeforeStart) {
+    test::TempDir dir;
+    core::DemoOptions demo;
+    demo.images = 12;
+    demo.width = demo.height = 32;
+    core::writeDemoDataset(dir / "demo", demo);
+    // Weights of another architecture: refused, naming keys, before any run starts.
+    core::writeSafetensors(dir / "unet.safetensors", core::stateDict(*core::createModel("unet-resnet18", 5)));
+    core::writeSafetensors(dir / "segformer.safetensors", core::stateDict(*core::createModel("segformer-b0", 5)));
+    ui::ExperimentEditor editor;
+    core::Experiment e = demoExperiment(dir / "demo");
+    e.model.pretrained = dir / "unet.safetensors";
+    editor.setExperiment(e);
+    settledCount(editor);
+    EXPECT_TRUE(editor.pretrainedReport().contains(QString::fromStdString((dir / "unet.safetensors").string())))
+        << editor.pretrainedReport().toStdString();
+    EXPECT_TRUE(editor.pretrainedReport().contains(QStringLiteral("encoder"))) << editor.pretrainedReport().toStdString();
+    // The model's own weights load whole.
+    auto* pretrained = qobject_cast<QLineEdit*>(editor.fieldWidget(QStringLiteral("model.pretrained")));
+    pretrained->setText(QString::fromStdString((dir / "segformer.safetensors").string()));
+    QTest::qWait(300);
+    settledCount(editor);
+    EXPECT_FALSE(editor.pretrainedReport().isEmpty());
+    EXPECT_FALSE(editor.pretrainedReport().contains(QStringLiteral("refus"))) << editor.pretrainedReport().toStdString();
+    EXPECT_TRUE(editor.datasetProblem().isEmpty()) << editor.datasetProblem().toStdString();
+
+    // A VOC root that does not exist is flagged as soon as it is entered.
+    core::Experiment voc = demoExperiment(dir / "nowhere");
+    voc.dataset.kind = core::DataSource::Voc;
+    editor.setExperiment(voc);
+    settledCount(editor);
+    EXPECT_TRUE(editor.datasetProblem().contains(QString::fromStdString((dir / "nowhere").string())))
+        << editor.datasetProblem().toStdString();
 }

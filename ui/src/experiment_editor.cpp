@@ -2,6 +2,7 @@
 
 #include "segscope/core/dataset.h"
 #include "segscope/core/demo_data.h"
+#include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
 #include "segscope/core/training_parts.h"
 
@@ -37,6 +38,14 @@ ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
                         QString::fromStdString(entry.info.id));
     model_->setMaxVisibleItems(20);
     parameters_ = new QLabel;
+    pretrainedReport_ = new QLabel;
+    pretrainedReport_->setWordWrap(true);
+    pretrainedReport_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    pretrainedReport_->setVisible(false);
+    datasetProblem_ = new QLabel;
+    datasetProblem_->setWordWrap(true);
+    datasetProblem_->setStyleSheet(QStringLiteral("color: #b41e1e;"));
+    datasetProblem_->setVisible(false);
     pretrained_ = new QLineEdit;
     pretrained_->setPlaceholderText(tr("optional pretrained weights (.safetensors, .pth)"));
     auto* browseWeights = new QPushButton(tr("Browse…"));
@@ -95,6 +104,7 @@ ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
     section(tr("Dataset"));
     form->addRow(tr("Kind"), kind_);
     form->addRow(tr("Root"), withButton(root_, browse));
+    form->addRow(QString(), datasetProblem_);
     form->addRow(tr("Train / val split"), [&] {
         auto* row = new QWidget;
         auto* h = new QHBoxLayout(row);
@@ -109,6 +119,7 @@ ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
     form->addRow(tr("Architecture"), model_);
     form->addRow(tr("Parameters"), parameters_);
     form->addRow(tr("Pretrained"), withButton(pretrained_, browseWeights));
+    form->addRow(QString(), pretrainedReport_);
     section(tr("Input transforms"));
     form->addRow(tr("Height × width"), [&] {
         auto* row = new QWidget;
@@ -180,6 +191,11 @@ ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
         parameters_->setText(c.parameters > 0
                                  ? tr("%1 (%2 classes, %3)").arg(QLocale().toString(c.parameters)).arg(c.classes).arg(c.source)
                                  : tr("unknown"));
+        datasetProblem_->setText(c.datasetProblem);
+        datasetProblem_->setVisible(!c.datasetProblem.isEmpty());
+        pretrainedReport_->setText(c.pretrainedReport);
+        pretrainedReport_->setVisible(!c.pretrainedReport.isEmpty());
+        pretrainedReport_->setStyleSheet(c.pretrainedRefused ? QStringLiteral("color: #b41e1e;") : QStringLiteral("color: #2a6a2a;"));
         Q_EMIT parametersCounted();
         // An edit during the count asks again.
         updateParameterCount();
@@ -191,6 +207,7 @@ ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
     for (QComboBox* c : {model_, kind_, petsMode_})
         connect(c, &QComboBox::currentIndexChanged, this, [this] { countTimer_.start(); });
     connect(root_, &QLineEdit::textChanged, this, [this] { countTimer_.start(); });
+    connect(pretrained_, &QLineEdit::textChanged, this, [this] { countTimer_.start(); });
     connect(kind_, &QComboBox::currentIndexChanged, this, [this] {
         updateVisibleFields();
         followDerivedName();
@@ -289,6 +306,14 @@ QString ExperimentEditor::parameterText() const {
     return parameters_->text();
 }
 
+QString ExperimentEditor::pretrainedReport() const {
+    return pretrainedReport_->text();
+}
+
+QString ExperimentEditor::datasetProblem() const {
+    return datasetProblem_->text();
+}
+
 nlohmann::json ExperimentEditor::document() const {
     nlohmann::json j = base_;
     j["name"] = name_->text().toStdString();
@@ -359,8 +384,7 @@ void ExperimentEditor::validate() {
 void ExperimentEditor::updateParameterCount() {
     const nlohmann::json document = this->document();
     const QString id = model_->currentData().toString();
-    const QString key = QString::fromStdString(document["dataset"].dump()) + id +
-                        QString::fromStdString(document["model"].value("classes", nlohmann::json()).dump());
+    const QString key = QString::fromStdString(document["dataset"].dump() + document["model"].dump());
     if (id.isEmpty() || key == countedKey_ || countWatcher_.isRunning()) return;
     countedKey_ = key;
     parameters_->setText(tr("counting…"));
@@ -377,7 +401,10 @@ void ExperimentEditor::updateParameterCount() {
                     const auto dataset = core::Dataset::open(core::datasetSpec(e, e.dataset.trainSplit));
                     count.classes = dataset->numClasses();
                     count.source = tr("from the dataset");
-                } catch (const std::exception&) {
+                } catch (const std::exception& error) {
+                    // The demo is generated at start; any other dataset should be there now.
+                    if (e.dataset.kind != core::DataSource::Demo)
+                        count.datasetProblem = QString::fromStdString(error.what());
                     if (e.dataset.kind == core::DataSource::Demo) {
                         count.classes = int(core::demoClasses().size());
                         count.source = tr("the demo's");
@@ -392,7 +419,19 @@ void ExperimentEditor::updateParameterCount() {
             count.source = tr("experiment invalid: 21 assumed");
         }
         try {
-            count.parameters = core::countParameters(*core::createModel(id.toStdString(), count.classes));
+            const auto model = core::createModel(id.toStdString(), count.classes);
+            count.parameters = core::countParameters(*model);
+            const auto pretrained = document["model"].find("pretrained");
+            if (pretrained != document["model"].end() && pretrained->is_string() && !pretrained->get<std::string>().empty()) {
+                const bool strict = document["model"].value("pretrained_strict", true);
+                try {
+                    count.pretrainedReport = QString::fromStdString(
+                        core::loadPretrainedStart(*model, id.toStdString(), pretrained->get<std::string>(), strict));
+                } catch (const std::exception& error) {
+                    count.pretrainedReport = QString::fromStdString(error.what());
+                    count.pretrainedRefused = true;
+                }
+            }
         } catch (const std::exception&) {
             count.parameters = -1;
         }

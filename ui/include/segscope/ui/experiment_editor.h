@@ -37,6 +37,12 @@ public:
     QWidget* fieldWidget(const QString& path) const { return fields_.value(path); }
     // The parameter count line ("3,715,429 (5 classes, from the dataset)") once counted.
     QString parameterText() const;
+    // What loading model.pretrained into the model would do (the core's load report: what loads,
+    // what stays unloaded outside the encoder and why), or why it is refused; empty without
+    // pretrained weights. Known before the run starts.
+    QString pretrainedReport() const;
+    // Why the dataset cannot be opened as configured; empty when it opens.
+    QString datasetProblem() const;
     // True while a count is running.
     bool isCounting() const { return countWatcher_.isRunning() || countTimer_.isActive(); }
     // The name derived from the dataset kind and architecture ("demo-segformer-b0"), which the
@@ -59,6 +65,9 @@ private:
         qlonglong parameters = -1;
         int classes = 0;
         QString source;  // where the class count came from
+        QString datasetProblem;
+        QString pretrainedReport;
+        bool pretrainedRefused = false;
     };
 
     nlohmann::json base_;
@@ -73,6 +82,8 @@ private:
     QCheckBox* voidToBackground_;
     QComboBox* model_;
     QLabel* parameters_;
+    QLabel* pretrainedReport_;
+    QLabel* datasetProblem_;
     QLineEdit* pretrained_;
     QSpinBox* height_;
     QSpinBox* width_;
