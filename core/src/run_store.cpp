@@ -910,6 +910,10 @@ void RunStore::journal(const std::string& runId, const std::string& type, json e
     if (replaying_) return;
     if (access_ == StoreAccess::ReadOnly)
         throw FileError(databasePath_.string(), "cannot record " + type + ": the workspace was opened read-only");
+    // A run whose folder was deleted by hand keeps its rows; there is nothing left to rebuild it
+    // from, so there is no journal to keep either.
+    std::error_code ec;
+    if (!fs::is_directory(runFolder(runId), ec)) return;
     entry["type"] = type;
     appendLine(runFolder(runId) / kJournalName, dumpLine(entry), sync);
 }

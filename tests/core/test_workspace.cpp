@@ -625,3 +625,13 @@ TEST(WorkspaceCommand, MovedWorkspaceEvaluatesAndResumes) {
     const auto recorded = nlohmann::json::parse(store->run(id)->experimentJson);
     EXPECT_EQ(recorded["dataset"]["root"], (dir / "data" / "demo").string());
 }
+
+TEST(Workspace, RunWhoseFolderWasDeletedStillUpdates) {
+    segscope::test::TempDir dir;
+    auto store = RunStore::open(dir / "ws");
+    const std::string id = store->createRun(sampleRun("gone"));
+    fs::remove_all(store->run(id)->folder);
+    store->updateStatus(id, RunStatus::Interrupted, "folder deleted");
+    EXPECT_EQ(store->run(id)->status, RunStatus::Interrupted);
+    EXPECT_FALSE(fs::exists(dir / "ws" / "runs" / id)) << "no folder is created for the journal";
+}

@@ -91,7 +91,11 @@ QVariant RunsModel::headerData(int section, Qt::Orientation orientation, int rol
 
 RunsPanel::RunsPanel(const QString& workspace, QWidget* parent) : QWidget(parent) {
     store_ = core::RunStore::open(workspace.toStdString());
-    store_->markInterrupted();
+    try {
+        store_->markInterrupted();
+    } catch (const std::exception&) {
+        // Stale "running" rows stay as they are; the table still lists them.
+    }
     model_ = new RunsModel(this);
     proxy_ = new QSortFilterProxyModel(this);
     proxy_->setSourceModel(model_);
