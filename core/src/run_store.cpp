@@ -490,12 +490,22 @@ private:
             report_.problems.push_back(journal.string() + ": does not start with the run's entry; not recovered");
             return false;
         }
+        inOneTransaction([&] {
+            for (const auto& e : entries) apply(id, e);
+        });
+        ++report_.runsRecovered;
+        return true;
+    }
+
+    // Runs `body` with journaling off, in one transaction (a run's rows appear whole or not at all).
+    template <typename Body>
+    void inOneTransaction(const Body& body) {
         RunStore& s = store_;
         std::lock_guard lock(s.mutex_);
         s.replaying_ = true;
         s.exec("BEGIN IMMEDIATE");
         try {
-            for (const auto& e : entries) apply(id, e);
+            body();
             s.exec("COMMIT");
         } catch (...) {
             sqlite3_exec(s.db_, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -503,8 +513,6 @@ private:
             throw;
         }
         s.replaying_ = false;
-        ++report_.runsRecovered;
-        return true;
     }
 
     void apply(const std::string& id, const json& e) {
@@ -593,10 +601,7 @@ private:
             created = id.substr(0, 4) + "-" + id.substr(4, 2) + "-" + id.substr(6, 2) + "T" + id.substr(9, 2) + ":" +
                       id.substr(11, 2) + ":" + id.substr(13, 2) + "Z";
         RunStore& s = store_;
-        std::lock_guard lock(s.mutex_);
-        s.replaying_ = true;
-        s.exec("BEGIN IMMEDIATE");
-        try {
+        inOneTransaction([&] {
             s.insertRun(id, run, created);
             s.applyStatus(id, RunStatus::Interrupted,
                           "recovered from its folder without a journal: metrics were not recovered", isoNow(), 0, {});
@@ -607,13 +612,7 @@ private:
                     found.push_back({*parsed, "checkpoints/" + entry.path().filename().string()});
             std::sort(found.begin(), found.end());
             for (const auto& [key, path] : found) s.addCheckpoint(id, {key.first, key.second, path, {}});
-            s.exec("COMMIT");
-        } catch (...) {
-            sqlite3_exec(s.db_, "ROLLBACK", nullptr, nullptr, nullptr);
-            s.replaying_ = false;
-            throw;
-        }
-        s.replaying_ = false;
+        });
         ++report_.runsWithoutJournal;
         report_.problems.push_back("run " + id + ": no journal (recorded by an older SegScope); its metrics were not "
                                    "recovered, its checkpoints were");

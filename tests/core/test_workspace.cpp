@@ -635,3 +635,34 @@ TEST(Workspace, RunWhoseFolderWasDeletedStillUpdates) {
     EXPECT_EQ(store->run(id)->status, RunStatus::Interrupted);
     EXPECT_FALSE(fs::exists(dir / "ws" / "runs" / id)) << "no folder is created for the journal";
 }
+
+TEST(Workspace, OlderRunFolderWithoutJournalKeepsItsCheckpoints) {
+    segscope::test::TempDir dir;
+    const fs::path ws = dir / "ws";
+    std::string id;
+    {
+        auto store = RunStore::open(ws);
+        id = store->createRun(sampleRun("older"));
+    }
+    const fs::path folder = ws / "runs" / id;
+    fs::remove(folder / "journal.jsonl");
+    std::ofstream(folder / "experiment.json") << R"({"version": 1, "name": "older run", "model": {"id": "fcn-resnet50"}})";
+    fs::create_directories(folder / "checkpoints");
+    for (const char* name : {"epoch-0002-step-00000020.state.pt", "epoch-0001-step-00000010.state.pt", "notes.txt"})
+        std::ofstream(folder / "checkpoints" / name) << "x";
+    overwrite(workspaceDatabasePath(ws), randomBytes(2048));
+    const WorkspaceReport report = repairWorkspace(ws);
+    EXPECT_EQ(report.runsWithoutJournal, 1);
+    auto store = RunStore::open(ws);
+    const auto run = store->run(id);
+    ASSERT_TRUE(run);
+    EXPECT_EQ(run->name, "older run");
+    EXPECT_EQ(run->model, "fcn-resnet50");
+    EXPECT_EQ(run->status, RunStatus::Interrupted);
+    EXPECT_EQ(run->createdAt.substr(0, 4), id.substr(0, 4));
+    const auto checkpoints = store->checkpoints(id);
+    ASSERT_EQ(checkpoints.size(), 2u);
+    EXPECT_EQ(checkpoints[0].step, 10);
+    EXPECT_EQ(checkpoints[1].epoch, 2);
+    EXPECT_EQ(checkpoints[1].path, folder / "checkpoints" / "epoch-0002-step-00000020.state.pt");
+}
