@@ -17,7 +17,8 @@ namespace {
 nlohmann::json reportJson(const core::WorkspaceReport& report) {
     return {{"migrated", report.migrated},
             {"rebuilt", report.rebuilt},
-            {"moved_aside", report.movedAside.empty() ? nlohmann::json(nullptr) : nlohmann::json(report.movedAside.string())},
+            {"moved_aside",
+             report.movedAside.empty() ? nlohmann::json(nullptr) : nlohmann::json(report.movedAside.string())},
             {"reason", report.reason},
             {"runs_recovered", report.runsRecovered},
             {"runs_without_journal", report.runsWithoutJournal},
@@ -72,8 +73,9 @@ int commandWorkspace(const Arguments& args) {
         out["runs"] = runs.size();
         std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
     } else {
-        std::cout << (report.nothingToReport() ? "workspace " + workspace.string() + ": database ok, nothing to repair\n"
-                                               : report.summary())
+        std::cout << (report.nothingToReport()
+                          ? "workspace " + workspace.string() + ": database ok, nothing to repair\n"
+                          : report.summary())
                   << runs.size() << " run" << (runs.size() == 1 ? "" : "s") << " in the workspace\n";
     }
     return 0;

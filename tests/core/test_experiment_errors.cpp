@@ -19,7 +19,8 @@ TEST(ExperimentErrors, MalformedJsonNamesFileLineAndColumnInWords) {
         loadExperiment(path);
         FAIL() << "loaded malformed JSON";
     } catch (const FileError& e) {
-        EXPECT_EQ(std::string(e.what()), path.string() + ": not valid JSON: line 4, column 34: syntax error while "
-                                                          "parsing object key - unexpected '}'; expected string literal");
+        EXPECT_EQ(std::string(e.what()), path.string() +
+                                             ": not valid JSON: line 4, column 34: syntax error while "
+                                             "parsing object key - unexpected '}'; expected string literal");
     }
 }

@@ -8,8 +8,8 @@
 #include "test_support.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <sqlite3.h>
+#include <nlohmann/json.hpp>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -67,10 +67,12 @@ std::string recordFullRun(RunStore& store, const std::string& name) {
         store.appendStep(id, s);
         if (step % 6 == 0) {
             const int epoch = step / 6;
-            store.appendEpoch(id, epochRecord(metricsWith(0.5 + 0.1 * epoch, 0.2 * epoch), epoch, step, 0.3 / epoch, step),
+            store.appendEpoch(id,
+                              epochRecord(metricsWith(0.5 + 0.1 * epoch, 0.2 * epoch), epoch, step, 0.3 / epoch, step),
                               classRecords(metricsWith(0.5 + 0.1 * epoch, 0.2 * epoch)),
                               {{"img_a", 0.25 * epoch, "[0.5,null]"}, {"img_\xff", 0.1, "[0.1,0.1]"}});
-            store.addCheckpoint(id, {epoch, step, folder / "checkpoints" / ("epoch-" + std::to_string(epoch) + ".state.pt"), {}});
+            store.addCheckpoint(
+                id, {epoch, step, folder / "checkpoints" / ("epoch-" + std::to_string(epoch) + ".state.pt"), {}});
         }
         if (step == 8) {
             // A resume from the step-6 checkpoint: steps 7 and 8 are recorded again.
@@ -91,8 +93,8 @@ std::string describe(RunStore& store, const std::string& id) {
     out << r->name << "|" << r->model << "|" << r->dataset << "|" << runStatusName(r->status) << "|" << r->statusMessage
         << "|" << r->device << "|" << r->parameters << "|" << r->createdAt << "|" << r->startedAt << "|" << r->endedAt
         << "|" << r->bestMiou.value_or(-1) << "|" << r->bestEpoch.value_or(-1) << "|" << r->finalMiou.value_or(-1)
-        << "|" << r->seconds.value_or(-1) << "|" << r->imagesPerSecond.value_or(-1) << "|" << r->experimentJson
-        << "|" << r->folder.string() << "\n";
+        << "|" << r->seconds.value_or(-1) << "|" << r->imagesPerSecond.value_or(-1) << "|" << r->experimentJson << "|"
+        << r->folder.string() << "\n";
     for (const auto& s : store.steps(id))
         out << "step " << s.step << " " << s.epoch << " " << s.loss << " " << s.learningRate << " " << s.imagesPerSecond
             << " " << s.memoryBytes.value_or(-1) << " " << s.wallSeconds << "\n";
@@ -106,7 +108,8 @@ std::string describe(RunStore& store, const std::string& id) {
         for (const auto& i : store.imageMetrics(id, e.epoch))
             out << "  image " << i.imageId << " " << i.mIoU.value_or(-1) << " " << i.perClassIouJson << "\n";
     }
-    for (const auto& c : store.checkpoints(id)) out << "ckpt " << c.epoch << " " << c.step << " " << c.path.string() << "\n";
+    for (const auto& c : store.checkpoints(id))
+        out << "ckpt " << c.epoch << " " << c.step << " " << c.path.string() << "\n";
     return out.str();
 }
 
@@ -131,8 +134,9 @@ std::string readFile(const fs::path& path) {
 void writeForeignDatabase(const fs::path& path) {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE photos (id INTEGER PRIMARY KEY, title TEXT); "
-                               "INSERT INTO photos (title) VALUES ('holiday');",
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE photos (id INTEGER PRIMARY KEY, title TEXT); "
+                           "INSERT INTO photos (title) VALUES ('holiday');",
                            nullptr, nullptr, nullptr),
               SQLITE_OK);
     sqlite3_close(db);
@@ -284,8 +288,8 @@ TEST(Workspace, OlderWorkspaceIsMovedIntoTheHiddenFolder) {
     {
         sqlite3* db = nullptr;
         ASSERT_EQ(sqlite3_open((ws / "segscope.db").c_str(), &db), SQLITE_OK);
-        const std::string sql = "UPDATE runs SET folder = 'ws/runs/" + id + "'; UPDATE checkpoints SET path = 'ws/runs/" +
-                                id + "/checkpoints/epoch-2.state.pt'";
+        const std::string sql = "UPDATE runs SET folder = 'ws/runs/" + id +
+                                "'; UPDATE checkpoints SET path = 'ws/runs/" + id + "/checkpoints/epoch-2.state.pt'";
         ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
         sqlite3_close(db);
     }
@@ -544,8 +548,8 @@ TEST(WorkspaceCommand, ReadOnlyWorkspaceCanBeListed) {
     // write switch on. Root cannot write there either.
     const std::string q = "'" + ws.string() + "'";
     const auto readOnly = [&](const std::string& command) {
-        return segscope::test::runCommand("unshare -m sh -c \"mount --bind " + q + " " + q + " && mount -o remount,ro,bind " +
-                                          q + " && " + command + "\" 2>&1");
+        return segscope::test::runCommand("unshare -m sh -c \"mount --bind " + q + " " + q +
+                                          " && mount -o remount,ro,bind " + q + " && " + command + "\" 2>&1");
     };
     const auto probe = readOnly("touch " + q + "/probe 2>/dev/null; test ! -e " + q + "/probe");
     if (probe.exitCode != 0) GTEST_SKIP() << "cannot bind-mount read-only here: " << probe.output;
@@ -584,8 +588,8 @@ TEST(WorkspaceCommand, MovedWorkspaceEvaluatesAndResumes) {
     };
     std::ofstream(dir / "exp.json") << experiment.dump(2);
     const std::string cli = "'" + segscope::test::cliExecutable() + "' --threads 1 ";
-    const auto trained =
-        segscope::test::runCommand("cd '" + dir.path().string() + "' && " + cli + "train --config exp.json --workspace ws 2>&1");
+    const auto trained = segscope::test::runCommand("cd '" + dir.path().string() + "' && " + cli +
+                                                    "train --config exp.json --workspace ws 2>&1");
     ASSERT_EQ(trained.exitCode, 0) << trained.output;
     std::string id;
     std::int64_t firstEpochStep = 0;
@@ -610,8 +614,8 @@ TEST(WorkspaceCommand, MovedWorkspaceEvaluatesAndResumes) {
         store->truncateAfter(id, firstEpochStep);
         store->updateStatus(id, RunStatus::Interrupted, "test");
     }
-    const auto resumed =
-        segscope::test::runCommand("cd / && " + cli + "train --resume " + id + " --workspace '" + copy.string() + "' 2>&1");
+    const auto resumed = segscope::test::runCommand("cd / && " + cli + "train --resume " + id + " --workspace '" +
+                                                    copy.string() + "' 2>&1");
     ASSERT_EQ(resumed.exitCode, 0) << resumed.output;
     EXPECT_FALSE(fs::exists(dir / "ws")) << "the resume wrote into the original's folders";
     auto store = RunStore::open(copy);
@@ -646,7 +650,8 @@ TEST(Workspace, OlderRunFolderWithoutJournalKeepsItsCheckpoints) {
     }
     const fs::path folder = ws / "runs" / id;
     fs::remove(folder / "journal.jsonl");
-    std::ofstream(folder / "experiment.json") << R"({"version": 1, "name": "older run", "model": {"id": "fcn-resnet50"}})";
+    std::ofstream(folder / "experiment.json")
+        << R"({"version": 1, "name": "older run", "model": {"id": "fcn-resnet50"}})";
     fs::create_directories(folder / "checkpoints");
     for (const char* name : {"epoch-0002-step-00000020.state.pt", "epoch-0001-step-00000010.state.pt", "notes.txt"})
         std::ofstream(folder / "checkpoints" / name) << "x";

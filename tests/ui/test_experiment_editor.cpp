@@ -8,12 +8,12 @@
 
 #include "test_support.h"
 
+#include <gtest/gtest.h>
 #include <QComboBox>
 #include <QFormLayout>
 #include <QLineEdit>
 #include <QSignalSpy>
 #include <QTest>
-#include <gtest/gtest.h>
 
 using namespace segscope;
 
@@ -128,14 +128,16 @@ TEST(ExperimentEditor, PretrainedLoadReportAndMissingDatasetShowBeforeStart) {
     settledCount(editor);
     EXPECT_TRUE(editor.pretrainedReport().contains(QString::fromStdString((dir / "unet.safetensors").string())))
         << editor.pretrainedReport().toStdString();
-    EXPECT_TRUE(editor.pretrainedReport().contains(QStringLiteral("encoder"))) << editor.pretrainedReport().toStdString();
+    EXPECT_TRUE(editor.pretrainedReport().contains(QStringLiteral("encoder")))
+        << editor.pretrainedReport().toStdString();
     // The model's own weights load whole.
     auto* pretrained = qobject_cast<QLineEdit*>(editor.fieldWidget(QStringLiteral("model.pretrained")));
     pretrained->setText(QString::fromStdString((dir / "segformer.safetensors").string()));
     QTest::qWait(300);
     settledCount(editor);
     EXPECT_FALSE(editor.pretrainedReport().isEmpty());
-    EXPECT_FALSE(editor.pretrainedReport().contains(QStringLiteral("refus"))) << editor.pretrainedReport().toStdString();
+    EXPECT_FALSE(editor.pretrainedReport().contains(QStringLiteral("refus")))
+        << editor.pretrainedReport().toStdString();
     EXPECT_TRUE(editor.datasetProblem().isEmpty()) << editor.datasetProblem().toStdString();
 
     // A VOC root that does not exist is flagged as soon as it is entered.

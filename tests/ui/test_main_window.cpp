@@ -10,16 +10,16 @@
 
 #include "test_support.h"
 
+#include <gtest/gtest.h>
 #include <QAction>
 #include <QApplication>
 #include <QLabel>
 #include <QListWidget>
 #include <QSignalSpy>
-#include <QTabWidget>
 #include <QStatusBar>
-#include <QToolBar>
+#include <QTabWidget>
 #include <QTest>
-#include <gtest/gtest.h>
+#include <QToolBar>
 
 #include <fstream>
 
@@ -96,7 +96,8 @@ TEST(MainWindow, StopFromAnotherTabAndTheMiouReadout) {
     QSignalSpy finished(&window, &ui::MainWindow::runFinished);
     window.startAction()->trigger();
     ASSERT_TRUE(finished.wait(240000));
-    ASSERT_EQ(finished.at(0).at(1).toInt(), int(core::TrainingOutcome::Finished)) << finished.at(0).at(2).toString().toStdString();
+    ASSERT_EQ(finished.at(0).at(1).toInt(), int(core::TrainingOutcome::Finished))
+        << finished.at(0).at(2).toString().toStdString();
     auto store = core::RunStore::open(dir / "ws");
     const auto run = store->run(finished.at(0).at(0).toString().toStdString());
     ASSERT_TRUE(run && run->bestMiou);
@@ -121,9 +122,9 @@ TEST(MainWindow, StopFromAnotherTabAndTheMiouReadout) {
 TEST(CurvesWidget, ClassesAreShownAtOnceWithTheWorstMarked) {
     ui::CurvesWidget curves;
     curves.addRun(QStringLiteral("r"), QStringLiteral("r"));
-    curves.setClassNames(QStringLiteral("r"), {QStringLiteral("background"), QStringLiteral("circle"),
-                                               QStringLiteral("square"), QStringLiteral("triangle"),
-                                               QStringLiteral("cross"), QStringLiteral("star")});
+    curves.setClassNames(QStringLiteral("r"),
+                         {QStringLiteral("background"), QStringLiteral("circle"), QStringLiteral("square"),
+                          QStringLiteral("triangle"), QStringLiteral("cross"), QStringLiteral("star")});
     core::ValidationEvent e;
     e.epoch = 1;
     e.step = 4;
@@ -148,9 +149,9 @@ TEST(CurvesWidget, ClassesAreShownAtOnceWithTheWorstMarked) {
     }
     // A class the user unticks stays unticked when the classes are rebuilt.
     toggles->item(0)->setCheckState(Qt::Unchecked);
-    curves.setClassNames(QStringLiteral("r"), {QStringLiteral("background"), QStringLiteral("circle"),
-                                               QStringLiteral("square"), QStringLiteral("triangle"),
-                                               QStringLiteral("cross"), QStringLiteral("star")});
+    curves.setClassNames(QStringLiteral("r"),
+                         {QStringLiteral("background"), QStringLiteral("circle"), QStringLiteral("square"),
+                          QStringLiteral("triangle"), QStringLiteral("cross"), QStringLiteral("star")});
     EXPECT_EQ(curves.classToggles()->item(0)->checkState(), Qt::Unchecked);
     EXPECT_EQ(curves.classToggles()->item(1)->checkState(), Qt::Checked);
 }
@@ -176,7 +177,8 @@ TEST(MainWindow, ResumeOfARunTrainedElsewhereIsRefused) {
     window.resumeRun(QString::fromStdString(id));
     ASSERT_TRUE(finished.wait(60000));
     EXPECT_EQ(finished.at(0).at(1).toInt(), int(core::TrainingOutcome::Failed));
-    EXPECT_TRUE(finished.at(0).at(2).toString().contains(QStringLiteral("in use"))) << finished.at(0).at(2).toString().toStdString();
+    EXPECT_TRUE(finished.at(0).at(2).toString().contains(QStringLiteral("in use")))
+        << finished.at(0).at(2).toString().toStdString();
     // Nothing was truncated or flipped by the refused resume.
     EXPECT_EQ(core::RunStore::open(dir / "ws")->run(id)->status, core::RunStatus::Interrupted);
 }
@@ -189,7 +191,8 @@ TEST(MainWindow, InvalidExperimentNamesTheFirstProblemInTheStatusBar) {
     EXPECT_FALSE(window.openExperiment(QString::fromStdString((dir / "bad.json").string())));
     const QString shown = window.statusBar()->currentMessage();
     EXPECT_TRUE(shown.contains(QStringLiteral("invalid experiment: "))) << shown.toStdString();
-    EXPECT_TRUE(shown.contains(QStringLiteral("optimizer.lr: ")) || shown.contains(QStringLiteral("training.batch_size: ")))
+    EXPECT_TRUE(shown.contains(QStringLiteral("optimizer.lr: ")) ||
+                shown.contains(QStringLiteral("training.batch_size: ")))
         << shown.toStdString();
     EXPECT_TRUE(shown.endsWith(QStringLiteral("(and 1 more)"))) << shown.toStdString();
 }

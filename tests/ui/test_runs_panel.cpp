@@ -5,9 +5,9 @@
 
 #include "test_support.h"
 
+#include <gtest/gtest.h>
 #include <QTableView>
 #include <QTest>
-#include <gtest/gtest.h>
 
 using namespace segscope;
 

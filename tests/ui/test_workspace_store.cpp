@@ -6,6 +6,7 @@
 
 #include "test_support.h"
 
+#include <gtest/gtest.h>
 #include <QApplication>
 #include <QDir>
 #include <QFileDialog>
@@ -14,7 +15,6 @@
 #include <QMimeDatabase>
 #include <QSignalSpy>
 #include <QTimer>
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <unistd.h>
