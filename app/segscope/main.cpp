@@ -102,7 +102,6 @@ int main(int argc, char** argv) {
                 ids << QString::fromStdString(runs->model()->run(row).id);
             runs->selectRuns(ids);
             runs->compareSelected();
-            runs->diffSelected();
             window.tabs()->setCurrentWidget(runs);
         });
     }

@@ -416,13 +416,24 @@ void CurvesWidget::rebuild() {
             g->setName(order_.size() > 1 ? s.label + QStringLiteral(" ") + m.name : m.name);
             if (order_.size() > 1 && m.style != Qt::SolidLine) g->removeFromLegend();
         }
+        // One run: a colour per class, named in the legend. Several runs: the run's colour
+        // everywhere, the class told apart by line style and marker (the class list names them),
+        // so the legend names runs only and does not cover the data.
+        static const Qt::PenStyle classStyles[] = {Qt::DashLine, Qt::DotLine, Qt::DashDotLine, Qt::DashDotDotLine};
+        static const QCPScatterStyle::ScatterShape classShapes[] = {
+            QCPScatterStyle::ssCircle, QCPScatterStyle::ssSquare, QCPScatterStyle::ssTriangle,
+            QCPScatterStyle::ssDiamond, QCPScatterStyle::ssCross, QCPScatterStyle::ssPlus, QCPScatterStyle::ssStar};
+        const bool compared = order_.size() > 1;
         for (int c = 0; c < s.classIou.size() && c < s.classNames.size(); ++c) {
             if (!shownClasses.contains(s.classNames[c])) continue;
             QCPGraph* g = validationPlot_->addGraph();
-            QColor classColor = QColor::fromHsv((c * 47) % 360, 200, 200);
-            g->setPen(QPen(classColor, 1));
+            const QColor classColor = compared ? s.color.lighter(125) : QColor::fromHsv((c * 47) % 360, 200, 200);
+            g->setPen(QPen(classColor, presenter_ ? 2.5 : 1.2, compared ? classStyles[c % 4] : Qt::SolidLine));
+            g->setScatterStyle(QCPScatterStyle(compared ? classShapes[c % 7] : QCPScatterStyle::ssDisc, classColor,
+                                               presenter_ ? 7 : 4));
             g->setData(vx, s.classIou[c], true);
             g->setName(prefix + s.classNames[c] + tr(" IoU"));
+            if (compared) g->removeFromLegend();
         }
         if (s.bestIndex >= 0 && s.bestIndex < vx.size()) {
             auto* best = new QCPItemTracer(validationPlot_);
