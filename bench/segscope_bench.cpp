@@ -16,16 +16,16 @@
 // Every timed figure is a list of per-repetition seconds after the warm-up; bench/run takes
 // medians. Nothing here skips work the PyTorch side does: same weights, shapes, optimiser,
 // loss, threads and warm-up.
-#include "segscope/core/dataset.h"
-#include "segscope/core/demo_data.h"
-#include "segscope/core/erf.h"
+#include "segscope/core/data/dataset.h"
+#include "segscope/core/data/demo_data.h"
+#include "segscope/core/analysis/erf.h"
 #include "segscope/core/error.h"
 #include "segscope/core/experiment.h"
-#include "segscope/core/loader.h"
+#include "segscope/core/data/loader.h"
 #include "segscope/core/models/registry.h"
 #include "segscope/core/runtime.h"
-#include "segscope/core/training_parts.h"
-#include "segscope/core/weights.h"
+#include "segscope/core/training/training_parts.h"
+#include "segscope/core/models/weights.h"
 
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
@@ -218,7 +218,7 @@ json infer(const Args& args) {
     if (cuda) useCudaFastPath(*model);
     torch::Tensor images = syntheticBatch(batch, size, 1).first.to(device);
     if (cuda) images = images.contiguous(at::MemoryFormat::ChannelsLast);
-    // What core/src/inference.cpp runs per batch: eval mode under InferenceMode.
+    // What core/src/analysis/inference.cpp runs per batch: eval mode under InferenceMode.
     c10::InferenceMode inferenceMode;
     json times = json::array(), cpuTimes = json::array();
     double checksum = 0;

@@ -1,8 +1,8 @@
 // segscope-cli demo-data and check-dataset.
 #include "commands.h"
 
-#include "segscope/core/dataset_check.h"
-#include "segscope/core/demo_data.h"
+#include "segscope/core/data/dataset_check.h"
+#include "segscope/core/data/demo_data.h"
 #include "segscope/core/error.h"
 #include "segscope/core/runtime.h"
 #include "segscope/core/safe_text.h"

@@ -1,14 +1,14 @@
 // segscope-cli erf: effective receptive fields of a model's stages (docs/erf.md).
 #include "commands.h"
 
-#include "segscope/core/erf.h"
+#include "segscope/core/analysis/erf.h"
 #include "segscope/core/experiment.h"
-#include "segscope/core/inference.h"
+#include "segscope/core/analysis/inference.h"
 #include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
-#include "segscope/core/run_store.h"
-#include "segscope/core/training_parts.h"
-#include "segscope/core/weights.h"
+#include "segscope/core/runs/run_store.h"
+#include "segscope/core/training/training_parts.h"
+#include "segscope/core/models/weights.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>

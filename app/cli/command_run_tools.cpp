@@ -1,15 +1,15 @@
 // segscope-cli eval, export, predict and predict-split: using a recorded run's checkpoints.
 #include "commands.h"
 
-#include "segscope/core/dataset.h"
+#include "segscope/core/data/dataset.h"
 #include "segscope/core/experiment.h"
-#include "segscope/core/image_io.h"
-#include "segscope/core/inference.h"
+#include "segscope/core/data/image_io.h"
+#include "segscope/core/analysis/inference.h"
 #include "segscope/core/models/segformer_naming.h"
 #include "segscope/core/output_guard.h"
-#include "segscope/core/predictions.h"
-#include "segscope/core/run_store.h"
-#include "segscope/core/weights.h"
+#include "segscope/core/analysis/predictions.h"
+#include "segscope/core/runs/run_store.h"
+#include "segscope/core/models/weights.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,7 +1,7 @@
 // segscope-cli runs: the runs of a workspace.
 #include "commands.h"
 
-#include "segscope/core/run_store.h"
+#include "segscope/core/runs/run_store.h"
 
 #include <filesystem>
 #include <iostream>

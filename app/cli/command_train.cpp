@@ -2,10 +2,10 @@
 #include "commands.h"
 
 #include "segscope/core/experiment.h"
-#include "segscope/core/run_lock.h"
-#include "segscope/core/run_recorder.h"
-#include "segscope/core/run_store.h"
-#include "segscope/core/trainer.h"
+#include "segscope/core/runs/run_lock.h"
+#include "segscope/core/runs/run_recorder.h"
+#include "segscope/core/runs/run_store.h"
+#include "segscope/core/training/trainer.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,7 +1,7 @@
 // segscope-cli workspace check|repair: the run database against the run folders' journals.
 #include "commands.h"
 
-#include "segscope/core/run_store.h"
+#include "segscope/core/runs/run_store.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,6 +1,6 @@
 #include "segscope/core/experiment.h"
 
-#include "segscope/core/demo_data.h"
+#include "segscope/core/data/demo_data.h"
 #include "segscope/core/safe_text.h"
 
 #include <nlohmann/json.hpp>

@@ -1,4 +1,4 @@
-#include "segscope/core/classes.h"
+#include "segscope/core/data/classes.h"
 #include "segscope/core/error.h"
 
 #include "test_support.h"

@@ -1,5 +1,5 @@
-#include "segscope/core/dataset.h"
-#include "segscope/core/dataset_check.h"
+#include "segscope/core/data/dataset.h"
+#include "segscope/core/data/dataset_check.h"
 
 #include "test_support.h"
 

@@ -1,6 +1,6 @@
-#include "segscope/core/dataset_check.h"
-#include "segscope/core/demo_data.h"
-#include "segscope/core/image_io.h"
+#include "segscope/core/data/dataset_check.h"
+#include "segscope/core/data/demo_data.h"
+#include "segscope/core/data/image_io.h"
 
 #include "test_support.h"
 

@@ -1,11 +1,11 @@
-#include "segscope/core/erf.h"
+#include "segscope/core/analysis/erf.h"
 
-#include "segscope/core/demo_data.h"
+#include "segscope/core/data/demo_data.h"
 #include "segscope/core/experiment.h"
-#include "segscope/core/loader.h"
+#include "segscope/core/data/loader.h"
 #include "segscope/core/models/registry.h"
-#include "segscope/core/run_store.h"
-#include "segscope/core/weights.h"
+#include "segscope/core/runs/run_store.h"
+#include "segscope/core/models/weights.h"
 
 #include "test_support.h"
 

@@ -2,7 +2,7 @@
 // as bytes, so the main suite keeps them fixed without clang or the sanitizers. Each test names
 // the target that found it and what happened before the fix.
 #include "segscope/core/error.h"
-#include "segscope/core/weights.h"
+#include "segscope/core/models/weights.h"
 
 #include "test_support.h"
 

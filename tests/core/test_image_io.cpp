@@ -1,5 +1,5 @@
 #include "segscope/core/error.h"
-#include "segscope/core/image_io.h"
+#include "segscope/core/data/image_io.h"
 
 #include "test_support.h"
 

@@ -1,5 +1,5 @@
-#include "segscope/core/demo_data.h"
-#include "segscope/core/loader.h"
+#include "segscope/core/data/demo_data.h"
+#include "segscope/core/data/loader.h"
 
 #include "test_support.h"
 

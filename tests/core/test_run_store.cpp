@@ -1,6 +1,6 @@
 #include "segscope/core/error.h"
-#include "segscope/core/metrics.h"
-#include "segscope/core/run_store.h"
+#include "segscope/core/analysis/metrics.h"
+#include "segscope/core/runs/run_store.h"
 
 #include "test_support.h"
 

@@ -1,11 +1,11 @@
 // Using a recorded run: loadRun/resolveCheckpoint/evaluate/predictImage and segscope-cli eval,
 // export and predict.
-#include "segscope/core/demo_data.h"
+#include "segscope/core/data/demo_data.h"
 #include "segscope/core/experiment.h"
-#include "segscope/core/image_io.h"
-#include "segscope/core/inference.h"
-#include "segscope/core/run_store.h"
-#include "segscope/core/weights.h"
+#include "segscope/core/data/image_io.h"
+#include "segscope/core/analysis/inference.h"
+#include "segscope/core/runs/run_store.h"
+#include "segscope/core/models/weights.h"
 
 #include "test_support.h"
 

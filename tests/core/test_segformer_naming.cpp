@@ -1,11 +1,11 @@
 // SegFormer's transformers 4.x / 5.x names (models/segformer_naming.h) and the pretrained start
 // that refuses to leave encoder tensors unloaded (models/pretrained.h).
-#include "segscope/core/demo_data.h"
+#include "segscope/core/data/demo_data.h"
 #include "segscope/core/error.h"
 #include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
 #include "segscope/core/models/segformer_naming.h"
-#include "segscope/core/weights.h"
+#include "segscope/core/models/weights.h"
 
 #include "test_support.h"
 

@@ -1,9 +1,9 @@
-#include "segscope/core/demo_data.h"
-#include "segscope/core/erf.h"
+#include "segscope/core/data/demo_data.h"
+#include "segscope/core/analysis/erf.h"
 #include "segscope/core/models/registry.h"
-#include "segscope/core/run_store.h"
-#include "segscope/core/trainer.h"
-#include "segscope/core/training_parts.h"
+#include "segscope/core/runs/run_store.h"
+#include "segscope/core/training/trainer.h"
+#include "segscope/core/training/training_parts.h"
 
 #include "test_support.h"
 

@@ -1,4 +1,4 @@
-#include "segscope/core/transforms.h"
+#include "segscope/core/data/transforms.h"
 
 #include "test_support.h"
 

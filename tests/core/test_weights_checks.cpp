@@ -4,7 +4,7 @@
 #include "segscope/core/error.h"
 #include "segscope/core/models/registry.h"
 #include "segscope/core/output_guard.h"
-#include "segscope/core/weights.h"
+#include "segscope/core/models/weights.h"
 
 #include "test_support.h"
 

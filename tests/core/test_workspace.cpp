@@ -1,9 +1,9 @@
 // The workspace as a whole: where the database lives, the run journals it can be rebuilt from,
 // read-only access, foreign and corrupt databases, moved and copied workspaces.
-#include "segscope/core/demo_data.h"
+#include "segscope/core/data/demo_data.h"
 #include "segscope/core/error.h"
-#include "segscope/core/run_recorder.h"
-#include "segscope/core/run_store.h"
+#include "segscope/core/runs/run_recorder.h"
+#include "segscope/core/runs/run_store.h"
 
 #include "test_support.h"
 

@@ -2,7 +2,7 @@
 // OpenCV's decoders behind them, on arbitrary bytes.
 #include "fuzz_support.h"
 
-#include "segscope/core/image_io.h"
+#include "segscope/core/data/image_io.h"
 
 #include <vector>
 

@@ -3,8 +3,8 @@
 // mapped, RGB masks mapped through the class colours), for a VOC and a Pets dataset.
 #include "fuzz_support.h"
 
-#include "segscope/core/dataset.h"
-#include "segscope/core/image_io.h"
+#include "segscope/core/data/dataset.h"
+#include "segscope/core/data/image_io.h"
 
 #include <fstream>
 

@@ -4,7 +4,7 @@
 // pth_pickle target wraps mutated pickles in a valid archive to reach the unpickling.
 #include "fuzz_support.h"
 
-#include "segscope/core/weights.h"
+#include "segscope/core/models/weights.h"
 
 using namespace segscope;
 

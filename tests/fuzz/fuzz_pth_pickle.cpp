@@ -6,7 +6,7 @@
 // record holds shows up as a heap overflow.
 #include "fuzz_support.h"
 
-#include "segscope/core/weights.h"
+#include "segscope/core/models/weights.h"
 
 #include <caffe2/serialize/inline_container.h>
 

@@ -3,7 +3,7 @@
 // unchanged (names, dtypes, shapes, bytes and metadata).
 #include "fuzz_support.h"
 
-#include "segscope/core/weights.h"
+#include "segscope/core/models/weights.h"
 
 #include <cstring>
 

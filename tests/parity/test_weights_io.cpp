@@ -5,7 +5,7 @@
 #include "segscope/core/error.h"
 #include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
-#include "segscope/core/weights.h"
+#include "segscope/core/models/weights.h"
 
 #include "test_support.h"
 

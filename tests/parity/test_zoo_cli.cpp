@@ -1,6 +1,6 @@
 // segscope-cli models and forward.
 #include "segscope/core/models/registry.h"
-#include "segscope/core/weights.h"
+#include "segscope/core/models/weights.h"
 
 #include "test_support.h"
 

@@ -2,7 +2,7 @@
 // Helpers for the transformer parity tests (test_segformer_parity.cpp, test_vit_models.cpp):
 // the fixtures written by make_transformer_reference.py under <test data>/reference/transformer.
 #include "segscope/core/models/registry.h"
-#include "segscope/core/weights.h"
+#include "segscope/core/models/weights.h"
 
 #include "test_support.h"
 

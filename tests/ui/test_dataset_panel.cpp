@@ -1,5 +1,5 @@
 // Offscreen widget tests of the main window: dataset browsing and the dataset check.
-#include "segscope/core/demo_data.h"
+#include "segscope/core/data/demo_data.h"
 #include "segscope/ui/dataset_panel.h"
 #include "segscope/ui/qcustomplot_include.h"
 

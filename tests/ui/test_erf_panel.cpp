@@ -1,10 +1,10 @@
 // Offscreen tests of the ERF tab: the heatmap colouring, computing two sources side by side in
 // the worker, cancel, and the slider over ERF snapshots recorded during training.
-#include "segscope/core/demo_data.h"
-#include "segscope/core/erf.h"
+#include "segscope/core/data/demo_data.h"
+#include "segscope/core/analysis/erf.h"
 #include "segscope/core/experiment.h"
 #include "segscope/core/models/registry.h"
-#include "segscope/core/run_store.h"
+#include "segscope/core/runs/run_store.h"
 #include "segscope/ui/erf_panel.h"
 
 #include "test_support.h"

@@ -1,9 +1,9 @@
 // Offscreen tests of the experiment editor: the parameter count at the dataset's class count, a
 // run name that follows the architecture until edited, and fields shown only where they apply.
-#include "segscope/core/demo_data.h"
+#include "segscope/core/data/demo_data.h"
 #include "segscope/core/models/model.h"
 #include "segscope/core/models/registry.h"
-#include "segscope/core/weights.h"
+#include "segscope/core/models/weights.h"
 #include "segscope/ui/experiment_editor.h"
 
 #include "test_support.h"

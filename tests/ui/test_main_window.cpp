@@ -1,8 +1,8 @@
 // Offscreen tests of the main window's run controls: a toolbar reachable from every tab, with
 // shortcuts listed in the Help menu, the mIoU readout, and a window that fits small screens.
-#include "segscope/core/demo_data.h"
-#include "segscope/core/run_lock.h"
-#include "segscope/core/run_store.h"
+#include "segscope/core/data/demo_data.h"
+#include "segscope/core/runs/run_lock.h"
+#include "segscope/core/runs/run_store.h"
 #include "segscope/ui/curves_widget.h"
 #include "segscope/ui/experiment_editor.h"
 #include "segscope/ui/main_window.h"

@@ -1,11 +1,11 @@
 // Offscreen tests of the Predictions tab on predictions whose confusion is known in advance:
 // gallery sorting and filters, the confusion-cell click-through, error maps, class visibility and
 // colours saved with the workspace; and one end-to-end prediction of a trained run (cached).
-#include "segscope/core/demo_data.h"
-#include "segscope/core/predictions.h"
-#include "segscope/core/run_store.h"
-#include "segscope/core/trainer.h"
-#include "segscope/core/run_recorder.h"
+#include "segscope/core/data/demo_data.h"
+#include "segscope/core/analysis/predictions.h"
+#include "segscope/core/runs/run_store.h"
+#include "segscope/core/training/trainer.h"
+#include "segscope/core/runs/run_recorder.h"
 #include "segscope/ui/predictions_panel.h"
 
 #include "test_support.h"

@@ -1,5 +1,5 @@
 // Offscreen tests of the runs panel: selecting runs shows their curves at once.
-#include "segscope/core/run_store.h"
+#include "segscope/core/runs/run_store.h"
 #include "segscope/ui/curves_widget.h"
 #include "segscope/ui/runs_panel.h"
 

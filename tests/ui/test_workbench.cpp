@@ -1,7 +1,7 @@
 // Offscreen tests of the workbench: editor validation, a tiny run with live curves, pause and
 // stop, the runs table following the database, overlay and diff of two runs.
-#include "segscope/core/demo_data.h"
-#include "segscope/core/run_store.h"
+#include "segscope/core/data/demo_data.h"
+#include "segscope/core/runs/run_store.h"
 #include "segscope/ui/curves_widget.h"
 #include "segscope/ui/experiment_editor.h"
 #include "segscope/ui/main_window.h"

@@ -1,6 +1,6 @@
 // The GUI's hold on the run database: a file dialog on the workspace and another process reading
 // it cannot make the GUI's writes disappear; a corrupt database is repaired at start with a message.
-#include "segscope/core/run_store.h"
+#include "segscope/core/runs/run_store.h"
 #include "segscope/ui/runs_panel.h"
 #include "segscope/ui/workspace.h"
 

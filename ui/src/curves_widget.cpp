@@ -1,6 +1,6 @@
 #include "segscope/ui/curves_widget.h"
 
-#include "segscope/core/run_store.h"
+#include "segscope/core/runs/run_store.h"
 #include "segscope/ui/qcustomplot_include.h"
 
 #include <QSvgGenerator>

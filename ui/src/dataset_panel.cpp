@@ -1,6 +1,6 @@
 #include "segscope/ui/dataset_panel.h"
 
-#include "segscope/core/demo_data.h"
+#include "segscope/core/data/demo_data.h"
 #include "segscope/ui/image_convert.h"
 #include "segscope/ui/workspace.h"
 

@@ -1,10 +1,10 @@
 #include "segscope/ui/experiment_editor.h"
 
-#include "segscope/core/dataset.h"
-#include "segscope/core/demo_data.h"
+#include "segscope/core/data/dataset.h"
+#include "segscope/core/data/demo_data.h"
 #include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
-#include "segscope/core/training_parts.h"
+#include "segscope/core/training/training_parts.h"
 
 #include <QtConcurrent/QtConcurrent>
 #include <QtWidgets>

@@ -1,7 +1,7 @@
 #include "segscope/ui/main_window.h"
 
 #include "segscope/core/error.h"
-#include "segscope/core/run_store.h"
+#include "segscope/core/runs/run_store.h"
 #include "segscope/ui/workspace.h"
 #include "segscope/ui/curves_widget.h"
 #include "segscope/ui/dataset_panel.h"

@@ -1,8 +1,8 @@
 #include "segscope/ui/predictions_panel.h"
 
-#include "segscope/core/image_io.h"
-#include "segscope/core/inference.h"
-#include "segscope/core/run_store.h"
+#include "segscope/core/data/image_io.h"
+#include "segscope/core/analysis/inference.h"
+#include "segscope/core/runs/run_store.h"
 #include "segscope/ui/class_colors.h"
 #include "segscope/ui/image_convert.h"
 #include "segscope/ui/runs_panel.h"

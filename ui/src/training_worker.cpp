@@ -1,8 +1,8 @@
 #include "segscope/ui/training_worker.h"
 
-#include "segscope/core/run_lock.h"
-#include "segscope/core/run_recorder.h"
-#include "segscope/core/run_store.h"
+#include "segscope/core/runs/run_lock.h"
+#include "segscope/core/runs/run_recorder.h"
+#include "segscope/core/runs/run_store.h"
 
 #include <nlohmann/json.hpp>
 

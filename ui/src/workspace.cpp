@@ -1,6 +1,6 @@
 #include "segscope/ui/workspace.h"
 
-#include "segscope/core/run_store.h"
+#include "segscope/core/runs/run_store.h"
 
 #include <QDir>
 #include <QMessageBox>

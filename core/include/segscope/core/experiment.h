@@ -10,10 +10,10 @@
 // and training needs exactly one of epochs and iterations.
 //
 // All functions are pure or touch only the named files; they are safe from any thread.
-#include "segscope/core/dataset.h"
+#include "segscope/core/data/dataset.h"
 #include "segscope/core/error.h"
-#include "segscope/core/loader.h"
-#include "segscope/core/transforms.h"
+#include "segscope/core/data/loader.h"
+#include "segscope/core/data/transforms.h"
 
 #include <nlohmann/json_fwd.hpp>
 

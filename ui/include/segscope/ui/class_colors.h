@@ -3,7 +3,7 @@
 // {"version": 1, "colors": {"class name": "#rrggbb"}}). Keyed by class name, so a colour picked
 // for "person" applies to every run and dataset of the workspace that has a "person" class.
 // GUI thread only.
-#include "segscope/core/classes.h"
+#include "segscope/core/data/classes.h"
 
 #include <QColor>
 #include <QHash>

@@ -6,7 +6,7 @@
 // the best epoch marked. The x axis shows step, epoch or wall time. Data lives in plain vectors;
 // a timer rebuilds the graphs at most a few times per second, downsampled (min/max per pixel
 // column) to the plot's width, and replots through QCustomPlot's queued replot. GUI thread only.
-#include "segscope/core/trainer.h"
+#include "segscope/core/training/trainer.h"
 
 #include <QColor>
 #include <QHash>

@@ -1,8 +1,8 @@
 #pragma once
 // The dataset tab: browse a split's samples with their label overlays, and run the dataset check
 // (in a worker) whose report shows a class-frequency chart and the problem list.
-#include "segscope/core/dataset.h"
-#include "segscope/core/dataset_check.h"
+#include "segscope/core/data/dataset.h"
+#include "segscope/core/data/dataset_check.h"
 
 #include <QFutureWatcher>
 #include <QWidget>

@@ -8,7 +8,7 @@
 //
 // Computation runs in a TaskWorker on its own QThread with progress and cancel; only values
 // (ErfView) come back. GUI thread only.
-#include "segscope/core/erf.h"
+#include "segscope/core/analysis/erf.h"
 #include "segscope/core/experiment.h"
 #include "segscope/ui/task_worker.h"
 

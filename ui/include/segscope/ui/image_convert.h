@@ -1,6 +1,6 @@
 #pragma once
 // Conversions between core images (cv::Mat, RGB) and Qt images. GUI thread or workers alike.
-#include "segscope/core/classes.h"
+#include "segscope/core/data/classes.h"
 
 #include <QImage>
 #include <opencv2/core.hpp>

@@ -18,7 +18,7 @@
 //    metrics table is sortable.
 //  - Side by side: the current image's prediction for 2–4 runs on the same split.
 // GUI thread only.
-#include "segscope/core/predictions.h"
+#include "segscope/core/analysis/predictions.h"
 #include "segscope/ui/task_worker.h"
 
 #include <QImage>

@@ -2,7 +2,7 @@
 // The runs of a workspace: a sortable table that follows the database (runs started by
 // segscope-cli appear while they run), comparison of selected runs (overlaid curves, per-class
 // IoU as grouped bars) and the per-class IoU diff of two runs. GUI thread only.
-#include "segscope/core/run_store.h"
+#include "segscope/core/runs/run_store.h"
 
 #include <QAbstractTableModel>
 #include <QWidget>

@@ -6,7 +6,7 @@
 // the GUI thread. Only values leave the worker, through queued signals; step events are batched
 // so a fast run cannot flood the GUI's event loop. No exception escapes run().
 #include "segscope/core/experiment.h"
-#include "segscope/core/trainer.h"
+#include "segscope/core/training/trainer.h"
 
 #include <QObject>
 #include <QString>

@@ -1,7 +1,7 @@
 #pragma once
 // Pretrained backbones: renaming published checkpoints onto the model zoo's state_dict names.
 #include "segscope/core/models/model.h"
-#include "segscope/core/weights.h"
+#include "segscope/core/models/weights.h"
 
 #include <filesystem>
 #include <string>

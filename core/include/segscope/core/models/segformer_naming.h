@@ -13,7 +13,7 @@
 // Either may come as a full SegformerForSemanticSegmentation, a SegformerForImageClassification
 // (encoder plus a top-level "classifier.*", as nvidia/mit-b* are), or a bare SegformerModel
 // (encoder keys without the "segformer." prefix). mmseg's MiT names are not read.
-#include "segscope/core/weights.h"
+#include "segscope/core/models/weights.h"
 
 #include <filesystem>
 #include <optional>

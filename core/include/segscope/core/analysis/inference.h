@@ -1,0 +1,115 @@
+#pragma once
+// Using models: scoring one on a dataset split (the trainer's validation and `segscope-cli eval`
+// share evaluate()), predicting single images, and loading a recorded run's checkpoint.
+//
+// Threads: every function runs on the calling thread (evaluate() also uses the loader's worker
+// threads) and may be called from any thread, one call per model at a time: a model is not
+// safe to run from two threads at once.
+#include "segscope/core/data/classes.h"
+#include "segscope/core/experiment.h"
+#include "segscope/core/data/loader.h"
+#include "segscope/core/analysis/metrics.h"
+#include "segscope/core/models/model.h"
+
+#include <torch/types.h>
+#include <opencv2/core.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace segscope::core {
+
+class RunStore;
+class SegmentationLoss;
+
+struct EvaluationOptions {
+    torch::Device device{torch::kCPU};  // the model's device; batches are moved there
+    // Train: score at the loader's (resized) label size. Original: logits resized bilinearly
+    // (align_corners=false) to each image's original size and scored against its label as
+    // stored, loaded again from the loader's dataset.
+    EvalResolution resolution = EvalResolution::Train;
+    // Original resolution only: map void (255) to class 0 in the reloaded labels, as the
+    // transform does for the resized ones (TransformConfig::voidToBackground).
+    bool voidToBackground = false;
+    // Class names of the metrics; empty: "class0".."classK-1".
+    std::vector<std::string> classNames;
+    // When set, the loss of each batch (at the loader's label size) is averaged into meanLoss.
+    const SegmentationLoss* loss = nullptr;
+    AmpMode amp = AmpMode::Off;  // CUDA autocast; ignored on the CPU
+    bool channelsLast = false;   // CUDA only
+    // Called after each batch with the images scored so far and the split's size.
+    std::function<void(std::size_t done, std::size_t total)> progress;
+    // Polled before each batch; returning true stops the evaluation (Evaluation::cancelled).
+    // It may block (the trainer waits here while paused).
+    std::function<bool()> shouldStop;
+};
+
+struct Evaluation {
+    SegmentationMetrics metrics;  // over the whole split (one confusion matrix)
+    std::optional<double> meanLoss;
+    std::vector<std::string> imageIds;  // in the loader's order
+    std::vector<ImageIou> images;       // per image, same order as imageIds
+    bool cancelled = false;             // metrics then cover only the batches scored
+};
+
+// Scores `model` (of `classes` outputs) on one pass over `loader`, which must be an evaluation
+// loader (LoaderOptions::training false; the order is kept). Runs under c10::InferenceMode with the
+// model in eval mode and restores the model's previous mode, also when it throws. Labels outside
+// [0, classes) other than 255 throw Error; the loader's FileErrors pass through.
+Evaluation evaluate(SegmentationModel& model, BatchLoader& loader, int classes, const EvaluationOptions& options);
+
+// The same on a dataset: builds an evaluation loader with `transform`'s eval transform.
+Evaluation evaluate(SegmentationModel& model, std::shared_ptr<const Dataset> dataset, const TransformConfig& transform,
+                    int classes, std::size_t batchSize, int workers, const EvaluationOptions& options);
+
+// Labels (CV_8UC1, the image's own size) for one RGB image (CV_8UC3): the image is resized to
+// transform.height x transform.width as in validation (bilinear), normalised, run through the
+// model (in eval mode, restored afterwards) on `device`, and the logits are resized bilinearly
+// (align_corners=false) back to the image's size before the argmax. Throws Error for an empty
+// or non-RGB image or a model with more than 256 classes.
+cv::Mat predictImage(SegmentationModel& model, const cv::Mat& rgb, const TransformConfig& transform,
+                     const torch::Device& device);
+
+// Blends `rgb` (CV_8UC3) with each label's colour (labels CV_8UC1 of the same size, else Error):
+// out = (1 - alpha) * image + alpha * colour for every pixel and channel, rounded half up; labels
+// beyond `palette` take vocColor(label). alpha in [0, 1].
+cv::Mat overlayLabels(const cv::Mat& rgb, const cv::Mat& labels, const std::vector<Rgb>& palette, double alpha = 0.5);
+
+// A run's model restored from one of its checkpoints, ready for inference.
+struct LoadedRun {
+    std::string runId;
+    Experiment experiment;
+    std::shared_ptr<SegmentationModel> model;  // in eval mode, on `device`
+    torch::Device device{torch::kCPU};
+    int classes = 0;
+    // Names and colours: the dataset's class table when the dataset is readable, else the names
+    // recorded with the run's metrics and VOC colours; "classN" beyond the dataset's classes.
+    std::vector<ClassInfo> classInfo;
+    std::filesystem::path checkpoint;  // the weights file (.safetensors)
+    std::optional<int> epoch;          // of a checkpoint recorded in the run store
+    std::optional<std::int64_t> step;
+};
+
+// The weights file of a run's checkpoint, by choice:
+//   "latest" (or empty): the newest recorded checkpoint whose files still exist;
+//   "best": the checkpoint written at the evaluation with the highest mIoU (epochs(runId));
+//   anything else: a path to a .safetensors file or to a checkpoint's .state.pt (its weights
+//   file next to it is used).
+// Throws Error for an unknown run or a run without (existing) checkpoints, and FileError naming
+// the path when the chosen checkpoint's weights file does not exist (e.g. deleted by the
+// trainer's keep-last policy).
+std::filesystem::path resolveCheckpoint(RunStore& store, const std::string& runId, const std::string& choice);
+
+// Builds the run's model from its recorded experiment and loads the checkpoint's weights
+// strictly (every tensor present, same shapes: Error otherwise). `device` is a name for
+// resolveDevice(); empty: the experiment's runtime.device. The class count is the checkpoint's
+// "classes" metadata, else model.classes, else the dataset's.
+LoadedRun loadRun(RunStore& store, const std::string& runId, const std::string& checkpoint = "latest",
+                  const std::string& device = {});
+
+}  // namespace segscope::core
