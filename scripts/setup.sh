@@ -13,7 +13,7 @@ apt_packages=(
   qt6-base-dev qt6-svg-dev libqcustomplot-dev libgl-dev
   libopencv-dev libgtest-dev libgmock-dev nlohmann-json3-dev libsqlite3-dev libspng-dev
   xvfb xauth python3 python3-venv
-  clang libclang-rt-14-dev lld
+  clang libclang-rt-14-dev lld clang-format libcli11-dev
 )
 
 missing=()
