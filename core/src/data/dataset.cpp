@@ -68,7 +68,7 @@ struct ListedId {
 // I/O error); nullopt when it is fine or simply absent.
 std::optional<std::string> accessProblem(const fs::path& path) {
     std::error_code ec;
-    fs::status(path, ec);
+    (void)fs::status(path, ec);
     if (!ec || ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory) return std::nullopt;
     return ec.message();
 }

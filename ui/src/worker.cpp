@@ -1,4 +1,4 @@
-#include "segscope/ui/task_worker.h"
+#include "segscope/ui/worker.h"
 
 #include <QThread>
 #include <QTimer>
@@ -7,31 +7,38 @@
 
 namespace segscope::ui {
 
-TaskWorker::TaskWorker(Task task) : task_(std::move(task)) {}
+Worker::~Worker() = default;
 
-TaskWorker* TaskWorker::start(Task task, QObject* owner) {
-    auto* worker = new TaskWorker(std::move(task));
+void Worker::launch(Worker* worker, QObject* owner) {
     auto* thread = new QThread(owner);
     worker->moveToThread(thread);
-    QObject::connect(thread, &QThread::started, worker, &TaskWorker::run);
+    QObject::connect(thread, &QThread::started, worker, &Worker::run);
     // Connected first, so it runs on the GUI thread before the caller's own finished() slots:
     // by then the thread has ended, and the owner may be destroyed right away (a QThread
     // destroyed while running aborts the process).
-    QObject::connect(worker, &TaskWorker::finished, thread, [thread] {
+    QObject::connect(worker, &Worker::finished, thread, [thread] {
         thread->quit();
         thread->wait();
         thread->deleteLater();
     });
     QObject::connect(thread, &QThread::finished, worker, &QObject::deleteLater);
-    // Started from the event loop, so the caller's connections exist before the task can finish.
+    // Started from the event loop, so the caller's connections exist before the work can finish.
     QTimer::singleShot(0, thread, [thread] { thread->start(); });
-    return worker;
 }
 
-void TaskWorker::run() {
+void Worker::cancelAndWait(Worker* worker) {
+    if (!worker) return;
+    worker->cancel();
+    if (QThread* thread = worker->thread(); thread && thread != QThread::currentThread()) {
+        thread->quit();
+        thread->wait();
+    }
+}
+
+void Worker::run() {
     QString error;
     try {
-        task_(cancel_, [this](qint64 done, qint64 total) { Q_EMIT progress(done, total); });
+        work();
         if (cancel_) error = QStringLiteral("cancelled");
     } catch (const TaskCancelled&) {
         error = QStringLiteral("cancelled");
@@ -42,6 +49,10 @@ void TaskWorker::run() {
         error = QStringLiteral("failed with an unknown error");
     }
     Q_EMIT finished(error);
+}
+
+void TaskWorker::work() {
+    task_(cancelFlag(), [this](qint64 done, qint64 total) { Q_EMIT progress(done, total); });
 }
 
 } // namespace segscope::ui
