@@ -15,4 +15,14 @@ add_library(segscope_warnings INTERFACE)
 add_library(segscope::warnings ALIAS segscope_warnings)
 if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
   target_compile_options(segscope_warnings INTERFACE -Wall -Wextra -Wno-unused-parameter)
+  if(SEGSCOPE_WERROR)
+    target_compile_options(segscope_warnings INTERFACE -Werror)
+  endif()
+endif()
+
+# Sanitizers apply to everything this project compiles (core, CLI, tests); LibTorch, OpenCV and
+# Qt are not instrumented. Every UBSan finding aborts, so a test that triggers one fails.
+if(SEGSCOPE_SANITIZE)
+  add_compile_options(-fsanitize=${SEGSCOPE_SANITIZE} -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=${SEGSCOPE_SANITIZE})
 endif()

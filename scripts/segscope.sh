@@ -8,7 +8,8 @@
 #   scripts/segscope.sh build  install what is missing and build
 #
 # Environment: SEGSCOPE_BUILD_DIR (default build), SEGSCOPE_BUILD_TYPE (default Release),
-# SEGSCOPE_ENV (the LibTorch environment, default ~/.cache/segscope/venv), SEGSCOPE_WORKSPACE.
+# SEGSCOPE_ENV (the LibTorch environment, default ~/.cache/segscope/venv), SEGSCOPE_WORKSPACE,
+# SEGSCOPE_WERROR (ON: warnings are errors, as in CI; default OFF).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -25,8 +26,12 @@ export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-8G}
 # Paths relative to the checkout, so clones in other folders (CI) reuse the same cache entries.
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root}
 export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-true}
+werror=${SEGSCOPE_WERROR:-OFF}
 if [ ! -f "$build_dir/build.ninja" ]; then
-  cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" -DSEGSCOPE_PYTHON="$env_dir/bin/python"
+  cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" -DSEGSCOPE_PYTHON="$env_dir/bin/python" \
+    -DSEGSCOPE_WERROR="$werror"
+elif ! grep -q "^SEGSCOPE_WERROR:BOOL=$werror\$" "$build_dir/CMakeCache.txt"; then
+  cmake "$build_dir" -DSEGSCOPE_WERROR="$werror" >/dev/null
 fi
 cmake --build "$build_dir" -j "$jobs"
 
