@@ -1,9 +1,11 @@
 #include "segscope/core/runtime.h"
 
+#include "segscope/core/error.h"
 #include "segscope/core/version_config.h"
 
 #include <opencv2/core/version.hpp>
 #include <torch/cuda.h>
+#include <torch/types.h>
 #include <torch/version.h>
 #include <ATen/Parallel.h>
 
@@ -12,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <ctime>
 
 #include <sstream>
 #include <thread>
@@ -109,6 +112,47 @@ int maxIntraOpThreads() {
 void setIntraOpThreads(int threads) {
     if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     at::set_num_threads(std::min(threads, maxIntraOpThreads()));
+}
+
+c10::Device resolveDevice(const std::string& name) {
+    const bool cuda = torch::cuda::is_available();
+    if (name == "auto") return cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+    if (name == "cpu") return torch::Device(torch::kCPU);
+    if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
+        int index = 0;
+        if (name.size() > 5) {
+            try {
+                std::size_t used = 0;
+                index = std::stoi(name.substr(5), &used);
+                if (used != name.size() - 5 || index < 0) throw std::invalid_argument(name);
+            } catch (const std::exception&) {
+                throw Error("runtime.device: '" + name + "' is not a device; use auto, cpu, cuda or cuda:N");
+            }
+        }
+        if (!cuda) throw Error("runtime.device: '" + name + "' requested but this machine has no CUDA device");
+        const auto count = static_cast<int>(torch::cuda::device_count());
+        if (index >= count)
+            throw Error("runtime.device: '" + name + "' requested but this machine has " + std::to_string(count) +
+                        " CUDA device(s)");
+        return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+    }
+    throw Error("runtime.device: '" + name + "' is not a device; use auto, cpu, cuda or cuda:N");
+}
+
+std::vector<std::string> availableDevices() {
+    std::vector<std::string> devices = {"cpu"};
+    if (torch::cuda::is_available())
+        for (int i = 0; i < int(torch::cuda::device_count()); ++i) devices.push_back("cuda:" + std::to_string(i));
+    return devices;
+}
+
+std::string isoNow() {
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char buffer[32];
+    std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buffer;
 }
 
 } // namespace segscope::core

@@ -7,6 +7,7 @@
 #include "segscope/core/analysis/inference.h"
 #include "segscope/core/models/registry.h"
 #include "segscope/core/analysis/predictions.h"
+#include "segscope/core/runs/run_loader.h"
 #include "segscope/core/runs/run_store.h"
 #include "segscope/core/models/weights.h"
 
@@ -376,17 +377,13 @@ TinyRun makeRun(const fs::path& workspace, const Experiment& experiment, int cla
     return run;
 }
 
+// The shared tiny experiment on a dataset of `source`, one epoch of batch 2 (never trained here:
+// makeRun writes a random checkpoint).
 Experiment tinyExperiment(DataSource source, const fs::path& root) {
-    Experiment e;
-    e.name = "tiny";
+    Experiment e = segscope::test::tinyExperiment(root);
     e.dataset.kind = source;
-    e.dataset.root = root;
-    e.model.id = "segformer-b0";
-    e.transforms.height = e.transforms.width = 64;
     e.training.epochs = 1;
     e.training.batchSize = 2;
-    e.runtime.device = "cpu";
-    e.runtime.workers = 1;
     return e;
 }
 

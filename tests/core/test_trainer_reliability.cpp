@@ -9,6 +9,7 @@
 #include "segscope/core/analysis/predictions.h"
 #include "segscope/core/runs/run_lock.h"
 #include "segscope/core/runs/run_recorder.h"
+#include "segscope/core/runs/run_loader.h"
 #include "segscope/core/runs/run_store.h"
 #include "segscope/core/training/trainer.h"
 #include "segscope/core/models/weights.h"
@@ -33,36 +34,12 @@
 #include <unistd.h>
 
 using namespace segscope::core;
+using segscope::test::tinyExperiment;
+using segscope::test::writeDemo;
 namespace fs = std::filesystem;
 using segscope::test::TempDir;
 
 namespace {
-
-void writeSmallDemo(const fs::path& root, int images = 40, int size = 64) {
-    DemoOptions options;
-    options.images = images;
-    options.width = options.height = size;
-    writeDemoDataset(root, options);
-}
-
-// 40 demo images, a quarter for validation: 30 train images, batch 4: 7 steps per epoch.
-Experiment tinyExperiment(const fs::path& demoRoot) {
-    Experiment e;
-    e.name = "tiny";
-    e.dataset.kind = DataSource::Voc;
-    e.dataset.root = demoRoot;
-    e.model.id = "segformer-b0";
-    e.transforms.height = e.transforms.width = 64;
-    e.optimizer.type = OptimizerType::AdamW;
-    e.optimizer.learningRate = 1e-3;
-    e.training.epochs = 2;
-    e.training.batchSize = 4;
-    e.runtime.device = "cpu";
-    e.runtime.threads = 1;
-    e.runtime.workers = 1;
-    e.runtime.seed = 0;
-    return e;
-}
 
 struct Events : TrainingObserver {
     std::vector<ValidationEvent> validations;
@@ -156,7 +133,7 @@ std::vector<fs::path> temporaryFilesUnder(const fs::path& root) {
 
 TEST(TrainerFailures, AnObserverThatThrowsOnTheTrainerThreadEndsTheRunFailedWithItsMessage) {
     TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     Events events;
     events.onEachStep = [](const StepEvent& s) {
@@ -173,7 +150,7 @@ TEST(TrainerFailures, AnObserverThatThrowsOnTheTrainerThreadEndsTheRunFailedWith
 
 TEST(TrainerFailures, OnFinishedThatThrowsCannotTerminateAndTheResultSaysSo) {
     TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs.reset();
     e.training.iterations = 2;
@@ -256,7 +233,7 @@ TEST(PredictionCacheChecks, FullTmpfsFailsTheCacheWithDiskFullAndRemovesTheParti
 
 TEST(TrainerFailures, InjectedFullDiskAtTheSecondCheckpointFailsCleanlyAndTheRunResumes) {
     TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs = 3;
     const fs::path folder = dir / "run/checkpoints";
@@ -294,7 +271,7 @@ TEST(TrainerFailures, InjectedFullDiskAtTheSecondCheckpointFailsCleanlyAndTheRun
 
 TEST(TrainerFailures, FullErfSnapshotFailsTheRunAndRemovesTheHalfWrittenSnapshot) {
     TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs = 1;
     e.training.erfEveryEpochs = 1;
@@ -319,7 +296,7 @@ TEST(TrainerFailures, FullTmpfsFailsTrainingWithDiskFullThenResumesAfterSpaceIsF
     TempDir dir;
     SmallFileSystem small(dir / "mnt", 60);
     if (!small.mounted()) GTEST_SKIP() << small.reason();
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs = 2;
     saveExperiment(dir / "exp.json", e);
@@ -354,7 +331,7 @@ TEST(TrainerFailures, FullTmpfsFailsTrainingWithDiskFullThenResumesAfterSpaceIsF
 
 TEST(TrainerIterations, TwoIterationsValidateAndCheckpointAtStepTwo) {
     TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs.reset();
     e.training.iterations = 2;
@@ -377,7 +354,7 @@ TEST(TrainerIterations, TwoIterationsValidateAndCheckpointAtStepTwo) {
 // recorded as evaluation 2 (not replacing evaluation 1), and final_miou is the step-10 value.
 TEST(TrainerIterations, TenIterationsEndWithAnEvaluationAndCheckpointAtStepTen) {
     TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs.reset();
     e.training.iterations = 10;
@@ -409,7 +386,7 @@ TEST(TrainerIterations, TenIterationsEndWithAnEvaluationAndCheckpointAtStepTen) 
 // end with the last checkpoint and evaluation at step 56 and final_miou from epoch 1.
 TEST(TrainerIterations, SeventyIterationsOn450ImagesCheckpointAndEvaluateAtStepSeventy) {
     TempDir dir;
-    writeSmallDemo(dir / "demo", 600, 32);
+    writeDemo(dir / "demo", 600, 32);
     Experiment e = tinyExperiment(dir / "demo");
     e.transforms.height = e.transforms.width = 32;
     e.training.batchSize = 8;
@@ -435,7 +412,7 @@ TEST(TrainerIterations, SeventyIterationsOn450ImagesCheckpointAndEvaluateAtStepS
 // Per-iteration validation numbers its evaluations (the store's key), the last one included.
 TEST(TrainerIterations, PerIterationEvaluationsAreNumberedAndTheLastStepIsEvaluated) {
     TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs.reset();
     e.training.iterations = 5;
@@ -456,7 +433,7 @@ TEST(TrainerIterations, PerIterationEvaluationsAreNumberedAndTheLastStepIsEvalua
 
 TEST(TrainerResume, KeepCheckpointsHoldsAcrossAResumeAndRemovalsAreReported) {
     TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs = 5;
     TrainerOptions options;
@@ -498,7 +475,7 @@ TEST(TrainerResume, KeepCheckpointsHoldsAcrossAResumeAndRemovalsAreReported) {
 
 TEST(TrainerResume, ResumeRecomputesTheErfSnapshotsAKillLost) {
     TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs = 3;
     e.training.erfEveryEpochs = 1;
@@ -536,59 +513,6 @@ TEST(TrainerResume, ResumeRecomputesTheErfSnapshotsAKillLost) {
                 << folder << " " << stage.stage;
         }
     }
-}
-
-TEST(TrainerResume, CliResumeForgetsTheCheckpointRowsOfPrunedFiles) {
-    TempDir dir;
-    writeSmallDemo(dir / "demo");
-    Experiment e = tinyExperiment(dir / "demo");
-    e.training.epochs = 8;
-    saveExperiment(dir / "exp.json", e);
-    const std::string workspace = (dir / "ws").string();
-    const std::string cli = segscope::test::cliExecutable();
-    const pid_t child = fork();
-    if (child == 0) {
-        const int devnull = ::open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execl(cli.c_str(), cli.c_str(), "train", "--config", (dir / "exp.json").c_str(), "--workspace",
-              workspace.c_str(), "--keep-checkpoints", "5", static_cast<char*>(nullptr));
-        _exit(127);
-    }
-    std::string runId;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
-    while (std::chrono::steady_clock::now() < deadline && runId.empty()) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        try {
-            auto store = RunStore::open(workspace, StoreAccess::ReadOnly);
-            const auto runs = store->listRuns();
-            if (runs.empty()) continue;
-            const auto checkpoint = store->latestCheckpoint(runs[0].id);
-            if (checkpoint && checkpoint->step >= 21) {
-                kill(child, SIGINT);  // a clean cancel: the run is resumable
-                runId = runs[0].id;
-            }
-        } catch (const std::exception&) {
-        }
-    }
-    int status = 0;
-    waitpid(child, &status, 0);
-    ASSERT_FALSE(runId.empty()) << "the run ended before it could be interrupted";
-    ASSERT_TRUE(WIFEXITED(status)) << "the interrupted run ended by a signal";
-    auto resumed = segscope::test::runCli("train --resume " + runId + " --workspace '" + workspace +
-                                          "' --keep-checkpoints 1 2>&1 < /dev/null");
-    ASSERT_EQ(resumed.exitCode, 0) << resumed.output;
-    auto store = RunStore::open(workspace);
-    const auto rows = store->checkpoints(runId);
-    ASSERT_FALSE(rows.empty());
-    EXPECT_LE(rows.size(), 2u) << "the latest and the best";
-    std::size_t files = 0;
-    for (const auto& entry : fs::directory_iterator(store->run(runId)->folder / "checkpoints"))
-        files += entry.path().extension() == ".pt";
-    EXPECT_EQ(files, rows.size());
-    for (const auto& row : rows) EXPECT_TRUE(fs::exists(row.path)) << row.path << " is recorded but deleted";
-    EXPECT_EQ(store->latestCheckpoint(runId)->step, 56);
 }
 
 // ---- One process per run (issue 20 item 4) ----
@@ -632,82 +556,6 @@ TEST(RunLock, ASecondLockFailsNamingTheHolderAndAKilledHolderReleasesIt) {
     close(ready[1]);
 }
 
-TEST(RunLock, CliRefusesASecondResumeWhileTheFirstTrains) {
-    TempDir dir;
-    writeSmallDemo(dir / "demo", 24, 32);
-    Experiment e = tinyExperiment(dir / "demo");
-    e.transforms.height = e.transforms.width = 32;
-    e.training.epochs = 400;
-    saveExperiment(dir / "exp.json", e);
-    const std::string workspace = (dir / "ws").string();
-    std::string runId;
-    {
-        auto store = RunStore::open(workspace);
-        runId = createRecordedRun(*store, e);
-    }
-    const std::string cli = segscope::test::cliExecutable();
-    const pid_t child = fork();
-    if (child == 0) {
-        const int devnull = ::open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execl(cli.c_str(), cli.c_str(), "train", "--resume", runId.c_str(), "--workspace", workspace.c_str(),
-              static_cast<char*>(nullptr));
-        _exit(127);
-    }
-    fs::path folder;
-    {
-        auto store = RunStore::open(workspace, StoreAccess::ReadOnly);
-        folder = store->run(runId)->folder;
-    }
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
-    while (std::chrono::steady_clock::now() < deadline && !RunLock::holder(folder))
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    ASSERT_TRUE(RunLock::holder(folder).has_value()) << "the first resume never took the lock";
-    const auto second =
-        segscope::test::runCli("train --resume " + runId + " --workspace '" + workspace + "' 2>&1 < /dev/null");
-    EXPECT_EQ(second.exitCode, 1) << second.output;
-    EXPECT_NE(second.output.find("run " + runId + " is being trained by another process: run folder"),
-              std::string::npos)
-        << second.output;
-    EXPECT_NE(second.output.find("pid " + std::to_string(child) + " on "), std::string::npos) << second.output;
-    EXPECT_NE(second.output.find(" (segscope-cli): one process trains a run at a time"), std::string::npos)
-        << second.output;
-    kill(child, SIGKILL);
-    int status = 0;
-    waitpid(child, &status, 0);
-    EXPECT_NO_THROW(RunLock::acquire(folder)) << "a crashed trainer leaves no lock behind";
-}
-
-TEST(RunLock, CliResumeOfARunMarkedRunningByALiveUnrelatedPidNeedsForce) {
-    TempDir dir;
-    writeSmallDemo(dir / "demo");
-    Experiment e = tinyExperiment(dir / "demo");
-    e.training.epochs.reset();
-    e.training.iterations = 2;
-    const std::string workspace = (dir / "ws").string();
-    std::string runId;
-    {
-        auto store = RunStore::open(workspace);
-        runId = createRecordedRun(*store, e);
-        // This test process is alive and is not training the run: a reused pid.
-        store->updateStatus(runId, RunStatus::Running);
-    }
-    const auto refused =
-        segscope::test::runCli("train --resume " + runId + " --workspace '" + workspace + "' 2>&1 < /dev/null");
-    EXPECT_EQ(refused.exitCode, 1) << refused.output;
-    EXPECT_NE(refused.output.find("is recorded as running by process " + std::to_string(::getpid())), std::string::npos)
-        << refused.output;
-    EXPECT_NE(refused.output.find("pass --force to mark it interrupted and resume it"), std::string::npos)
-        << refused.output;
-    const auto forced =
-        segscope::test::runCli("train --resume " + runId + " --workspace '" + workspace + "' --force 2>&1 < /dev/null");
-    EXPECT_EQ(forced.exitCode, 0) << forced.output;
-    auto store = RunStore::open(workspace);
-    EXPECT_EQ(store->run(runId)->status, RunStatus::Finished);
-}
-
 // ---- The prediction cache verifies its files (issue 20 item 8) ----
 
 namespace {
@@ -717,7 +565,7 @@ struct CacheFixture {
     LoadedRun run;
     fs::path runFolder;
     CacheFixture() {
-        writeSmallDemo(dir / "demo", 12, 48);
+        writeDemo(dir / "demo", 12, 48);
         run.runId = "cache";
         run.experiment = tinyExperiment(dir / "demo");
         run.experiment.transforms.height = run.experiment.transforms.width = 48;
@@ -796,49 +644,4 @@ TEST(PredictionCacheChecks, PartialFoldersOfDeadWritersAreRemovedAndLiveOnesKept
     ASSERT_TRUE(predictSplit(f.run, f.runFolder, "val").set.has_value());
     EXPECT_FALSE(fs::exists(stale)) << "a dead writer's partial folder remained";
     EXPECT_TRUE(fs::exists(live)) << "a live writer's partial folder was removed";
-}
-
-// ---- erf --checkpoint best uses the core's resolver (issue 14 item 11) ----
-
-TEST(ErfCli, BestCheckpointIsMatchedByStepNotEpoch) {
-    TempDir dir;
-    writeSmallDemo(dir / "demo", 12, 48);
-    Experiment e = tinyExperiment(dir / "demo");
-    e.transforms.height = e.transforms.width = 48;
-    e.training.valEveryUnit = ScheduleUnit::Iteration;
-    e.training.valEvery = 2;
-    const std::string workspace = (dir / "ws").string();
-    std::string runId;
-    fs::path bestWeights;
-    {
-        auto store = RunStore::open(workspace);
-        runId = createRecordedRun(*store, e);
-        const fs::path folder = store->run(runId)->folder / "checkpoints";
-        fs::create_directories(folder);
-        torch::manual_seed(1);
-        auto model = createModel("segformer-b0", 5);
-        // Per-iteration evaluations 1, 2, 3 at steps 2, 4, 6, all within epoch 0; the best is the
-        // second. Matching epochs would find no checkpoint of "epoch" 2 and fall back to step 6.
-        const double miou[] = {0.2, 0.7, 0.4};
-        for (int i = 0; i < 3; ++i) {
-            const std::int64_t step = 2 * (i + 1);
-            const fs::path weights = folder / (stem(0, step) + ".safetensors");
-            writeSafetensors(weights, stateDict(*model), {{"model", "segformer-b0"}, {"classes", "5"}});
-            std::ofstream(folder / (stem(0, step) + ".state.pt")) << "state";
-            store->addCheckpoint(runId, {0, step, folder / (stem(0, step) + ".state.pt"), {}});
-            EpochRecord record;
-            record.epoch = i + 1;
-            record.step = step;
-            record.mIoU = miou[i];
-            store->appendEpoch(runId, record, {}, {});
-            if (i == 1) bestWeights = weights;
-        }
-        ASSERT_EQ(resolveCheckpoint(*store, runId, "best"), bestWeights);
-    }
-    const auto result = segscope::test::runCli("erf --run " + runId + " --workspace '" + workspace +
-                                               "' --checkpoint best --images 1 --out '" + (dir / "erf").string() +
-                                               "' --json 2>/dev/null");
-    ASSERT_EQ(result.exitCode, 0) << result.output;
-    const nlohmann::json printed = nlohmann::json::parse(result.output);
-    EXPECT_NE(printed["source"].get<std::string>().find(bestWeights.string()), std::string::npos) << printed["source"];
 }

@@ -9,6 +9,7 @@
 #include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
 #include "segscope/core/models/segformer_naming.h"
+#include "segscope/core/runs/run_loader.h"
 #include "segscope/core/runs/run_store.h"
 #include "segscope/core/models/weights.h"
 

@@ -1,17 +1,14 @@
 #include "segscope/ui/erf_panel.h"
 
-#include "segscope/core/data/dataset.h"
-#include "segscope/core/analysis/inference.h"
+#include "segscope/core/analysis/erf.h"
 #include "segscope/core/models/registry.h"
+#include "segscope/core/runs/run_loader.h"
 #include "segscope/core/runs/run_store.h"
-#include "segscope/core/training/training_parts.h"
-#include "segscope/core/data/transforms.h"
 #include "segscope/ui/image_convert.h"
 #include "segscope/ui/runs_panel.h"
 #include "segscope/ui/workspace.h"
 
 #include <QtWidgets>
-#include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
@@ -207,45 +204,30 @@ void computeErfJob(const ErfJob& job, const std::atomic<bool>& cancel, const Tas
     qint64 before = 0;
     for (std::size_t i = 0; i < job.sources.size(); ++i) {
         const ErfSource& source = job.sources[i];
-        core::Experiment experiment = job.fallback;
-        std::shared_ptr<core::SegmentationModel> model;
-        torch::Device device(torch::kCPU);
         QString label = defaultLabel(source);
+        core::LoadedRun subject;
         if (source.kind == ErfSource::Kind::Run) {
-            core::LoadedRun loaded = core::loadRun(openStore(), source.runId.toStdString(), source.checkpoint.toStdString());
-            experiment = loaded.experiment;
-            model = loaded.model;
-            device = loaded.device;
+            subject = core::loadRun(openStore(), source.runId.toStdString(), source.checkpoint.toStdString());
             if (source.label.isEmpty()) {
-                label = QStringLiteral("%1 · %2 · %3").arg(QString::fromStdString(experiment.model.id), source.checkpoint,
-                                                        source.runId);
-                if (loaded.epoch) label += QObject::tr(" (epoch %1)").arg(*loaded.epoch);
+                label = QStringLiteral("%1 · %2 · %3")
+                            .arg(QString::fromStdString(subject.experiment.model.id), source.checkpoint, source.runId);
+                if (subject.epoch) label += QObject::tr(" (epoch %1)").arg(*subject.epoch);
             }
-        } else if (!source.runId.isEmpty()) {
-            const auto record = openStore().run(source.runId.toStdString());
-            if (!record) throw core::Error("unknown run " + source.runId.toStdString());
-            experiment = core::parseExperiment(nlohmann::json::parse(record->experimentJson));
-            if (source.label.isEmpty())
+        } else {
+            const core::Experiment experiment = source.runId.isEmpty()
+                                                    ? job.fallback
+                                                    : core::recordedExperiment(openStore(), source.runId.toStdString());
+            if (!source.runId.isEmpty() && source.label.isEmpty())
                 label = QObject::tr("%1 · untrained (seed %2)").arg(source.modelId).arg(experiment.runtime.seed);
+            subject = core::untrainedRun(experiment, source.modelId.toStdString());
         }
-        core::prepareDemoDataset(experiment);
-        const auto dataset = core::Dataset::open(core::datasetSpec(experiment, experiment.dataset.valSplit));
-        if (!model) {
-            device = core::resolveDevice(experiment.runtime.device);
-            // The same seed as the trainer's, so "untrained" is the run's own initial model.
-            torch::manual_seed(experiment.runtime.seed);
-            model = core::createModel(source.modelId.toStdString(),
-                                      experiment.model.classes.value_or(dataset->numClasses()));
-            model->to(device);
-        }
-        const core::TransformConfig transform = core::transformConfig(experiment);
-        QImage sample;
-        if (dataset->size() > 0) sample = toQImage(core::applyEvalTransform(dataset->load(0), transform).image);
         core::ErfOptions options;
         options.batchSize = 4;
-        const core::ErfResult result = core::computeErf(
-            *model, dataset, transform, job.images, options,
-            [&](std::int64_t done, std::int64_t) { progress(before + done, total); }, &cancel);
+        const core::RunErf erf = core::computeRunErf(
+            subject, job.images, options, {}, [&](std::int64_t done, std::int64_t) { progress(before + done, total); },
+            &cancel);
+        const core::ErfResult& result = erf.result;
+        const QImage sample = erf.sample.empty() ? QImage() : toQImage(erf.sample);
         if (result.cancelled) throw TaskCancelled{};
         before += job.images;
         computed(int(i), toErfView(result, label, sample));

@@ -4,9 +4,8 @@
 #include "segscope/core/data/demo_data.h"
 #include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
-#include "segscope/core/training/training_parts.h"
+#include "segscope/core/runtime.h"
 
-#include <QtConcurrent/QtConcurrent>
 #include <QtWidgets>
 #include <nlohmann/json.hpp>
 
@@ -185,20 +184,6 @@ ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
         const QString file = QFileDialog::getOpenFileName(this, tr("Pretrained weights"), pretrained_->text(),
                                                           tr("Weights (*.safetensors *.pth *.pt *.bin)"));
         if (!file.isEmpty()) pretrained_->setText(file);
-    });
-    connect(&countWatcher_, &QFutureWatcher<Count>::finished, this, [this] {
-        const Count c = countWatcher_.result();
-        parameters_->setText(c.parameters > 0
-                                 ? tr("%1 (%2 classes, %3)").arg(QLocale().toString(c.parameters)).arg(c.classes).arg(c.source)
-                                 : tr("unknown"));
-        datasetProblem_->setText(c.datasetProblem);
-        datasetProblem_->setVisible(!c.datasetProblem.isEmpty());
-        pretrainedReport_->setText(c.pretrainedReport);
-        pretrainedReport_->setVisible(!c.pretrainedReport.isEmpty());
-        pretrainedReport_->setStyleSheet(c.pretrainedRefused ? QStringLiteral("color: #b41e1e;") : QStringLiteral("color: #2a6a2a;"));
-        Q_EMIT parametersCounted();
-        // An edit during the count asks again.
-        updateParameterCount();
     });
     // Edits come in bursts (typing a root): count once they settle.
     countTimer_.setSingleShot(true);
@@ -381,16 +366,33 @@ void ExperimentEditor::validate() {
     if (changed) Q_EMIT validityChanged(errors_.isEmpty());
 }
 
+ExperimentEditor::~ExperimentEditor() { Worker::cancelAndWait(countWorker_); }
+
+void ExperimentEditor::showCount(const Count& c) {
+    parameters_->setText(c.parameters > 0
+                             ? tr("%1 (%2 classes, %3)").arg(QLocale().toString(c.parameters)).arg(c.classes).arg(c.source)
+                             : tr("unknown"));
+    datasetProblem_->setText(c.datasetProblem);
+    datasetProblem_->setVisible(!c.datasetProblem.isEmpty());
+    pretrainedReport_->setText(c.pretrainedReport);
+    pretrainedReport_->setVisible(!c.pretrainedReport.isEmpty());
+    pretrainedReport_->setStyleSheet(c.pretrainedRefused ? QStringLiteral("color: #b41e1e;") : QStringLiteral("color: #2a6a2a;"));
+    Q_EMIT parametersCounted();
+    // An edit during the count asks again.
+    updateParameterCount();
+}
+
 void ExperimentEditor::updateParameterCount() {
     const nlohmann::json document = this->document();
     const QString id = model_->currentData().toString();
     const QString key = QString::fromStdString(document["dataset"].dump() + document["model"].dump());
-    if (id.isEmpty() || key == countedKey_ || countWatcher_.isRunning()) return;
+    if (id.isEmpty() || key == countedKey_ || countWorker_) return;
     countedKey_ = key;
     parameters_->setText(tr("counting…"));
     // Building a large model and opening the dataset take a moment: off the GUI thread.
-    countWatcher_.setFuture(QtConcurrent::run([id, document]() -> Count {
-        Count count;
+    auto result = std::make_shared<Count>();
+    countWorker_ = TaskWorker::start([id, document, result](const std::atomic<bool>&, const TaskWorker::Progress&) {
+        Count& count = *result;
         try {
             const core::Experiment e = core::parseExperiment(document);
             if (e.model.classes) {
@@ -435,8 +437,11 @@ void ExperimentEditor::updateParameterCount() {
         } catch (const std::exception&) {
             count.parameters = -1;
         }
-        return count;
-    }));
+    }, this);
+    connect(countWorker_, &Worker::finished, this, [this, result] {
+        countWorker_ = nullptr;
+        showCount(*result);
+    });
 }
 
 } // namespace segscope::ui

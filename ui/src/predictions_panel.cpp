@@ -1,12 +1,14 @@
 #include "segscope/ui/predictions_panel.h"
 
+#include "segscope/core/data/overlay.h"
 #include "segscope/core/data/image_io.h"
 #include "segscope/core/analysis/inference.h"
+#include "segscope/core/runs/run_loader.h"
 #include "segscope/core/runs/run_store.h"
 #include "segscope/ui/class_colors.h"
 #include "segscope/ui/image_convert.h"
 #include "segscope/ui/runs_panel.h"
-#include "segscope/ui/task_worker.h"
+#include "segscope/ui/worker.h"
 
 #include <QtConcurrent>
 #include <QtWidgets>
@@ -565,23 +567,12 @@ void PredictionsPanel::rebuildLegend() {
 }
 
 QImage PredictionsPanel::renderLabels(const cv::Mat& rgb, const cv::Mat& labels) const {
-    QImage image = toQImage(rgb);
-    if (labels.empty() || labels.size() != rgb.size()) return image;
+    if (labels.empty() || labels.size() != rgb.size()) return toQImage(rgb);
     const auto classes = displayClasses();
-    const double alpha = opacity_->value() / 100.0;
-    for (int y = 0; y < rgb.rows; ++y) {
-        uchar* out = image.scanLine(y);
-        const auto* label = labels.ptr<std::uint8_t>(y);
-        for (int x = 0; x < rgb.cols; ++x) {
-            const std::size_t c = label[x];
-            if (c >= classes.size() || c >= visible_.size() || !visible_[c]) continue;
-            const core::Rgb colour = classes[c].color;
-            out[3 * x] = uchar(std::lround((1 - alpha) * out[3 * x] + alpha * colour.r));
-            out[3 * x + 1] = uchar(std::lround((1 - alpha) * out[3 * x + 1] + alpha * colour.g));
-            out[3 * x + 2] = uchar(std::lround((1 - alpha) * out[3 * x + 2] + alpha * colour.b));
-        }
-    }
-    return image;
+    core::LabelColours colours;
+    for (std::size_t c = 0; c < classes.size() && c < visible_.size() && c < colours.size(); ++c)
+        if (visible_[c]) colours[c] = classes[c].color;
+    return toQImage(core::blendLabels(rgb, labels, colours, opacity_->value() / 100.0));
 }
 
 void PredictionsPanel::showImage(std::size_t index) {
@@ -628,17 +619,9 @@ void PredictionsPanel::renderCurrent() {
     if (highlightCell_ && !truth.empty()) {
         const auto [i, j] = *highlightCell_;
         const cv::Mat mask = core::cellMask(prediction, truth, i, j);
-        predictionImage_ = toQImage(rgb);
-        for (int y = 0; y < mask.rows; ++y) {
-            uchar* out = predictionImage_.scanLine(y);
-            const auto* m = mask.ptr<std::uint8_t>(y);
-            for (int x = 0; x < mask.cols; ++x) {
-                if (!m[x]) continue;
-                out[3 * x] = uchar(std::lround((1 - alpha) * out[3 * x] + alpha * 255));
-                out[3 * x + 1] = uchar(std::lround((1 - alpha) * out[3 * x + 1]));
-                out[3 * x + 2] = uchar(std::lround((1 - alpha) * out[3 * x + 2] + alpha * 255));
-            }
-        }
+        core::LabelColours magenta;
+        magenta[255] = core::Rgb{255, 0, 255};
+        predictionImage_ = toQImage(core::blendLabels(rgb, mask, magenta, alpha));
         const auto names = set_->classNames();
         predictionTitle = tr("Pixels of true %1 predicted as %2: %3")
                               .arg(QString::fromStdString(names[std::size_t(i)]), QString::fromStdString(names[std::size_t(j)]))

@@ -3,6 +3,8 @@
 #include "segscope/core/error.h"
 #include "segscope/core/file_output.h"
 #include "segscope/core/data/loader.h"
+#include "segscope/core/models/registry.h"
+#include "segscope/core/runtime.h"
 #include "segscope/core/models/weights.h"
 
 #include <nlohmann/json.hpp>
@@ -94,7 +96,7 @@ struct Accumulator {
 // One forward of `inputs`, then one gradient per stage over the retained graph. Returns false
 // (adding nothing) when cancelled between stages.
 bool accumulateBatch(SegmentationModel& model, const torch::Tensor& inputs, const ErfOptions& options,
-                     Accumulator& acc, const std::atomic<bool>* cancel) {
+                     Accumulator& acc, const CancelToken& cancel) {
     checkInputs(inputs);
     const int height = int(inputs.size(2)), width = int(inputs.size(3));
     if (acc.sums.empty()) {
@@ -113,7 +115,7 @@ bool accumulateBatch(SegmentationModel& model, const torch::Tensor& inputs, cons
 
     std::vector<torch::Tensor> maps;
     for (std::size_t i = 0; i < acc.stages.size(); ++i) {
-        if (cancel && cancel->load()) return false;
+        if (cancel.cancelled()) return false;
         const auto it = stageMap.find(acc.stages[i]);
         if (it == stageMap.end() || !it->second.defined() || it->second.dim() != 4)
             throw Error("the model did not report stage '" + acc.stages[i] + "' as a (B, C, h, w) tensor");
@@ -180,8 +182,35 @@ const StageErf* ErfResult::find(const std::string& stage) const {
     return nullptr;
 }
 
+LoadedRun untrainedRun(const Experiment& experiment, const std::string& modelId) {
+    prepareDemoDataset(experiment);
+    LoadedRun run;
+    run.experiment = experiment;
+    run.classes = experiment.model.classes
+                      ? *experiment.model.classes
+                      : Dataset::open(datasetSpec(experiment, experiment.dataset.valSplit))->numClasses();
+    run.device = resolveDevice(experiment.runtime.device);
+    torch::manual_seed(experiment.runtime.seed);
+    run.model = createModel(modelId, run.classes);
+    run.model->to(run.device);
+    return run;
+}
+
+RunErf computeRunErf(const LoadedRun& run, std::int64_t images, const ErfOptions& options, const std::string& split,
+                     const ErfProgress& progress, CancelToken cancel) {
+    if (!run.model) throw Error("computeRunErf needs a run with a model");
+    prepareDemoDataset(run.experiment);
+    const auto dataset =
+        Dataset::open(datasetSpec(run.experiment, split.empty() ? run.experiment.dataset.valSplit : split));
+    const TransformConfig transform = transformConfig(run.experiment);
+    RunErf erf;
+    if (dataset->size() > 0) erf.sample = applyEvalTransform(dataset->load(0), transform).image;
+    erf.result = computeErf(*run.model, dataset, transform, images, options, progress, cancel);
+    return erf;
+}
+
 ErfResult computeErf(SegmentationModel& model, const torch::Tensor& inputs, const ErfOptions& options,
-                     const ErfProgress& progress, const std::atomic<bool>* cancel) {
+                     const ErfProgress& progress, CancelToken cancel) {
     checkInputs(inputs);
     Accumulator acc;
     acc.stages = resolveStages(model, options);
@@ -195,7 +224,7 @@ ErfResult computeErf(SegmentationModel& model, const torch::Tensor& inputs, cons
 
 ErfResult computeErf(SegmentationModel& model, std::shared_ptr<const Dataset> dataset,
                      const TransformConfig& transform, std::int64_t images, const ErfOptions& options,
-                     const ErfProgress& progress, const std::atomic<bool>* cancel) {
+                     const ErfProgress& progress, CancelToken cancel) {
     if (images < 1) throw Error("ERF needs at least one image, got " + std::to_string(images));
     if (options.batchSize < 1) throw Error("ERF batch size must be >= 1, got " + std::to_string(options.batchSize));
     if (!dataset || dataset->size() == 0) throw Error("ERF needs a dataset with at least one image");
@@ -217,7 +246,7 @@ ErfResult computeErf(SegmentationModel& model, std::shared_ptr<const Dataset> da
     bool cancelled = false;
     std::size_t batchIndex = 0;
     for (std::int64_t begin = 0; begin < total; begin += options.batchSize, ++batchIndex) {
-        if (cancel && cancel->load()) {
+        if (cancel.cancelled()) {
             cancelled = true;
             break;
         }

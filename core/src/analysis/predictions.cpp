@@ -6,10 +6,12 @@
 
 #include "segscope/core/experiment.h"
 #include "segscope/core/file_output.h"
+#include "segscope/core/runtime.h"
 #include "segscope/core/data/image_io.h"
+#include "segscope/core/data/overlay.h"
 #include "segscope/core/analysis/inference.h"
 #include "segscope/core/data/loader.h"
-#include "segscope/core/runs/run_store.h"
+#include "segscope/core/runs/loaded_run.h"
 #include "segscope/core/models/weights.h"
 
 #include <c10/core/InferenceMode.h>
@@ -120,39 +122,6 @@ void removeStalePartials(const fs::path& predictionsFolder) {
 
 fs::path normalPath(const fs::path& path) {
     return fs::absolute(path).lexically_normal();
-}
-
-std::string isoNow() {
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    gmtime_r(&now, &tm);
-    char buffer[32];
-    std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buffer;
-}
-
-// Reads only the safetensors header: the class count must not cost reading a whole checkpoint.
-std::map<std::string, std::string> safetensorsMetadata(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw FileError(path.string(), "cannot open");
-    std::uint8_t lengthBytes[8];
-    if (!in.read(reinterpret_cast<char*>(lengthBytes), 8)) throw FileError(path.string(), "not a safetensors file");
-    std::uint64_t length = 0;
-    for (int i = 7; i >= 0; --i) length = (length << 8) | lengthBytes[i];
-    if (length > (std::uint64_t(1) << 30)) throw FileError(path.string(), "not a safetensors file (header length)");
-    std::string header(length, '\0');
-    if (!in.read(header.data(), std::streamsize(length)))
-        throw FileError(path.string(), "not a safetensors file (truncated header)");
-    std::map<std::string, std::string> metadata;
-    try {
-        const json document = json::parse(header);
-        if (auto it = document.find("__metadata__"); it != document.end() && it->is_object())
-            for (const auto& [k, v] : it->items())
-                if (v.is_string()) metadata[k] = v.get<std::string>();
-    } catch (const json::exception& e) {
-        throw FileError(path.string(), std::string("safetensors header is not valid JSON: ") + e.what());
-    }
-    return metadata;
 }
 
 json keyToJson(const PredictionKey& key) {
@@ -321,34 +290,6 @@ PredictionKey predictionKey(const Experiment& experiment, const fs::path& checkp
 
 PredictionKey predictionKey(const LoadedRun& run, const std::string& split) {
     return predictionKey(run.experiment, run.checkpoint, split, run.classes);
-}
-
-PredictionKey predictionKey(RunStore& store, const std::string& runId, const std::string& checkpoint,
-                            const std::string& split) {
-    const auto record = store.run(runId);
-    if (!record) throw Error("no run '" + runId + "' in workspace " + store.workspace().string());
-    const Experiment experiment = parseExperiment(json::parse(record->experimentJson));
-    const fs::path weights = resolveCheckpoint(store, runId, checkpoint);
-    // The same order of sources as loadRun().
-    int classes = 0;
-    const auto metadata = safetensorsMetadata(weights);
-    if (auto it = metadata.find("classes"); it != metadata.end()) {
-        try {
-            classes = std::stoi(it->second);
-        } catch (const std::exception&) {
-            throw FileError(weights.string(), "metadata 'classes' is not a number: " + it->second);
-        }
-    } else if (experiment.model.classes) {
-        classes = *experiment.model.classes;
-    } else {
-        try {
-            classes = Dataset::open(datasetSpec(experiment, experiment.dataset.valSplit))->numClasses();
-        } catch (const std::exception&) {
-            const auto epochs = store.epochs(runId);
-            if (!epochs.empty()) classes = int(store.classMetrics(runId, epochs.back().epoch).size());
-        }
-    }
-    return predictionKey(experiment, weights, split, classes);
 }
 
 fs::path predictionFolder(const fs::path& runFolder, const fs::path& checkpoint, const std::string& split) {
@@ -799,7 +740,7 @@ SplitPrediction predictSplit(const LoadedRun& run, const fs::path& runFolder, co
     const std::size_t total = dataset->size();
     loader.startEpoch(0);
     while (auto batch = loader.next()) {
-        if (options.cancel && options.cancel->load()) {
+        if (options.cancel.cancelled()) {
             result.cancelled = true;
             return result;  // the writer removes its partial folder
         }
@@ -920,9 +861,9 @@ cv::Mat overlayErrorMap(const cv::Mat& rgb, const cv::Mat& outcomes, double alph
         for (int x = 0; x < rgb.cols; ++x) {
             if (o[x] == std::uint8_t(PixelOutcome::Other)) continue;
             const Rgb c = outcomeColor(PixelOutcome(o[x]));
-            const std::uint8_t channel[3] = {c.r, c.g, c.b};
-            for (int k = 0; k < 3; ++k)
-                d[3 * x + k] = std::uint8_t(std::min(255.0, (1.0 - alpha) * s[3 * x + k] + alpha * channel[k] + 0.5));
+            d[3 * x] = blendChannel(s[3 * x], c.r, alpha);
+            d[3 * x + 1] = blendChannel(s[3 * x + 1], c.g, alpha);
+            d[3 * x + 2] = blendChannel(s[3 * x + 2], c.b, alpha);
         }
     }
     return out;

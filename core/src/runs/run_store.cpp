@@ -1,4 +1,5 @@
 #include "segscope/core/runs/run_store.h"
+#include "segscope/core/runtime.h"
 #include "segscope/core/safe_text.h"
 
 #include <sqlite3.h>
@@ -36,10 +37,6 @@ std::string utcNow(const char* format) {
     char buffer[64];
     std::strftime(buffer, sizeof buffer, format, &tm);
     return buffer;
-}
-
-std::string isoNow() {
-    return utcNow("%Y-%m-%dT%H:%M:%SZ");
 }
 
 std::string hostName() {

@@ -9,6 +9,7 @@
 #include "segscope/core/data/loader.h"
 #include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
+#include "segscope/core/runtime.h"
 #include "segscope/core/training/training_parts.h"
 #include "segscope/core/models/weights.h"
 
@@ -532,10 +533,12 @@ void Trainer::Session::validate() {
     evaluation.resolution = e_.training.evalResolution;
     evaluation.voidToBackground = e_.dataset.voidToBackground;
     evaluation.classNames = classNames_;
-    evaluation.loss = loss_.get();
+    evaluation.loss = [loss = loss_.get()](const torch::Tensor& logits, const torch::Tensor& labels) {
+        return (*loss)(logits, labels);
+    };
     evaluation.amp = e_.training.amp;
     evaluation.channelsLast = e_.training.channelsLast;
-    evaluation.shouldStop = [this] { return trainer_.waitWhilePaused(); };
+    evaluation.cancel = CancelToken([this] { return trainer_.waitWhilePaused(); });
     Evaluation scored = evaluate(*model_, *valLoader_, classes_, evaluation);
     if (scored.cancelled) throw Cancelled();
     ValidationEvent event;

@@ -14,38 +14,6 @@
 namespace segscope::core {
 namespace F = torch::nn::functional;
 
-torch::Device resolveDevice(const std::string& name) {
-    const bool cuda = torch::cuda::is_available();
-    if (name == "auto") return cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
-    if (name == "cpu") return torch::Device(torch::kCPU);
-    if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
-        int index = 0;
-        if (name.size() > 5) {
-            try {
-                std::size_t used = 0;
-                index = std::stoi(name.substr(5), &used);
-                if (used != name.size() - 5 || index < 0) throw std::invalid_argument(name);
-            } catch (const std::exception&) {
-                throw Error("runtime.device: '" + name + "' is not a device; use auto, cpu, cuda or cuda:N");
-            }
-        }
-        if (!cuda) throw Error("runtime.device: '" + name + "' requested but this machine has no CUDA device");
-        const auto count = static_cast<int>(torch::cuda::device_count());
-        if (index >= count)
-            throw Error("runtime.device: '" + name + "' requested but this machine has " + std::to_string(count) +
-                        " CUDA device(s)");
-        return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
-    }
-    throw Error("runtime.device: '" + name + "' is not a device; use auto, cpu, cuda or cuda:N");
-}
-
-std::vector<std::string> availableDevices() {
-    std::vector<std::string> devices = {"cpu"};
-    if (torch::cuda::is_available())
-        for (std::size_t i = 0; i < torch::cuda::device_count(); ++i) devices.push_back("cuda:" + std::to_string(i));
-    return devices;
-}
-
 SegmentationLoss::SegmentationLoss(LossType type, int classes, std::optional<std::vector<double>> classWeights,
                                    double diceWeight, int ignoreIndex)
     : type_(type), classes_(classes), classWeights_(std::move(classWeights)), diceWeight_(diceWeight),

@@ -1,5 +1,7 @@
 #pragma once
-// Versions, threads and compute devices of the running process.
+// Versions, threads and compute devices of the running process, and the clock in ISO 8601.
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -70,5 +72,14 @@ int maxIntraOpThreads();
 // Sets LibTorch's intra-op thread count; threads <= 0 means the machine's cores, and more than
 // maxIntraOpThreads() means maxIntraOpThreads().
 void setIntraOpThreads(int threads);
+
+// "auto" (CUDA device 0 when present, else CPU), "cpu", "cuda" or "cuda:N". Throws Error naming
+// runtime.device for an unknown name or a CUDA device this machine does not have.
+c10::Device resolveDevice(const std::string& name);
+// Names of the devices this machine offers: "cpu", then "cuda:0", ….
+std::vector<std::string> availableDevices();
+
+// The current UTC time as "YYYY-MM-DDTHH:MM:SSZ" (the store's and the caches' timestamps).
+std::string isoNow();
 
 } // namespace segscope::core

@@ -20,9 +20,14 @@
 // duration; do not use the same model from another thread meanwhile. Errors: Error for bad
 // arguments (unknown stage, wrong input shape), c10::Error from LibTorch, FileError from the
 // dataset or from saving.
+#include "segscope/core/cancel.h"
 #include "segscope/core/data/dataset.h"
-#include "segscope/core/models/model.h"
 #include "segscope/core/data/transforms.h"
+#include "segscope/core/experiment.h"
+#include "segscope/core/models/model.h"
+#include "segscope/core/runs/loaded_run.h"
+
+#include <opencv2/core.hpp>
 
 #include <nlohmann/json_fwd.hpp>
 #include <torch/types.h>
@@ -90,7 +95,7 @@ struct ErfResult {
 // device; all B images go through one forward pass. `cancel` is checked between stages; a
 // cancelled call returns cancelled = true and images = 0 with all-zero maps.
 ErfResult computeErf(SegmentationModel& model, const torch::Tensor& inputs, const ErfOptions& options = {},
-                     const ErfProgress& progress = {}, const std::atomic<bool>* cancel = nullptr);
+                     const ErfProgress& progress = {}, CancelToken cancel = {});
 
 // ERF of the first min(images, dataset.size()) samples of `dataset`, preprocessed as validation
 // (applyEvalTransform + normalizeToChw, i.e. a BatchLoader with training = false), in batches of
@@ -98,7 +103,28 @@ ErfResult computeErf(SegmentationModel& model, const torch::Tensor& inputs, cons
 // the batches done so far with cancelled = true. Throws Error for images < 1 or an empty dataset.
 ErfResult computeErf(SegmentationModel& model, std::shared_ptr<const Dataset> dataset,
                      const TransformConfig& transform, std::int64_t images, const ErfOptions& options = {},
-                     const ErfProgress& progress = {}, const std::atomic<bool>* cancel = nullptr);
+                     const ErfProgress& progress = {}, CancelToken cancel = {});
+
+// The ERF of a run, as the GUI's ERF panel computes it for each of its sources.
+struct RunErf {
+    ErfResult result;
+    // The split's first image after the eval transform (RGB CV_8UC3, the ERF maps' size), for
+    // drawing a heatmap over it; empty when the split is empty.
+    cv::Mat sample;
+};
+
+// The model of `experiment` with modelId as training would start it, untrained: the torch seed is
+// set to runtime.seed just before createModel() (so it is the run's own initial model), classes
+// are model.classes or the val split's class count, on resolveDevice(runtime.device). No weights,
+// checkpoint or class table. Prepares the demo dataset when the experiment uses it.
+LoadedRun untrainedRun(const Experiment& experiment, const std::string& modelId);
+
+// computeErf() of run.model over the first `images` samples of `split` (empty: the val split) of
+// run.experiment's dataset, with run.experiment's eval transform. Prepares the demo dataset when
+// the experiment uses it. Errors and cancellation as computeErf().
+RunErf computeRunErf(const LoadedRun& run, std::int64_t images, const ErfOptions& options = {},
+                     const std::string& split = {}, const ErfProgress& progress = {},
+                     CancelToken cancel = {});
 
 // Statistics of a non-negative (H, W) map, measured from the centre pixel (H / 2, W / 2):
 //

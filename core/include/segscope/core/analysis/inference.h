@@ -1,10 +1,11 @@
 #pragma once
 // Using models: scoring one on a dataset split (the trainer's validation and `segscope-cli eval`
-// share evaluate()), predicting single images, and loading a recorded run's checkpoint.
+// share evaluate()) and predicting single images. Loading a recorded run is runs/run_loader.h.
 //
 // Threads: every function runs on the calling thread (evaluate() also uses the loader's worker
 // threads) and may be called from any thread, one call per model at a time: a model is not
 // safe to run from two threads at once.
+#include "segscope/core/cancel.h"
 #include "segscope/core/data/classes.h"
 #include "segscope/core/experiment.h"
 #include "segscope/core/data/loader.h"
@@ -24,9 +25,6 @@
 
 namespace segscope::core {
 
-class RunStore;
-class SegmentationLoss;
-
 struct EvaluationOptions {
     torch::Device device{torch::kCPU};  // the model's device; batches are moved there
     // Train: score at the loader's (resized) label size. Original: logits resized bilinearly
@@ -38,15 +36,16 @@ struct EvaluationOptions {
     bool voidToBackground = false;
     // Class names of the metrics; empty: "class0".."classK-1".
     std::vector<std::string> classNames;
-    // When set, the loss of each batch (at the loader's label size) is averaged into meanLoss.
-    const SegmentationLoss* loss = nullptr;
+    // When set, the loss of each batch (logits, labels at the loader's label size) is averaged
+    // into meanLoss. The trainer passes its SegmentationLoss (analysis/ does not include training/).
+    std::function<torch::Tensor(const torch::Tensor& logits, const torch::Tensor& labels)> loss;
     AmpMode amp = AmpMode::Off;  // CUDA autocast; ignored on the CPU
     bool channelsLast = false;   // CUDA only
     // Called after each batch with the images scored so far and the split's size.
     std::function<void(std::size_t done, std::size_t total)> progress;
-    // Polled before each batch; returning true stops the evaluation (Evaluation::cancelled).
+    // Polled before each batch; once cancelled the evaluation stops (Evaluation::cancelled).
     // It may block (the trainer waits here while paused).
-    std::function<bool()> shouldStop;
+    CancelToken cancel;
 };
 
 struct Evaluation {
@@ -75,41 +74,6 @@ Evaluation evaluate(SegmentationModel& model, std::shared_ptr<const Dataset> dat
 cv::Mat predictImage(SegmentationModel& model, const cv::Mat& rgb, const TransformConfig& transform,
                      const torch::Device& device);
 
-// Blends `rgb` (CV_8UC3) with each label's colour (labels CV_8UC1 of the same size, else Error):
-// out = (1 - alpha) * image + alpha * colour for every pixel and channel, rounded half up; labels
-// beyond `palette` take vocColor(label). alpha in [0, 1].
-cv::Mat overlayLabels(const cv::Mat& rgb, const cv::Mat& labels, const std::vector<Rgb>& palette, double alpha = 0.5);
-
-// A run's model restored from one of its checkpoints, ready for inference.
-struct LoadedRun {
-    std::string runId;
-    Experiment experiment;
-    std::shared_ptr<SegmentationModel> model;  // in eval mode, on `device`
-    torch::Device device{torch::kCPU};
-    int classes = 0;
-    // Names and colours: the dataset's class table when the dataset is readable, else the names
-    // recorded with the run's metrics and VOC colours; "classN" beyond the dataset's classes.
-    std::vector<ClassInfo> classInfo;
-    std::filesystem::path checkpoint;  // the weights file (.safetensors)
-    std::optional<int> epoch;          // of a checkpoint recorded in the run store
-    std::optional<std::int64_t> step;
-};
-
-// The weights file of a run's checkpoint, by choice:
-//   "latest" (or empty): the newest recorded checkpoint whose files still exist;
-//   "best": the checkpoint written at the evaluation with the highest mIoU (epochs(runId));
-//   anything else: a path to a .safetensors file or to a checkpoint's .state.pt (its weights
-//   file next to it is used).
-// Throws Error for an unknown run or a run without (existing) checkpoints, and FileError naming
-// the path when the chosen checkpoint's weights file does not exist (e.g. deleted by the
-// trainer's keep-last policy).
-std::filesystem::path resolveCheckpoint(RunStore& store, const std::string& runId, const std::string& choice);
-
-// Builds the run's model from its recorded experiment and loads the checkpoint's weights
-// strictly (every tensor present, same shapes: Error otherwise). `device` is a name for
-// resolveDevice(); empty: the experiment's runtime.device. The class count is the checkpoint's
-// "classes" metadata, else model.classes, else the dataset's.
-LoadedRun loadRun(RunStore& store, const std::string& runId, const std::string& checkpoint = "latest",
-                  const std::string& device = {});
+// overlayLabels() lives in segscope/core/data/overlay.h.
 
 }  // namespace segscope::core

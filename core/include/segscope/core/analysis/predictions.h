@@ -40,6 +40,7 @@
 // called from any number of threads at once (the load* functions only read files).
 //
 // Errors: Error / FileError (naming the file) for unreadable inputs and unwritable folders.
+#include "segscope/core/cancel.h"
 #include "segscope/core/data/classes.h"
 #include "segscope/core/data/dataset.h"
 #include "segscope/core/error.h"
@@ -58,7 +59,6 @@
 
 namespace segscope::core {
 
-class RunStore;
 struct Experiment;
 struct LoadedRun;
 
@@ -95,12 +95,8 @@ PredictionKey predictionKey(const Experiment& experiment, const std::filesystem:
                             const std::string& split, int classes);
 // The same for a loaded run (its checkpoint and class count).
 PredictionKey predictionKey(const LoadedRun& run, const std::string& split);
-// The same without building the model, for checking the cache instantly: resolves `checkpoint`
-// as resolveCheckpoint() does and takes the class count as loadRun() does (the checkpoint's
-// "classes" metadata, read from the safetensors header only; else model.classes; else the
-// dataset's class count). Throws what resolveCheckpoint() throws.
-PredictionKey predictionKey(RunStore& store, const std::string& runId, const std::string& checkpoint,
-                            const std::string& split);
+// For a run's checkpoint without building the model (the cache check of the CLI and the GUI):
+// predictionKey(RunStore&, …) in runs/run_loader.h, i.e. this on inspectRun()'s result.
 
 // <runFolder>/predictions/<stem>__<split>, where stem is the checkpoint's file name without
 // ".safetensors" and '/' '\\' in the split become '_'.
@@ -252,9 +248,9 @@ struct PredictionOptions {
     bool force = false;         // predict again even when a valid cache exists
     // Called after each batch (done images, split size), on the calling thread.
     std::function<void(std::size_t done, std::size_t total)> progress;
-    // Checked before each batch; when set, predictSplit() stops, removes its partial folder and
-    // leaves any earlier cache as it was.
-    const std::atomic<bool>* cancel = nullptr;
+    // Polled before each batch; once cancelled, predictSplit() stops, removes its partial folder
+    // and leaves any earlier cache as it was.
+    CancelToken cancel;
 };
 
 struct SplitPrediction {

@@ -1,6 +1,6 @@
 #pragma once
 // The pieces of a training step, each usable and testable alone: the loss, the learning-rate
-// schedule, the gradient scaler for fp16 autocast, and device selection.
+// schedule and the gradient scaler for fp16 autocast (device selection is in runtime.h).
 #include "segscope/core/experiment.h"
 
 #include <torch/nn/module.h>
@@ -18,11 +18,6 @@
 
 namespace segscope::core {
 
-// "auto" (CUDA device 0 when present, else CPU), "cpu", "cuda" or "cuda:N". Throws Error naming
-// runtime.device for an unknown name or a CUDA device this machine does not have.
-torch::Device resolveDevice(const std::string& name);
-// Names of the devices this machine offers: "cpu", then "cuda:0", ….
-std::vector<std::string> availableDevices();
 
 // Cross-entropy with an ignore index and optional class weights, optionally plus a soft Dice
 // term over the non-ignored pixels (weight diceWeight). Logits (B, K, h, w) are upsampled
