@@ -1,6 +1,7 @@
 #include "segscope/core/experiment.h"
 
-#include "segscope/core/data/demo_data.h"
+#include "experiment_fields.h"
+
 #include "segscope/core/safe_text.h"
 
 #include <nlohmann/json.hpp>
@@ -23,6 +24,7 @@ namespace segscope::core {
 namespace {
 
 using json = nlohmann::json;
+using namespace detail;
 
 // Bounds on what a document may hold, so that a hostile file costs little and every message
 // that echoes a value stays short.
@@ -30,177 +32,6 @@ constexpr std::size_t kMaxStringBytes = 4096;        // paths (PATH_MAX), ids, s
 constexpr std::size_t kMaxNameBytes = 1000;          // the run store's bound on run names
 constexpr std::size_t kMaxDescriptionBytes = 65536;
 constexpr std::uintmax_t kMaxFileBytes = 4 << 20;    // presets are about 1 KB
-constexpr std::size_t kMaxDepth = 64;                // an experiment is 3 levels deep
-
-struct TextProblem {
-    bool nesting = false;  // too deep (else: a number out of range)
-    std::string field;     // dotted path where it was found
-    std::string message;
-};
-
-// A pass over JSON text before nlohmann parses it: refuses nesting deeper than kMaxDepth (whose
-// parse and later copies recurse) and numbers no double holds (1e400, which nlohmann reports
-// as out_of_range.406 without saying where), naming the field.
-std::optional<TextProblem> scanJsonText(std::string_view text) {
-    struct Level {
-        bool object = false;
-        std::string key;
-        std::size_t index = 0;
-    };
-    std::vector<Level> stack;
-    std::string lastString;
-    std::size_t line = 1;
-    auto where = [&stack] {
-        std::string path;
-        for (const Level& level : stack) {
-            if (level.object) {
-                if (!level.key.empty()) path += (path.empty() ? "" : ".") + level.key;
-            } else {
-                path += "[" + std::to_string(level.index) + "]";
-            }
-        }
-        return path;
-    };
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const char c = text[i];
-        if (c == '\n') {
-            ++line;
-        } else if (c == '"') {
-            lastString.clear();
-            std::size_t j = i + 1;
-            for (; j < text.size() && text[j] != '"'; ++j) {
-                if (text[j] == '\\') ++j;
-                else if (lastString.size() < 64) lastString += text[j];
-            }
-            i = j;
-        } else if (c == '{' || c == '[') {
-            if (stack.size() >= kMaxDepth)
-                return TextProblem{true, where(),
-                                   "nested deeper than " + std::to_string(kMaxDepth) + " levels at line " +
-                                       std::to_string(line) + " (an experiment is 3 levels deep)"};
-            stack.push_back({c == '{', {}, 0});
-        } else if (c == '}' || c == ']') {
-            if (!stack.empty()) stack.pop_back();
-        } else if (c == ':') {
-            if (!stack.empty() && stack.back().object) stack.back().key = truncateForMessage(lastString, 60);
-        } else if (c == ',') {
-            if (!stack.empty() && !stack.back().object) ++stack.back().index;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            std::size_t j = i;
-            while (j < text.size() && (std::isdigit(static_cast<unsigned char>(text[j])) || text[j] == '-' ||
-                                       text[j] == '+' || text[j] == '.' || text[j] == 'e' || text[j] == 'E'))
-                ++j;
-            const std::string token(text.substr(i, j - i));
-            const double value = std::strtod(token.c_str(), nullptr);
-            if (!std::isfinite(value))
-                return TextProblem{false, where(),
-                                   "number " + truncateForMessage(token, 40) + " at line " + std::to_string(line) +
-                                       " is out of range (larger than any number a double holds)"};
-            i = j - 1;
-        }
-    }
-    return std::nullopt;
-}
-
-// json::parse of text already scanned; nlohmann's own message, bounded.
-json parseScannedJson(std::string_view text) { return json::parse(text.begin(), text.end()); }
-
-enum class FieldType { Integer, Number, Boolean, String, NumberArray };
-
-struct FieldSpec {
-    const char* section;  // "" for top-level fields
-    const char* key;
-    FieldType type;
-    bool nullable;  // optional field: null or absent means unset
-};
-
-// Every field of version 1, in document order. Used for unknown-field checks and to type --set
-// values; parseExperiment() below reads each of them.
-const FieldSpec kFields[] = {
-    {"", "version", FieldType::Integer, false},
-    {"", "name", FieldType::String, false},
-    {"", "description", FieldType::String, true},
-    {"dataset", "kind", FieldType::String, false},
-    {"dataset", "root", FieldType::String, true},
-    {"dataset", "train_split", FieldType::String, false},
-    {"dataset", "val_split", FieldType::String, false},
-    {"dataset", "pets_mode", FieldType::String, false},
-    {"dataset", "validation_fraction", FieldType::Number, false},
-    {"dataset", "validation_seed", FieldType::Integer, false},
-    {"dataset", "void_to_background", FieldType::Boolean, false},
-    {"model", "id", FieldType::String, false},
-    {"model", "classes", FieldType::Integer, true},
-    {"model", "pretrained", FieldType::String, true},
-    {"model", "pretrained_strict", FieldType::Boolean, false},
-    {"transforms", "height", FieldType::Integer, false},
-    {"transforms", "width", FieldType::Integer, false},
-    {"transforms", "mode", FieldType::String, false},
-    {"transforms", "base_short_side", FieldType::Integer, false},
-    {"transforms", "scale_min", FieldType::Number, false},
-    {"transforms", "scale_max", FieldType::Number, false},
-    {"transforms", "horizontal_flip", FieldType::Boolean, false},
-    {"transforms", "photometric", FieldType::Boolean, false},
-    {"transforms", "normalization", FieldType::String, false},
-    {"optimizer", "type", FieldType::String, false},
-    {"optimizer", "lr", FieldType::Number, false},
-    {"optimizer", "momentum", FieldType::Number, false},
-    {"optimizer", "nesterov", FieldType::Boolean, false},
-    {"optimizer", "weight_decay", FieldType::Number, false},
-    {"optimizer", "betas", FieldType::NumberArray, false},
-    {"optimizer", "head_lr_multiplier", FieldType::Number, false},
-    {"schedule", "type", FieldType::String, false},
-    {"schedule", "step_size", FieldType::Integer, false},
-    {"schedule", "gamma", FieldType::Number, false},
-    {"schedule", "per", FieldType::String, false},
-    {"schedule", "power", FieldType::Number, false},
-    {"schedule", "min_lr", FieldType::Number, false},
-    {"schedule", "warmup_iterations", FieldType::Integer, false},
-    {"schedule", "warmup_ratio", FieldType::Number, false},
-    {"training", "epochs", FieldType::Integer, true},
-    {"training", "iterations", FieldType::Integer, true},
-    {"training", "batch_size", FieldType::Integer, false},
-    {"training", "grad_accumulation", FieldType::Integer, false},
-    {"training", "grad_clip_norm", FieldType::Number, false},
-    {"training", "val_every", FieldType::Integer, false},
-    {"training", "val_every_unit", FieldType::String, false},
-    {"training", "loss", FieldType::String, false},
-    {"training", "class_weights", FieldType::NumberArray, true},
-    {"training", "dice_weight", FieldType::Number, false},
-    {"training", "eval_resolution", FieldType::String, false},
-    {"training", "amp", FieldType::String, false},
-    {"training", "channels_last", FieldType::Boolean, false},
-    {"training", "checkpoint_every", FieldType::Integer, false},
-    {"training", "erf_every_epochs", FieldType::Integer, false},
-    {"training", "erf_images", FieldType::Integer, false},
-    {"training", "oom_retry_half_batch", FieldType::Boolean, false},
-    {"runtime", "device", FieldType::String, false},
-    {"runtime", "threads", FieldType::Integer, false},
-    {"runtime", "workers", FieldType::Integer, false},
-    {"runtime", "seed", FieldType::Integer, false},
-    {"runtime", "deterministic", FieldType::Boolean, false},
-};
-
-const char* const kSections[] = {"dataset", "model", "transforms", "optimizer", "schedule", "training", "runtime"};
-
-std::string joinPath(const std::string& section, const std::string& key) {
-    return section.empty() ? key : section + "." + key;
-}
-
-std::string knownKeys(const std::string& section) {
-    std::string out;
-    auto add = [&out](const std::string& k) { out += (out.empty() ? "" : ", ") + k; };
-    for (const auto& f : kFields)
-        if (section == f.section) add(f.key);
-    if (section.empty())
-        for (const char* s : kSections) add(s);
-    return out;
-}
-
-const FieldSpec* findField(const std::string& path) {
-    for (const auto& f : kFields)
-        if (joinPath(f.section, f.key) == path) return &f;
-    return nullptr;
-}
 
 std::string formatNumber(double v) {
     if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(static_cast<long long>(v));
@@ -300,11 +131,9 @@ public:
     void checkUnknown(const json& object, const std::string& section) {
         for (auto it = object.begin(); it != object.end(); ++it) {
             bool known = false;
-            for (const auto& f : kFields)
-                if (section == f.section && it.key() == f.key) known = true;
-            if (section.empty())
-                for (const char* s : kSections)
-                    if (it.key() == s) known = true;
+            for (std::size_t i = 0; i < kFieldCount; ++i)
+                if (section == kFields[i].section && it.key() == kFields[i].key) known = true;
+            if (section.empty() && isSection(it.key())) known = true;
             if (!known) error(joinPath(section, truncateForMessage(it.key(), 60)), "unknown field; known: " + knownKeys(section));
         }
     }
@@ -799,146 +628,6 @@ void saveExperiment(const std::filesystem::path& path, const Experiment& experim
         std::filesystem::remove(temp, ignored);
         throw FileError(path.string(), "cannot replace: " + ec.message());
     }
-}
-
-void applyOverride(Experiment& experiment, const std::string& assignment) {
-    const auto eq = assignment.find('=');
-    if (eq == std::string::npos || eq == 0)
-        throw ExperimentError({{truncateForMessage(assignment, 60), "expected section.field=value"}});
-    const std::string path = assignment.substr(0, eq);
-    const std::string text = assignment.substr(eq + 1);
-    const FieldSpec* field = findField(path);
-    if (!field || path == "version") {
-        const auto dot = path.find('.');
-        const std::string section = dot == std::string::npos ? "" : path.substr(0, dot);
-        bool knownSection = section.empty();
-        for (const char* s : kSections) knownSection = knownSection || section == s;
-        throw ExperimentError(
-            {{truncateForMessage(path, 60), "unknown field; known: " + knownKeys(knownSection ? section : "")}});
-    }
-    json doc = toJson(experiment);
-    json& target = field->section[0] ? doc[field->section] : doc;
-    if (field->nullable && text == "null") {
-        target.erase(field->key);
-    } else {
-        if (!text.empty() && (text.front() == '[' || text.front() == '"' || text.front() == '{'))
-            if (const auto problem = scanJsonText(text)) throw ExperimentError({{path, problem->message}});
-        json value = text;  // unparseable values stay strings, so parseExperiment reports the type
-        auto whole = [&text](std::size_t used) { return used == text.size() && !text.empty(); };
-        try {
-            std::size_t used = 0;
-            switch (field->type) {
-                case FieldType::Integer: {
-                    const long long v = std::stoll(text, &used);
-                    if (whole(used)) value = v;
-                    break;
-                }
-                case FieldType::Number: {
-                    const double v = std::stod(text, &used);
-                    if (whole(used)) value = v;
-                    break;
-                }
-                case FieldType::Boolean:
-                    if (text == "true" || text == "1" || text == "yes" || text == "on") value = true;
-                    if (text == "false" || text == "0" || text == "no" || text == "off") value = false;
-                    break;
-                case FieldType::String:
-                    if (text.size() >= 2 && text.front() == '"') value = json::parse(text);
-                    break;
-                case FieldType::NumberArray:
-                    if (!text.empty() && text.front() == '[') {
-                        value = json::parse(text);
-                    } else {
-                        json array = json::array();
-                        std::stringstream parts(text);
-                        std::string part;
-                        bool ok = true;
-                        while (std::getline(parts, part, ',')) {
-                            std::size_t n = 0;
-                            const double v = std::stod(part, &n);
-                            ok = ok && n == part.size();
-                            array.push_back(v);
-                        }
-                        if (ok && !array.empty()) value = array;
-                    }
-                    break;
-            }
-        } catch (const std::exception&) {
-            // Leave `value` as the raw string: the error names the field and the expected type.
-        }
-        target[field->key] = value;
-        if (path == "training.epochs") target.erase("iterations");
-        if (path == "training.iterations") target.erase("epochs");
-    }
-    experiment = parseExperiment(doc);
-}
-
-std::filesystem::path defaultDemoRoot() {
-    if (const char* cache = std::getenv("XDG_CACHE_HOME"); cache && *cache)
-        return std::filesystem::path(cache) / "segscope" / "demo";
-    if (const char* home = std::getenv("HOME"); home && *home)
-        return std::filesystem::path(home) / ".cache" / "segscope" / "demo";
-    return std::filesystem::temp_directory_path() / "segscope" / "demo";
-}
-
-std::filesystem::path datasetRoot(const Experiment& experiment) {
-    if (experiment.dataset.kind == DataSource::Demo && experiment.dataset.root.empty()) return defaultDemoRoot();
-    return experiment.dataset.root;
-}
-
-void prepareDemoDataset(const Experiment& experiment) {
-    if (experiment.dataset.kind != DataSource::Demo) return;
-    const auto root = datasetRoot(experiment);
-    if (!isDemoDataset(root)) writeDemoDataset(root);
-}
-
-DatasetSpec datasetSpec(const Experiment& experiment, const std::string& split) {
-    DatasetSpec spec;
-    switch (experiment.dataset.kind) {
-        case DataSource::Voc:
-        case DataSource::Demo:
-            spec.kind = DatasetKind::Voc;
-            break;
-        case DataSource::Pets:
-            spec.kind = DatasetKind::Pets;
-            break;
-        case DataSource::Folder:
-            spec.kind = DatasetKind::Folder;
-            break;
-    }
-    spec.root = datasetRoot(experiment);
-    spec.split = split;
-    spec.petsMode = experiment.dataset.petsMode;
-    spec.validationFraction = experiment.dataset.validationFraction;
-    spec.validationSeed = experiment.dataset.validationSeed;
-    return spec;
-}
-
-TransformConfig transformConfig(const Experiment& experiment) {
-    const auto& t = experiment.transforms;
-    TransformConfig config;
-    config.height = t.height;
-    config.width = t.width;
-    config.mode = t.mode;
-    config.baseShortSide = t.baseShortSide;
-    config.scaleMin = t.scaleMin;
-    config.scaleMax = t.scaleMax;
-    config.horizontalFlip = t.horizontalFlip;
-    config.photometric = t.photometric;
-    config.normalization = t.normalization;
-    config.voidToBackground = experiment.dataset.voidToBackground;
-    return config;
-}
-
-LoaderOptions loaderOptions(const Experiment& experiment, bool training) {
-    LoaderOptions options;
-    options.batchSize = static_cast<std::size_t>(experiment.training.batchSize);
-    options.shuffle = training;
-    options.dropLast = training;
-    options.training = training;
-    options.workers = experiment.runtime.workers;
-    options.seed = experiment.runtime.seed;
-    return options;
 }
 
 }  // namespace segscope::core

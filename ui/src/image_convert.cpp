@@ -1,5 +1,7 @@
 #include "segscope/ui/image_convert.h"
 
+#include "segscope/core/data/overlay.h"
+
 namespace segscope::ui {
 
 QImage toQImage(const cv::Mat& rgb) {
@@ -11,22 +13,12 @@ QImage toQImage(const cv::Mat& rgb) {
 
 QImage overlayLabel(const cv::Mat& rgb, const cv::Mat& label, const std::vector<core::ClassInfo>& classes,
                     double opacity) {
-    QImage image = toQImage(rgb);
-    if (label.size() != rgb.size() || label.type() != CV_8UC1) return image;
-    const double keep = 1.0 - opacity;
-    for (int y = 0; y < rgb.rows; ++y) {
-        auto* dst = image.scanLine(y);
-        const auto* lab = label.ptr<std::uint8_t>(y);
-        for (int x = 0; x < rgb.cols; ++x) {
-            const int c = lab[x];
-            if (c == core::kIgnoreIndex || c >= int(classes.size()) || c == 0) continue;
-            const core::Rgb col = classes[c].color;
-            dst[3 * x] = static_cast<uchar>(keep * dst[3 * x] + opacity * col.r);
-            dst[3 * x + 1] = static_cast<uchar>(keep * dst[3 * x + 1] + opacity * col.g);
-            dst[3 * x + 2] = static_cast<uchar>(keep * dst[3 * x + 2] + opacity * col.b);
-        }
-    }
-    return image;
+    if (label.size() != rgb.size() || label.type() != CV_8UC1) return toQImage(rgb);
+    core::LabelColours colours;
+    // Background (0) and void stay uncoloured so the image shows through.
+    for (std::size_t c = 1; c < classes.size() && c < colours.size(); ++c)
+        if (c != core::kIgnoreIndex) colours[c] = classes[c].color;
+    return toQImage(core::blendLabels(rgb, label, colours, opacity));
 }
 
 } // namespace segscope::ui

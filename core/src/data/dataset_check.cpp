@@ -222,7 +222,7 @@ DatasetReport checkDataset(const Dataset& dataset, const CheckOptions& options) 
     std::exception_ptr progressFailure;  // from the caller's progress callback: rethrown after the join
     auto work = [&] {
         for (std::size_t i = next++; i < samples.size(); i = next++) {
-            if (options.cancel && options.cancel->load()) {
+            if (options.cancel.cancelled()) {
                 cancelled = true;
                 return;
             }

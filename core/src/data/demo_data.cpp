@@ -8,6 +8,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <set>
@@ -262,6 +263,18 @@ bool isDemoDataset(const fs::path& root) {
         return complete != marker->end() && complete->is_boolean() && complete->get<bool>();
     }
     return isLegacyDemoFolder(root);
+}
+
+std::filesystem::path defaultDemoRoot() {
+    if (const char* cache = std::getenv("XDG_CACHE_HOME"); cache && *cache)
+        return std::filesystem::path(cache) / "segscope" / "demo";
+    if (const char* home = std::getenv("HOME"); home && *home)
+        return std::filesystem::path(home) / ".cache" / "segscope" / "demo";
+    return std::filesystem::temp_directory_path() / "segscope" / "demo";
+}
+
+void ensureDemoDataset(const fs::path& root) {
+    if (!isDemoDataset(root)) writeDemoDataset(root);
 }
 
 } // namespace segscope::core

@@ -11,6 +11,7 @@
 //
 // All functions are pure or touch only the named files; they are safe from any thread.
 #include "segscope/core/data/dataset.h"
+#include "segscope/core/data/demo_data.h"
 #include "segscope/core/error.h"
 #include "segscope/core/data/loader.h"
 #include "segscope/core/data/transforms.h"
@@ -55,17 +56,9 @@ struct ExperimentModel {
     bool pretrainedStrict = true;
 };
 
-struct ExperimentTransforms {
-    int height = 256;
-    int width = 256;
-    ResizeMode mode = ResizeMode::Fixed;
-    int baseShortSide = 0;
-    double scaleMin = 0.5;
-    double scaleMax = 2.0;
-    bool horizontalFlip = false;
-    bool photometric = false;
-    Normalization normalization = Normalization::ImageNet;
-};
+// The "transforms" section is the data pipeline's own settings type: one set of fields and
+// defaults (data/transforms.h); transformConfig() adds the dataset's voidToBackground.
+using ExperimentTransforms = TransformSettings;
 
 struct ExperimentOptimizer {
     OptimizerType type = OptimizerType::AdamW;
@@ -159,8 +152,8 @@ nlohmann::json toJson(const Experiment& experiment);
 // Writes atomically (temporary file in the same folder, then rename). Throws FileError.
 void saveExperiment(const std::filesystem::path& path, const Experiment& experiment);
 
-// Applies "section.field=value" (a --set option). The value is read as the field's type: integers,
-// numbers, true/false, strings as written, arrays as JSON ("[1, 2]") or comma-separated
+// Applies "section.field=value" (a --set option; experiment_set.cpp). The value is read as the
+// field's type: integers, numbers, true/false, strings as written, arrays as JSON ("[1, 2]") or comma-separated
 // ("1,2"); "null" clears an optional field. Setting training.epochs clears training.iterations
 // and vice versa. Throws ExperimentError naming the field (unknown field, bad value).
 void applyOverride(Experiment& experiment, const std::string& assignment);
@@ -174,16 +167,15 @@ const char* lossTypeName(LossType loss);            // ce, ce+dice
 const char* evalResolutionName(EvalResolution r);   // train, original
 const char* ampModeName(AmpMode mode);              // off, bf16, fp16
 
-// The demo dataset's folder when dataset.root is empty: $XDG_CACHE_HOME/segscope/demo, else
-// ~/.cache/segscope/demo.
-std::filesystem::path defaultDemoRoot();
-// dataset.root, or defaultDemoRoot() for a demo without one.
+// dataset.root, or defaultDemoRoot() (data/demo_data.h) for a demo without one.
 std::filesystem::path datasetRoot(const Experiment& experiment);
 // For a demo experiment, writes the synthetic dataset into datasetRoot() unless it is already
-// there. Does nothing for other sources. Throws FileError when the folder cannot be written.
+// there (ensureDemoDataset()). Does nothing for other sources. Throws FileError when the folder
+// cannot be written.
 void prepareDemoDataset(const Experiment& experiment);
 
-// The pieces the data pipeline takes. `split` is normally dataset.train_split or val_split.
+// The pieces the data pipeline takes (experiment_data.cpp). `split` is normally
+// dataset.train_split or val_split.
 DatasetSpec datasetSpec(const Experiment& experiment, const std::string& split);
 TransformConfig transformConfig(const Experiment& experiment);
 // Training: shuffled, drops the last partial batch (a batch of one breaks BatchNorm); evaluation:

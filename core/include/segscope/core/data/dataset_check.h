@@ -1,5 +1,6 @@
 #pragma once
 // Whole-split validation: what `segscope-cli check-dataset` prints and the GUI's dataset report.
+#include "segscope/core/cancel.h"
 #include "segscope/core/data/dataset.h"
 
 #include <atomic>
@@ -45,7 +46,8 @@ struct CheckOptions {
     int threads = 0;  // 0: hardware concurrency; at most kMaxCheckThreads
     // Called from worker threads with (done, total) after each sample; may be empty.
     std::function<void(std::size_t, std::size_t)> progress;
-    const std::atomic<bool>* cancel = nullptr;
+    // Polled by the worker threads before each sample (a poll must be thread-safe).
+    CancelToken cancel;
 };
 
 // Decodes every image and mask of the dataset's split and reports per-class counts and every

@@ -54,4 +54,11 @@ DemoSummary writeDemoDataset(const std::filesystem::path& root, const DemoOption
 // an unmarked demo dataset of an older SegScope) and all split files and classes.txt are present.
 bool isDemoDataset(const std::filesystem::path& root);
 
+// Where the demo dataset lives when an experiment names no root: $XDG_CACHE_HOME/segscope/demo,
+// else ~/.cache/segscope/demo (else the temporary directory's segscope/demo).
+std::filesystem::path defaultDemoRoot();
+// Writes the demo dataset into `root` unless isDemoDataset(root) already; writeDemoDataset()'s
+// refusals and FileError apply.
+void ensureDemoDataset(const std::filesystem::path& root);
+
 } // namespace segscope::core

@@ -24,7 +24,9 @@ enum class Normalization {
 const char* resizeModeName(ResizeMode mode);  // "fixed", "random-scale-crop"
 const char* normalizationName(Normalization n);  // "imagenet", "half"
 
-struct TransformConfig {
+// The settings of the transforms, as an experiment's "transforms" section holds them (the
+// experiment uses this type, so the defaults exist once).
+struct TransformSettings {
     int height = 256;
     int width = 256;
     ResizeMode mode = ResizeMode::Fixed;
@@ -36,6 +38,10 @@ struct TransformConfig {
     bool horizontalFlip = false;
     bool photometric = false;   // brightness, contrast and saturation jitter
     Normalization normalization = Normalization::ImageNet;
+};
+
+// What the transforms take: the settings plus the dataset's label mapping.
+struct TransformConfig : TransformSettings {
     bool voidToBackground = false;  // map label 255 to 0, as the original VOC comparison did
 };
 

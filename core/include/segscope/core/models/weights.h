@@ -18,12 +18,17 @@ using TensorMap = std::map<std::string, torch::Tensor>;
 // naming the file for a malformed header, unsupported dtype or truncated data.
 TensorMap readSafetensors(const std::filesystem::path& path, std::map<std::string, std::string>* metadata = nullptr);
 
+// Reads only the header of a .safetensors file and returns its `__metadata__` strings (other
+// values skipped): what a class count costs, not the tensors. Throws FileError naming the file
+// when it cannot be opened, its header is cut or over 1 GiB, or is not a JSON object.
+std::map<std::string, std::string> readSafetensorsMetadata(const std::filesystem::path& path);
+
 // Writes tensors (moved to CPU, made contiguous) as .safetensors, through a temporary file and
 // a rename so a crash never leaves a half-written file.
 void writeSafetensors(const std::filesystem::path& path, const TensorMap& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
-// Reads a PyTorch state dict written by torch.save (.pth/.pt/.bin, zip format): a dict or an
+// Reads a PyTorch state dict written by torch.save (torch_save.cpp) (.pth/.pt/.bin, zip format): a dict or an
 // OrderedDict (Module.state_dict(), `_metadata` ignored), unwrapping the usual containers
 // ("state_dict", "model", "model_state_dict"). Throws FileError naming the file for a legacy
 // (non-zip) pickle, an unreadable pickle or one without tensors.
