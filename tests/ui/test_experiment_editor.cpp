@@ -13,6 +13,7 @@
 #include <QFormLayout>
 #include <QLineEdit>
 #include <QSignalSpy>
+#include <QSpinBox>
 #include <QTest>
 
 using namespace segscope;
@@ -25,10 +26,9 @@ QString countOf(const std::string& model, int classes) {
 
 // Waits until the editor's count settles and returns its text.
 QString settledCount(ui::ExperimentEditor& editor) {
-    for (int i = 0; i < 600; ++i) {
-        QTest::qWait(20);
-        if (!editor.isCounting() && !editor.parameterText().contains(QStringLiteral("counting"))) break;
-    }
+    EXPECT_TRUE(QTest::qWaitFor(
+        [&] { return !editor.isCounting() && !editor.parameterText().contains(QStringLiteral("counting")); }, 12000))
+        << "the count did not settle";
     return editor.parameterText();
 }
 
@@ -96,7 +96,6 @@ TEST(ExperimentEditor, FieldsAreShownOnlyForTheKindsTheyApplyTo) {
     ui::ExperimentEditor editor;
     editor.setExperiment(demoExperiment(dir / "demo"));
     editor.show();
-    QTest::qWait(10);
     QWidget* petsMode = editor.fieldWidget(QStringLiteral("dataset.pets_mode"));
     QWidget* voidToBackground = editor.fieldWidget(QStringLiteral("dataset.void_to_background"));
     auto* kind = qobject_cast<QComboBox*>(editor.fieldWidget(QStringLiteral("dataset.kind")));
@@ -106,7 +105,6 @@ TEST(ExperimentEditor, FieldsAreShownOnlyForTheKindsTheyApplyTo) {
     } cases[] = {{"demo", false, false}, {"voc", false, true}, {"pets", true, false}, {"folder", false, true}};
     for (const auto& c : cases) {
         kind->setCurrentText(QString::fromLatin1(c.kind));
-        QTest::qWait(1);
         EXPECT_EQ(petsMode->isVisible(), c.pets) << c.kind;
         EXPECT_EQ(voidToBackground->isVisible(), c.voids) << c.kind;
     }
@@ -133,7 +131,7 @@ TEST(ExperimentEditor, PretrainedLoadReportAndMissingDatasetShowBeforeStart) {
     // The model's own weights load whole.
     auto* pretrained = qobject_cast<QLineEdit*>(editor.fieldWidget(QStringLiteral("model.pretrained")));
     pretrained->setText(QString::fromStdString((dir / "segformer.safetensors").string()));
-    QTest::qWait(300);
+    ASSERT_TRUE(editor.isCounting()) << "an edit schedules a count";
     settledCount(editor);
     EXPECT_FALSE(editor.pretrainedReport().isEmpty());
     EXPECT_FALSE(editor.pretrainedReport().contains(QStringLiteral("refus")))
@@ -147,4 +145,24 @@ TEST(ExperimentEditor, PretrainedLoadReportAndMissingDatasetShowBeforeStart) {
     settledCount(editor);
     EXPECT_TRUE(editor.datasetProblem().contains(QString::fromStdString((dir / "nowhere").string())))
         << editor.datasetProblem().toStdString();
+}
+
+TEST(ExperimentEditor, FlagsInvalidFieldsWithTheCoreMessage) {
+    ui::ExperimentEditor editor;
+    core::Experiment e = demoExperiment("/tmp/somewhere");
+    editor.setExperiment(e);
+    ASSERT_TRUE(editor.experiment().has_value());
+    EXPECT_TRUE(editor.fieldErrors().isEmpty());
+    auto* batch = qobject_cast<QSpinBox*>(editor.fieldWidget(QStringLiteral("training.batch_size")));
+    ASSERT_NE(batch, nullptr);
+    batch->setValue(0);
+    EXPECT_FALSE(editor.experiment().has_value());
+    ASSERT_TRUE(editor.fieldErrors().contains(QStringLiteral("training.batch_size")));
+    EXPECT_EQ(editor.fieldErrors().value(QStringLiteral("training.batch_size")),
+              QStringLiteral("must be an integer >= 1, got 0"));
+    EXPECT_FALSE(batch->styleSheet().isEmpty());
+    EXPECT_EQ(batch->toolTip(), QStringLiteral("must be an integer >= 1, got 0"));
+    batch->setValue(4);
+    EXPECT_TRUE(editor.experiment().has_value());
+    EXPECT_TRUE(batch->styleSheet().isEmpty());
 }

@@ -4,36 +4,18 @@
 #include "segscope/ui/image_convert.h"
 #include "segscope/ui/workspace.h"
 
-#include <QtConcurrent/QtConcurrent>
 #include <QtWidgets>
 #include "segscope/ui/qcustomplot_include.h"
 
 namespace segscope::ui {
 
-DatasetPanel::DatasetPanel(QString workspace, QWidget* parent)
-    : QWidget(parent), workspace_(std::move(workspace)), cancelCheck_(std::make_shared<std::atomic<bool>>(false)) {
+DatasetPanel::DatasetPanel(QString workspace, QWidget* parent) : QWidget(parent), workspace_(std::move(workspace)) {
     buildUi();
-    connect(&checkWatcher_, &QFutureWatcher<core::DatasetReport>::finished, this, [this] {
-        checkButton_->setEnabled(true);
-        showReport(checkWatcher_.result());
-    });
-    connect(&demoWatcher_, &QFutureWatcher<QString>::finished, this, [this] {
-        const QString error = demoWatcher_.result();
-        if (!error.isEmpty()) {
-            Q_EMIT statusMessage(tr("Demo dataset: %1").arg(error));
-            return;
-        }
-        core::DatasetSpec spec;
-        spec.root = demoDatasetPath(workspace_).toStdString();
-        spec.split = "train";
-        openDataset(spec);
-    });
 }
 
 DatasetPanel::~DatasetPanel() {
-    cancelCheck_->store(true);
-    checkWatcher_.waitForFinished();
-    demoWatcher_.waitForFinished();
+    Worker::cancelAndWait(checkWorker_);
+    Worker::cancelAndWait(demoWorker_);
 }
 
 void DatasetPanel::buildUi() {
@@ -156,14 +138,20 @@ void DatasetPanel::openDemoDataset() {
         return;
     }
     Q_EMIT statusMessage(tr("Generating the demo dataset in %1…").arg(path));
-    demoWatcher_.setFuture(QtConcurrent::run([path]() -> QString {
-        try {
-            core::writeDemoDataset(path.toStdString());
-            return {};
-        } catch (const std::exception& e) {
-            return QString::fromStdString(e.what());
+    if (demoWorker_) return;
+    demoWorker_ = TaskWorker::start(
+        [path](const std::atomic<bool>&, const TaskWorker::Progress&) { core::writeDemoDataset(path.toStdString()); },
+        this);
+    connect(demoWorker_, &Worker::finished, this, [this, path](const QString& error) {
+        if (!error.isEmpty()) {
+            Q_EMIT statusMessage(tr("Demo dataset: %1").arg(error));
+            return;
         }
-    }));
+        core::DatasetSpec spec;
+        spec.root = path.toStdString();
+        spec.split = "train";
+        openDataset(spec);
+    });
 }
 
 void DatasetPanel::showSample(int row) {
@@ -185,22 +173,26 @@ void DatasetPanel::startCheck() {
         openFromFields();
         if (!dataset_) return;
     }
+    if (checkWorker_) return;
     checkButton_->setEnabled(false);
     summary_->setText(tr("Checking %1 images…").arg(dataset_->size()));
-    cancelCheck_->store(false);
     auto dataset = dataset_;
-    auto cancel = cancelCheck_;
-    checkWatcher_.setFuture(QtConcurrent::run([dataset, cancel]() {
-        core::CheckOptions options;
-        options.cancel = cancel.get();
-        try {
-            return core::checkDataset(*dataset, options);
-        } catch (const std::exception& e) {
-            core::DatasetReport report;
-            report.problems.push_back({core::Severity::Error, dataset->resolvedRoot().string(), e.what()});
-            return report;
+    auto report = std::make_shared<core::DatasetReport>();
+    checkWorker_ = TaskWorker::start(
+        [dataset, report](const std::atomic<bool>& cancel, const TaskWorker::Progress&) {
+            core::CheckOptions options;
+            options.cancel = &cancel;
+            *report = core::checkDataset(*dataset, options);
+        },
+        this);
+    connect(checkWorker_, &Worker::finished, this, [this, dataset, report](const QString& error) {
+        checkButton_->setEnabled(true);
+        if (!error.isEmpty() && error != QStringLiteral("cancelled")) {
+            *report = core::DatasetReport{};
+            report->problems.push_back({core::Severity::Error, dataset->resolvedRoot().string(), error.toStdString()});
         }
-    }));
+        showReport(*report);
+    });
 }
 
 void DatasetPanel::showReport(const core::DatasetReport& report) {

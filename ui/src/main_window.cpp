@@ -153,11 +153,7 @@ MainWindow::MainWindow(QString workspace, QWidget* parent) : QMainWindow(parent)
 
 MainWindow::~MainWindow() {
     queue_.clear();
-    if (worker_) worker_->stop();
-    if (thread_) {
-        thread_->quit();
-        thread_->wait();
-    }
+    Worker::cancelAndWait(worker_);
 }
 
 void MainWindow::buildMenus() {
@@ -302,12 +298,9 @@ void MainWindow::launchNext() {
     const Pending next = queue_.dequeue();
     delete queueList_->takeItem(0);
     banner_->setVisible(false);
-    auto* worker = new TrainingWorker(next.experiment, workspace_, next.resumeRunId);
-    thread_ = new QThread(this);
-    worker->moveToThread(thread_);
+    auto* worker = Worker::start(new TrainingWorker(next.experiment, workspace_, next.resumeRunId), this);
     worker_ = worker;
-    connect(thread_, &QThread::started, worker, &TrainingWorker::run);
-    connect(thread_, &QThread::finished, worker, &QObject::deleteLater);
+    outcome_.reset();
     connect(worker, &TrainingWorker::runCreated, this, [this](const QString& id) {
         activeRunId_ = id;
         bestMiou_.reset();
@@ -352,6 +345,7 @@ void MainWindow::launchNext() {
         }
         updateStatus();
         progress_->setValue(int(std::min(lastStep_, std::max<std::int64_t>(1, totalSteps_))));
+        Q_EMIT stepsReceived(id, qint64(lastStep_));
     });
     connect(worker, &TrainingWorker::validated, this, [this](const QString& id, const core::ValidationEvent& e) {
         curves_->appendValidation(id, e);
@@ -365,40 +359,52 @@ void MainWindow::launchNext() {
     connect(worker, &TrainingWorker::erfRecorded, this,
             [this](const QString& id, int, qint64, const QString&) { erf_->snapshotRecorded(id); });
     connect(worker, &TrainingWorker::logLine, this, [this](const QString&, const QString& line) { log_->appendPlainText(line); });
-    connect(worker, &TrainingWorker::pausedChanged, this, [this](const QString&, bool paused) {
+    connect(worker, &TrainingWorker::pausedChanged, this, [this](const QString& id, bool paused) {
         paused_ = paused;
         updateRunControls();
         updateStatus();
+        Q_EMIT runPaused(id, paused);
     });
-    connect(worker, &TrainingWorker::finished, this, [this](const QString& id, int outcome, const QString& message) {
-        const auto result = core::TrainingOutcome(outcome);
-        log_->appendPlainText(QStringLiteral("%1: %2").arg(QString::fromLatin1(core::trainingOutcomeName(result)), message));
-        if (result == core::TrainingOutcome::Failed) {
-            banner_->setText(tr("Run failed: %1").arg(message));
-            banner_->setVisible(true);
-        }
-        // One outcome per run: the status line names the run and how it ended.
-        runStatus_->setText(tr("%1: %2%3")
-                                .arg(id, QString::fromLatin1(core::trainingOutcomeName(result)),
-                                     message.isEmpty() ? QString() : QStringLiteral(" — ") + message.section(QLatin1Char('\n'), 0, 0)));
-        if (result == core::TrainingOutcome::Failed)
-            statusBar()->showMessage(tr("Run %1 failed: %2").arg(id, message.section(QLatin1Char('\n'), 0, 0)), 15000);
-        paused_ = false;
-        thread_->quit();
-        thread_->wait();
-        thread_->deleteLater();
-        thread_ = nullptr;
-        worker_ = nullptr;
-        activeRunId_.clear();
-        updateRunControls();
-        runs_->refresh(true);
-        // The finished run becomes a source in the Predictions and ERF tabs.
-        if (!predictions_->busy()) predictions_->refreshRuns();
-        if (!erf_->busy()) erf_->refreshRuns();
-        Q_EMIT runFinished(id, outcome, message);
-        launchNext();
+    connect(worker, &TrainingWorker::runFinished, this, [this](const QString& id, int outcome, const QString& message) {
+        outcome_ = Outcome{id, outcome, message};
     });
-    thread_->start();
+    // The thread has ended: the run is over, whatever happened to it.
+    connect(worker, &Worker::finished, this, [this](const QString& error) {
+        Outcome ended = outcome_.value_or(
+            Outcome{activeRunId_,
+                    int(error == QStringLiteral("cancelled") ? core::TrainingOutcome::Cancelled : core::TrainingOutcome::Failed),
+                    error});
+        // Recording the result can fail after the trainer reported its outcome.
+        if (outcome_ && !error.isEmpty() && error != QStringLiteral("cancelled"))
+            ended = Outcome{ended.runId, int(core::TrainingOutcome::Failed), error};
+        outcome_.reset();
+        finishRun(ended.runId, ended.outcome, ended.message);
+    });
+}
+
+void MainWindow::finishRun(const QString& id, int outcome, const QString& message) {
+    const auto result = core::TrainingOutcome(outcome);
+    log_->appendPlainText(QStringLiteral("%1: %2").arg(QString::fromLatin1(core::trainingOutcomeName(result)), message));
+    if (result == core::TrainingOutcome::Failed) {
+        banner_->setText(tr("Run failed: %1").arg(message));
+        banner_->setVisible(true);
+    }
+    // One outcome per run: the status line names the run and how it ended.
+    runStatus_->setText(tr("%1: %2%3")
+                            .arg(id, QString::fromLatin1(core::trainingOutcomeName(result)),
+                                 message.isEmpty() ? QString() : QStringLiteral(" — ") + message.section(QLatin1Char('\n'), 0, 0)));
+    if (result == core::TrainingOutcome::Failed)
+        statusBar()->showMessage(tr("Run %1 failed: %2").arg(id, message.section(QLatin1Char('\n'), 0, 0)), 15000);
+    paused_ = false;
+    worker_ = nullptr;
+    activeRunId_.clear();
+    updateRunControls();
+    runs_->refresh(true);
+    // The finished run becomes a source in the Predictions and ERF tabs.
+    if (!predictions_->busy()) predictions_->refreshRuns();
+    if (!erf_->busy()) erf_->refreshRuns();
+    Q_EMIT runFinished(id, outcome, message);
+    launchNext();
 }
 
 void MainWindow::pauseActive() {
@@ -541,13 +547,7 @@ void MainWindow::closeEvent(QCloseEvent* event) {
     if (!saveSession()) statusBar()->showMessage(tr("Could not save the session to %1").arg(sessionPath()));
     // A running run is stopped cleanly; it stays resumable from the runs table.
     queue_.clear();
-    if (worker_) {
-        worker_->stop();
-        if (thread_) {
-            thread_->quit();
-            thread_->wait();
-        }
-    }
+    Worker::cancelAndWait(worker_);
     QMainWindow::closeEvent(event);
 }
 

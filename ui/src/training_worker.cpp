@@ -20,7 +20,7 @@ TrainingWorker::TrainingWorker(core::Experiment experiment, QString workspace, Q
     registerCoreMetaTypes();
 }
 
-TrainingWorker::~TrainingWorker() { stop(); }
+TrainingWorker::~TrainingWorker() { cancel(); }
 
 void TrainingWorker::pause() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -32,9 +32,9 @@ void TrainingWorker::resume() {
     if (trainer_) trainer_->resume();
 }
 
-void TrainingWorker::stop() {
+void TrainingWorker::cancel() {
     std::lock_guard<std::mutex> lock(mutex_);
-    stopRequested_ = true;
+    Worker::cancel();
     if (trainer_) trainer_->cancel();
 }
 
@@ -43,7 +43,7 @@ QString TrainingWorker::runId() const {
     return runId_;
 }
 
-void TrainingWorker::run() {
+void TrainingWorker::work() {
     QString id;
     try {
         const auto store = core::RunStore::open(workspace_.toStdString());
@@ -76,7 +76,7 @@ void TrainingWorker::run() {
         {
             std::lock_guard<std::mutex> lock(mutex_);
             trainer_ = &trainer;
-            if (stopRequested_) trainer.cancel();
+            if (cancelRequested()) trainer.cancel();
         }
         const core::TrainingResult result = trainer.run();
         {
@@ -89,9 +89,17 @@ void TrainingWorker::run() {
             std::lock_guard<std::mutex> lock(mutex_);
             trainer_ = nullptr;
         }
-        Q_EMIT finished(id, int(core::TrainingOutcome::Failed), QString::fromStdString(e.what()));
+        if (!outcomeReported_) Q_EMIT runFinished(id, int(core::TrainingOutcome::Failed), QString::fromStdString(e.what()));
+        outcomeReported_ = true;
+        throw;  // Worker::run() reports it in finished(error) too
     } catch (...) {
-        Q_EMIT finished(id, int(core::TrainingOutcome::Failed), tr("unknown error"));
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            trainer_ = nullptr;
+        }
+        if (!outcomeReported_) Q_EMIT runFinished(id, int(core::TrainingOutcome::Failed), tr("unknown error"));
+        outcomeReported_ = true;
+        throw;
     }
 }
 
@@ -130,7 +138,8 @@ void TrainingWorker::onPaused(bool paused) {
 
 void TrainingWorker::onFinished(core::TrainingOutcome outcome, const std::string& reason) {
     flushSteps();
-    Q_EMIT finished(runId(), int(outcome), QString::fromStdString(reason));
+    outcomeReported_ = true;
+    Q_EMIT runFinished(runId(), int(outcome), QString::fromStdString(reason));
 }
 
 } // namespace segscope::ui

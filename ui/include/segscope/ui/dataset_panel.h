@@ -3,11 +3,11 @@
 // (in a worker) whose report shows a class-frequency chart and the problem list.
 #include "segscope/core/data/dataset.h"
 #include "segscope/core/data/dataset_check.h"
+#include "segscope/ui/worker.h"
 
-#include <QFutureWatcher>
+#include <QPointer>
 #include <QWidget>
 
-#include <atomic>
 #include <memory>
 
 class QComboBox;
@@ -33,6 +33,7 @@ public:
     void openDemoDataset();
     // Starts a dataset check in a worker; checkFinished() fires on the GUI thread.
     void startCheck();
+    bool checking() const { return bool(checkWorker_); }
 
     QListWidget* sampleList() const { return sampleList_; }
     QCustomPlot* frequencyPlot() const { return frequencyPlot_; }
@@ -53,9 +54,8 @@ private:
     QString workspace_;
     std::shared_ptr<const core::Dataset> dataset_;
     core::DatasetReport lastReport_;
-    std::shared_ptr<std::atomic<bool>> cancelCheck_;
-    QFutureWatcher<core::DatasetReport> checkWatcher_;
-    QFutureWatcher<QString> demoWatcher_;
+    QPointer<TaskWorker> checkWorker_;
+    QPointer<TaskWorker> demoWorker_;
 
     QComboBox* kind_ = nullptr;
     QLineEdit* root_ = nullptr;

@@ -10,7 +10,7 @@
 // (ErfView) come back. GUI thread only.
 #include "segscope/core/analysis/erf.h"
 #include "segscope/core/experiment.h"
-#include "segscope/ui/task_worker.h"
+#include "segscope/ui/worker.h"
 
 #include <QImage>
 #include <QObject>

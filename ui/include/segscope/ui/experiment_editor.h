@@ -3,11 +3,12 @@
 // loaded experiment. Validation is the core's: invalid fields are flagged next to the field with
 // the core's message before launch. GUI thread only; the parameter count is computed in a worker.
 #include "segscope/core/experiment.h"
+#include "segscope/ui/worker.h"
 
 #include <nlohmann/json.hpp>
 
-#include <QFutureWatcher>
 #include <QHash>
+#include <QPointer>
 #include <QTimer>
 #include <QWidget>
 
@@ -26,6 +27,7 @@ class ExperimentEditor : public QWidget {
     Q_OBJECT
 public:
     explicit ExperimentEditor(QWidget* parent = nullptr);
+    ~ExperimentEditor() override;
 
     void setExperiment(const core::Experiment& experiment);
     // The edited experiment, or nothing when it does not validate (the fields are flagged).
@@ -44,7 +46,7 @@ public:
     // Why the dataset cannot be opened as configured; empty when it opens.
     QString datasetProblem() const;
     // True while a count is running.
-    bool isCounting() const { return countWatcher_.isRunning() || countTimer_.isActive(); }
+    bool isCounting() const { return bool(countWorker_) || countTimer_.isActive(); }
     // The name derived from the dataset kind and architecture ("demo-segformer-b0"), which the
     // Name field follows until the user edits it.
     QString derivedName() const;
@@ -69,6 +71,7 @@ private:
         QString pretrainedReport;
         bool pretrainedRefused = false;
     };
+    void showCount(const Count& count);
 
     nlohmann::json base_;
     QHash<QString, QWidget*> fields_;
@@ -101,7 +104,7 @@ private:
     QSpinBox* workers_;
     QSpinBox* erfEvery_;
     QLabel* errorSummary_;
-    QFutureWatcher<Count> countWatcher_;
+    QPointer<TaskWorker> countWorker_;
     QTimer countTimer_;
     QString countedKey_;
     QString derivedName_;  // what the Name field was derived to; empty: the user named the run

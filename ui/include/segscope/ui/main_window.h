@@ -9,6 +9,8 @@
 #include <QPointer>
 #include <QQueue>
 
+#include <optional>
+
 class QAction;
 class QLabel;
 class QProgressBar;
@@ -16,7 +18,6 @@ class QListWidget;
 class QPlainTextEdit;
 class QPushButton;
 class QTabWidget;
-class QThread;
 
 namespace segscope::ui {
 
@@ -74,6 +75,11 @@ public:
 Q_SIGNALS:
     void runStarted(const QString& runId);
     void runFinished(const QString& runId, int outcome, const QString& message);
+    // The active run's trainer holds at its pause point (true: every step it made before has been
+    // received), or goes on after a resume (false).
+    void runPaused(const QString& runId, bool paused);
+    // A batch of the active run's steps reached the curves; `lastStep` is the newest.
+    void stepsReceived(const QString& runId, qint64 lastStep);
 
 protected:
     void dragEnterEvent(QDragEnterEvent* event) override;
@@ -87,6 +93,8 @@ private:
     };
     void buildMenus();
     void launchNext();
+    // The end of the active run (its worker has ended): status, banner, tables, the next queued run.
+    void finishRun(const QString& runId, int outcome, const QString& message);
     void showError(const QString& title, const QString& message);
     void updateStatus();
     void updateRunControls();
@@ -116,7 +124,13 @@ private:
 
     QQueue<Pending> queue_;
     QPointer<TrainingWorker> worker_;
-    QThread* thread_ = nullptr;
+    // The active run's outcome, as its worker reported it (runFinished), until the worker ends.
+    struct Outcome {
+        QString runId;
+        int outcome = 0;
+        QString message;
+    };
+    std::optional<Outcome> outcome_;
     QString activeRunId_;
     bool paused_ = false;
     bool presenter_ = false;

@@ -19,7 +19,7 @@
 //  - Side by side: the current image's prediction for 2–4 runs on the same split.
 // GUI thread only.
 #include "segscope/core/analysis/predictions.h"
-#include "segscope/ui/task_worker.h"
+#include "segscope/ui/worker.h"
 
 #include <QImage>
 #include <QPointer>

@@ -1,14 +1,16 @@
 #pragma once
-// One training run in a worker object living on its own QThread.
+// One training run in a Worker (worker.h): started with Worker::start(new TrainingWorker(...),
+// owner), on its own QThread.
 //
-// run() (a slot, invoked through the thread's event loop) blocks its thread for the whole
-// training; pause(), resume() and stop() are thread-safe and meant to be called directly from
-// the GUI thread. Only values leave the worker, through queued signals; step events are batched
-// so a fast run cannot flood the GUI's event loop. No exception escapes run().
+// work() blocks its thread for the whole training; pause(), resume() and stop() (== cancel())
+// are thread-safe and meant to be called directly from the GUI thread. Only values leave the
+// worker, through queued signals; step events are batched so a fast run cannot flood the GUI's
+// event loop. runFinished() reports the run's outcome (a failure to create, resume or record the
+// run is Failed with its message); Worker::finished() follows when the thread is done.
 #include "segscope/core/experiment.h"
 #include "segscope/core/training/trainer.h"
+#include "segscope/ui/worker.h"
 
-#include <QObject>
 #include <QString>
 #include <QVector>
 
@@ -25,7 +27,7 @@ namespace segscope::ui {
 
 void registerCoreMetaTypes();
 
-class TrainingWorker : public QObject, private core::TrainingObserver {
+class TrainingWorker : public Worker, private core::TrainingObserver {
     Q_OBJECT
 public:
     // A new run of `experiment`, or (with resumeRunId) the continuation of an interrupted run.
@@ -34,11 +36,9 @@ public:
 
     void pause();
     void resume();
-    void stop();
+    void stop() { cancel(); }
+    void cancel() override;
     QString runId() const;
-
-public Q_SLOTS:
-    void run();
 
 Q_SIGNALS:
     void runCreated(const QString& runId);
@@ -49,8 +49,11 @@ Q_SIGNALS:
     void erfRecorded(const QString& runId, int epoch, qint64 step, const QString& directory);
     void logLine(const QString& runId, const QString& line);
     void pausedChanged(const QString& runId, bool paused);
-    // outcome: core::TrainingOutcome as int.
-    void finished(const QString& runId, int outcome, const QString& message);
+    // outcome: core::TrainingOutcome as int. Once per run.
+    void runFinished(const QString& runId, int outcome, const QString& message);
+
+protected:
+    void work() override;
 
 private:
     void onStarted(const core::TrainingStart& start) override;
@@ -68,9 +71,9 @@ private:
     mutable std::mutex mutex_;
     QString runId_;
     core::Trainer* trainer_ = nullptr;  // guarded by mutex_, valid while run() trains
-    bool stopRequested_ = false;
     QVector<core::StepEvent> pendingSteps_;
     std::chrono::steady_clock::time_point lastEmit_{};
+    bool outcomeReported_ = false;  // worker thread only
 };
 
 } // namespace segscope::ui
