@@ -1,13 +1,8 @@
 #include "segscope/core/analysis/inference.h"
 
+#include "analysis/batch_prediction.h"
 #include "models/eval_mode_scope.h"
 
-#include "training/autocast_scope.h"
-
-
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 #include <c10/core/InferenceMode.h>
 #include <torch/torch.h>
 #include <opencv2/imgproc.hpp>
@@ -16,27 +11,8 @@
 #include <cstring>
 
 namespace segscope::core {
-namespace fs = std::filesystem;
-namespace F = torch::nn::functional;
-
-namespace {
-
-
-torch::Tensor resizeLogits(const torch::Tensor& logits, std::int64_t rows, std::int64_t cols) {
-    return F::interpolate(logits, F::InterpolateFuncOptions()
-                                      .size(std::vector<std::int64_t>{rows, cols})
-                                      .mode(torch::kBilinear)
-                                      .align_corners(false));
-}
-
-}  // namespace
 
 Evaluation evaluate(SegmentationModel& model, BatchLoader& loader, int classes, const EvaluationOptions& options) {
-    EvalModeScope evalMode(model);
-    // Not just NoGradGuard: InferenceMode also skips version counters and view tracking
-    // (measured 5-15 % on small-op models, docs/benchmarks.md).
-    c10::InferenceMode inferenceMode;
-    const bool cuda = options.device.is_cuda();
     const bool original = options.resolution == EvalResolution::Original;
     const std::size_t total = loader.dataset().size();
     ConfusionMatrix matrix(classes);
@@ -44,21 +20,15 @@ Evaluation evaluate(SegmentationModel& model, BatchLoader& loader, int classes, 
     // Summed on the device: one host transfer at the end instead of one per batch.
     torch::Tensor lossSum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(options.device));
     std::int64_t lossBatches = 0;
-    loader.startEpoch(0);
-    while (auto batch = loader.next()) {
-        if (options.cancel.cancelled()) {
-            result.cancelled = true;
-            break;
-        }
-        torch::Tensor images = batch->images.to(options.device);
-        if (cuda && options.channelsLast) images = images.contiguous(at::MemoryFormat::ChannelsLast);
-        torch::Tensor logits;
-        {
-            AutocastScope autocast(cuda && options.amp != AmpMode::Off,
-                                   options.amp == AmpMode::Fp16 ? at::kHalf : at::kBFloat16);
-            logits = model.forward(images).to(torch::kFloat32);
-        }
-        const torch::Tensor labels = batch->labels.to(options.device);
+    BatchPredictionOptions batches;
+    batches.device = options.device;
+    batches.amp = options.amp;
+    batches.channelsLast = options.channelsLast;
+    // Resizing logits to each original size leaves glibc holding freed pages, as in predictSplit.
+    batches.trimHeapAfterBatch = original;
+    const bool done = forEachPredictedBatch(model, loader, batches, options.cancel, [&](const Batch& batch,
+                                                                                        const torch::Tensor& logits) {
+        const torch::Tensor labels = batch.labels.to(options.device);
         if (options.loss) {
             lossSum += options.loss(logits, labels).to(torch::kFloat64);
             ++lossBatches;
@@ -68,33 +38,25 @@ Evaluation evaluate(SegmentationModel& model, BatchLoader& loader, int classes, 
             matrix.update(prediction, labels);
             auto ious = batchImageIou(prediction, labels, classes);
             for (std::size_t i = 0; i < ious.size(); ++i) {
-                result.imageIds.push_back(batch->ids[i]);
+                result.imageIds.push_back(batch.ids[i]);
                 result.images.push_back(std::move(ious[i]));
             }
         } else {
-            for (std::size_t i = 0; i < batch->indices.size(); ++i) {
-                const LabeledImage sample = loader.dataset().load(batch->indices[i]);
-                cv::Mat label = sample.label;
-                if (options.voidToBackground) label.setTo(0, label == kIgnoreIndex);
+            for (std::size_t i = 0; i < batch.indices.size(); ++i) {
+                const cv::Mat label = originalLabel(loader.dataset(), batch.indices[i], options.voidToBackground);
                 const torch::Tensor target = torch::from_blob(label.data, {1, label.rows, label.cols}, torch::kUInt8)
                                                  .to(torch::kInt64)
                                                  .to(options.device);
-                const torch::Tensor prediction =
-                    resizeLogits(logits.slice(0, std::int64_t(i), std::int64_t(i) + 1), label.rows, label.cols)
-                        .argmax(1);
+                const torch::Tensor prediction = predictAtSize(logits, i, label.rows, label.cols);
                 matrix.update(prediction, target);
                 auto ious = batchImageIou(prediction, target, classes);
-                result.imageIds.push_back(batch->ids[i]);
+                result.imageIds.push_back(batch.ids[i]);
                 result.images.push_back(std::move(ious.front()));
             }
         }
-#if defined(__GLIBC__)
-        // Resizing logits to each original size leaves glibc holding freed pages (RSS grew
-        // ~1.5 MB per image in predictSplit, which runs the same resize); trim per batch.
-        if (original) malloc_trim(0);
-#endif
         if (options.progress) options.progress(result.imageIds.size(), total);
-    }
+    });
+    result.cancelled = !done;
     result.metrics = computeMetrics(matrix, options.classNames);
     if (lossBatches) result.meanLoss = lossSum.item<double>() / double(lossBatches);
     return result;
@@ -128,7 +90,7 @@ cv::Mat predictImage(SegmentationModel& model, const cv::Mat& rgb, const Transfo
     normalizeToChw(resized, transform.normalization, input.data_ptr<float>());
     const torch::Tensor logits = model.forward(input.to(device)).to(torch::kFloat32);
     const torch::Tensor labels =
-        resizeLogits(logits, rgb.rows, rgb.cols).argmax(1).squeeze(0).to(torch::kUInt8).cpu().contiguous();
+        predictAtSize(logits, 0, rgb.rows, rgb.cols).squeeze(0).to(torch::kUInt8).cpu().contiguous();
     cv::Mat out(rgb.rows, rgb.cols, CV_8UC1);
     std::memcpy(out.data, labels.data_ptr<std::uint8_t>(), std::size_t(rgb.rows) * rgb.cols);
     return out;

@@ -1,5 +1,6 @@
 #pragma once
-// Private to the core: CUDA autocast for the lifetime of a scope (training and evaluation).
+// Private to the core: CUDA autocast for the lifetime of a scope (training and evaluation). In
+// models/, beside eval_mode_scope.h, so that analysis/ can use it without including training/.
 #include <ATen/autocast_mode.h>
 
 namespace segscope::core {

@@ -1,6 +1,6 @@
 #include "segscope/core/training/trainer.h"
 
-#include "training/autocast_scope.h"
+#include "models/autocast_scope.h"
 
 #include "segscope/core/data/dataset_check.h"
 #include "segscope/core/analysis/erf.h"
