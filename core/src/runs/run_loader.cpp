@@ -33,30 +33,6 @@ bool isFile(const fs::path& path) {
     return fs::is_regular_file(path, ec);
 }
 
-// Reads only the safetensors header: the class count must not cost reading a whole checkpoint.
-std::map<std::string, std::string> safetensorsMetadata(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw FileError(path.string(), "cannot open");
-    std::uint8_t lengthBytes[8];
-    if (!in.read(reinterpret_cast<char*>(lengthBytes), 8)) throw FileError(path.string(), "not a safetensors file");
-    std::uint64_t length = 0;
-    for (int i = 7; i >= 0; --i) length = (length << 8) | lengthBytes[i];
-    if (length > (std::uint64_t(1) << 30)) throw FileError(path.string(), "not a safetensors file (header length)");
-    std::string header(length, '\0');
-    if (!in.read(header.data(), std::streamsize(length)))
-        throw FileError(path.string(), "not a safetensors file (truncated header)");
-    std::map<std::string, std::string> metadata;
-    try {
-        const json document = json::parse(header);
-        if (auto it = document.find("__metadata__"); it != document.end() && it->is_object())
-            for (const auto& [k, v] : it->items())
-                if (v.is_string()) metadata[k] = v.get<std::string>();
-    } catch (const json::exception& e) {
-        throw FileError(path.string(), std::string("safetensors header is not valid JSON: ") + e.what());
-    }
-    return metadata;
-}
-
 // The class table as loadRun() reports it: the val split's when the dataset can be opened, else
 // the names recorded with the run's last evaluation, in VOC colours.
 std::vector<ClassInfo> recordedClassTable(RunStore& store, const std::string& runId, const Experiment& experiment) {
@@ -100,7 +76,8 @@ LoadedRun inspect(RunStore& store, const std::string& runId, const std::string& 
             run.epoch = c.epoch;
             run.step = c.step;
         }
-    const auto metadata = safetensorsMetadata(run.checkpoint);
+    // Only the header: the class count must not cost reading a whole checkpoint.
+    const auto metadata = readSafetensorsMetadata(run.checkpoint);
     if (auto it = metadata.find("classes"); it != metadata.end()) {
         try {
             run.classes = std::stoi(it->second);
