@@ -5,20 +5,15 @@
 //    runs core::predictSplit() in a TaskWorker with progress and cancel; the predictions are
 //    cached in the run folder, so reopening is instant. Only per-image confusion matrices stay in
 //    memory; masks are read from the cache when an image is shown.
-//  - Images: the image, the ground truth and the prediction overlay (or, for a chosen class, its
-//    TP/FP/FN/ignored error map; or the pixels of a confusion cell), with an opacity slider, a
-//    legend with show/hide per class and editable colours (saved with the workspace), zoom and
-//    pan synced across the panes, PNG export, and any image file (open or drop) run through
-//    the model.
-//  - Gallery: thumbnails with overlays, sorted by per-image IoU (overall or one class) or by the
-//    pixels where a class was confused, filtered to images containing a class or where it was
-//    confused; a click opens the image.
-//  - Confusion: the split's confusion matrix as a heatmap (counts or row-normalised); a click on
-//    cell (i, j) lists the images where true i was predicted as j, by pixel count; the per-class
-//    metrics table is sortable.
-//  - Side by side: the current image's prediction for 2–4 runs on the same split.
+//  - Four views, each a widget of its own, composed here: Images (PredictionImagesView: image,
+//    ground truth, prediction or error map, legend), Failure gallery (FailureGallery),
+//    Confusion matrix (ConfusionView) and Side by side (SideBySideView). The panel holds the
+//    prediction set and the class colours (saved with the workspace) and routes between them:
+//    a gallery or cell click opens the image, a recolour redraws every view.
+//  - Any image file (open or drop) runs through the source's model into the Images view.
 // GUI thread only.
 #include "segscope/core/analysis/predictions.h"
+#include "segscope/ui/failure_gallery.h"
 #include "segscope/ui/worker.h"
 
 #include <QImage>
@@ -26,22 +21,19 @@
 #include <QWidget>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
-class QCheckBox;
 class QComboBox;
-class QGraphicsView;
 class QLabel;
-class QLineEdit;
 class QListWidget;
 class QProgressBar;
 class QPushButton;
-class QSlider;
 class QTabWidget;
 class QTableWidget;
-class QThreadPool;
 
 namespace segscope::core {
 struct LoadedRun;
@@ -50,17 +42,9 @@ struct LoadedRun;
 namespace segscope::ui {
 
 class ClassColors;
-class SyncedView;
-
-enum class GallerySort { MeanIouAscending, MeanIouDescending, ClassIouAscending, ClassIouDescending, ConfusedPixels };
-enum class GalleryFilter { All, ContainsClass, ClassConfused };
-
-// The gallery's list for a prediction set: `sort` orders the images (the class sorts use
-// `classIndex` and leave out images where the class has union 0; ConfusedPixels lists
-// mostConfused(classIndex)), then `filter` keeps those containing the class (ground truth) or
-// where it was confused (confusedPixels > 0), preserving the order.
-std::vector<std::size_t> galleryIndices(const core::PredictionSet& set, GallerySort sort, GalleryFilter filter,
-                                        int classIndex);
+class ConfusionView;
+class PredictionImagesView;
+class SideBySideView;
 
 class PredictionsPanel : public QWidget {
     Q_OBJECT
@@ -82,13 +66,13 @@ public:
 
     // Images view.
     void showImage(std::size_t index);
-    std::optional<std::size_t> currentImage() const { return current_; }
+    std::optional<std::size_t> currentImage() const;
     void setOpacity(double opacity);  // 0..1
     void setErrorClass(int c);        // -1: the prediction overlay
     void setClassVisible(int c, bool visible);
     bool setClassColor(int c, const QColor& color);  // saved with the workspace
-    QImage predictionPane() const { return predictionImage_; }
-    QImage groundTruthPane() const { return groundTruthImage_; }
+    QImage predictionPane() const;
+    QImage groundTruthPane() const;
     bool exportOverlay(const QString& path) const;
     // Runs the current source's model on an image file and shows the overlay (async; emits
     // imagePredicted when done).
@@ -96,25 +80,30 @@ public:
 
     // Gallery.
     void setGallery(GallerySort sort, GalleryFilter filter, int classIndex);
-    const std::vector<std::size_t>& galleryList() const { return gallery_; }
-    QListWidget* galleryWidget() const { return galleryView_; }
+    const std::vector<std::size_t>& galleryList() const;
+    QListWidget* galleryWidget() const;
     void activateGalleryItem(int row);
 
     // Confusion matrix.
     void setRowNormalised(bool on);
     void clickCell(int target, int prediction);
-    const std::vector<std::size_t>& cellList() const { return cellImages_; }
-    QListWidget* cellListWidget() const { return cellView_; }
+    const std::vector<std::size_t>& cellList() const;
+    QListWidget* cellListWidget() const;
     void activateCellItem(int row);
-    QTableWidget* confusionTable() const { return confusion_; }
-    QTableWidget* metricsTable() const { return metrics_; }
+    QTableWidget* confusionTable() const;
+    QTableWidget* metricsTable() const;
 
     // Side by side: predicts (or reopens) the same split for each run, then shows the current
     // image's id in each.
     bool compareRuns(const QStringList& runIds);
-    int comparedRuns() const { return int(compareSets_.size()); }
+    int comparedRuns() const;
 
     QTabWidget* views() const { return views_; }
+    QComboBox* runPicker() const { return run_; }
+    PredictionImagesView* imagesView() const { return images_; }
+    FailureGallery* gallery() const { return gallery_; }
+    ConfusionView* confusionView() const { return confusion_; }
+    SideBySideView* sideBySideView() const { return sideBySide_; }
 
 Q_SIGNALS:
     void predictionsReady();
@@ -130,13 +119,9 @@ private:
     void startWorker(std::function<void(const std::atomic<bool>&, const std::function<void(qint64, qint64)>&)> task,
                      std::function<void(const QString&)> done);
     void predictionsChanged();
-    void rebuildLegend();
-    void renderCurrent();
-    void rebuildGallery();
-    void rebuildConfusion();
+    void showImage(std::size_t index, std::optional<std::pair<int, int>> cell);
     void rebuildComparison();
     std::vector<core::ClassInfo> displayClasses() const;
-    QImage renderLabels(const cv::Mat& rgb, const cv::Mat& labels) const;
 
     QString workspace_;
     std::unique_ptr<ClassColors> colors_;
@@ -145,7 +130,6 @@ private:
     bool lastFromCache_ = false;
     std::shared_ptr<core::LoadedRun> loadedRun_;  // for single images; used by one worker at a time
     QString loadedKey_;
-    std::vector<std::pair<QString, std::shared_ptr<const core::PredictionSet>>> compareSets_;
 
     // Source row.
     QComboBox* run_ = nullptr;
@@ -157,43 +141,10 @@ private:
     QLabel* summary_ = nullptr;
     QTabWidget* views_ = nullptr;
 
-    // Images view.
-    QListWidget* imageList_ = nullptr;
-    SyncedView* paneViews_[3] = {nullptr, nullptr, nullptr};
-    QLabel* paneTitles_[3] = {nullptr, nullptr, nullptr};
-    QSlider* opacity_ = nullptr;
-    QComboBox* errorClass_ = nullptr;
-    QListWidget* legend_ = nullptr;
-    std::optional<std::size_t> current_;
-    std::optional<std::pair<int, int>> highlightCell_;
-    std::vector<bool> visible_;
-    QImage imageImage_, groundTruthImage_, predictionImage_;
-    cv::Mat externalImage_, externalPrediction_;  // an opened image file (no ground truth)
-    QString externalPath_;
-
-    // Gallery.
-    QComboBox* gallerySort_ = nullptr;
-    QComboBox* galleryFilter_ = nullptr;
-    QComboBox* galleryClass_ = nullptr;
-    QListWidget* galleryView_ = nullptr;
-    QPushButton* galleryMore_ = nullptr;
-    std::vector<std::size_t> gallery_;
-    int galleryShown_ = 0;
-    // Bumped on every gallery rebuild; thumbnail tasks of an older generation stop.
-    std::shared_ptr<std::atomic<quint64>> galleryGeneration_ = std::make_shared<std::atomic<quint64>>(0);
-    QThreadPool* thumbnails_ = nullptr;
-
-    // Confusion.
-    QTableWidget* confusion_ = nullptr;
-    QCheckBox* rowNormalised_ = nullptr;
-    QListWidget* cellView_ = nullptr;
-    QLabel* cellTitle_ = nullptr;
-    QTableWidget* metrics_ = nullptr;
-    std::vector<std::size_t> cellImages_;
-
-    // Side by side.
-    QListWidget* compareList_ = nullptr;
-    QWidget* compareGrid_ = nullptr;
+    PredictionImagesView* images_ = nullptr;
+    FailureGallery* gallery_ = nullptr;
+    ConfusionView* confusion_ = nullptr;
+    SideBySideView* sideBySide_ = nullptr;
 
     QPointer<TaskWorker> worker_;
 };
