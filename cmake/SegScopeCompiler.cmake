@@ -25,4 +25,9 @@ endif()
 if(SEGSCOPE_SANITIZE)
   add_compile_options(-fsanitize=${SEGSCOPE_SANITIZE} -fno-sanitize-recover=all -fno-omit-frame-pointer)
   add_link_options(-fsanitize=${SEGSCOPE_SANITIZE})
+  # GCC's -Wmaybe-uninitialized misfires on LibTorch's inline headers once the sanitizers'
+  # instrumentation is in (std::optional<at::Generator>), as GCC's manual warns it may.
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    target_compile_options(segscope_warnings INTERFACE -Wno-maybe-uninitialized)
+  endif()
 endif()
