@@ -11,29 +11,38 @@
 
 #include <filesystem>
 #include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
 
 namespace segscope::cli {
 namespace core = segscope::core;
 namespace fs = std::filesystem;
 
-int commandForward(const Arguments& args) {
-    // --strict is accepted for old scripts: strict is the default now.
-    args.allowOnly({"model", "classes", "weights", "input", "output", "strict", "allow-partial", "force"});
-    const std::string modelId = args.required("model");
-    const long classes = args.integer("classes", 0);
+namespace {
+
+struct ForwardOptions {
+    std::string model, input, output;
+    std::optional<std::string> classes, weights;
+    bool strict = false, allowPartial = false, force = false;
+};
+
+int forward(const ForwardOptions& args) {
+    const std::string& modelId = args.model;
+    const long classes = integerValue("classes", args.classes, 0);
     if (classes < 1 || classes > 100000) throw UsageError("--classes must be an integer in [1, 100000]");
-    const fs::path inputPath = args.required("input");
-    const fs::path outputPath = args.required("output");
+    const fs::path inputPath = args.input;
+    const fs::path outputPath = args.output;
     core::OutputGuard guard;
     guard.inputs = {inputPath};
-    if (auto weights = args.value("weights")) guard.inputs.push_back(*weights);
-    guard.force = args.has("force");
+    if (const auto& weights = args.weights) guard.inputs.push_back(*weights);
+    guard.force = args.force;
     core::checkOutputPath(outputPath, guard);
 
     const auto model = core::createModel(modelId, static_cast<int>(classes));
-    if (auto weights = args.value("weights")) {
+    if (const auto& weights = args.weights) {
         // Any tensor missing or left over fails (naming the keys), unless --allow-partial.
-        const auto report = core::loadWeightsForModel(*model, modelId, *weights, args.has("allow-partial"));
+        const auto report = core::loadWeightsForModel(*model, modelId, *weights, args.allowPartial);
         std::cerr << *weights << ": " << report.summary() << "\n";
     }
 
@@ -58,6 +67,27 @@ int commandForward(const Arguments& args) {
                            {{"model", modelId}, {"classes", std::to_string(classes)}});
     std::cout << "wrote logits " << c10::str(logits.sizes()) << " to " << outputPath.string() << "\n";
     return 0;
+}
+
+}  // namespace
+
+Command addForwardCommand(CLI::App& cli) {
+    const auto options = std::make_shared<ForwardOptions>();
+    CLI::App* app = cli.add_subcommand("forward", "eval-mode forward of a zoo model on a tensor file");
+    app->footer("Reads tensor `input` (B,3,H,W float32) and writes `logits`. --weights takes .safetensors or "
+                "torch.save .pth/.bin, mapped by name (HF SegFormer in transformers 4.x or 5.x names, detected); "
+                "they must fit the model exactly (the load report names missing/unexpected keys) unless "
+                "--allow-partial.");
+    app->add_option("--model", options->model, "a zoo id (segscope-cli models)")->required()->type_name("ID");
+    addIntegerOption(*app, "--classes", options->classes, "output classes, 1 to 100000")->required()->type_name("K");
+    app->add_option("--input", options->input, "tensor file holding `input`")->required()->type_name("IN.safetensors");
+    app->add_option("--output", options->output, "where the logits go")->required()->type_name("OUT.safetensors");
+    app->add_option("--weights", options->weights, "weights to load")->type_name("FILE");
+    app->add_flag("--allow-partial", options->allowPartial, "load what fits, report the rest");
+    app->add_flag("--force", options->force, "write over an existing output file");
+    // Accepted for old scripts: strict is the default now.
+    app->add_flag("--strict", options->strict)->group("");
+    return {app, [options] { return forward(*options); }, true};
 }
 
 }  // namespace segscope::cli

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <iomanip>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <sstream>
 
 namespace segscope::cli {
@@ -33,11 +35,14 @@ std::string joined(const std::vector<std::string>& items) {
     return out;
 }
 
-}  // namespace
+struct ModelsOptions {
+    std::optional<std::string> classes;
+    bool json = false;
+    std::vector<std::string> ids;
+};
 
-int commandModels(const Arguments& args) {
-    args.allowOnly({"classes", "json"});
-    const long classes = args.integer("classes", 21);
+int listModels(const ModelsOptions& args) {
+    const long classes = integerValue("classes", args.classes, 21);
     if (classes < 1 || classes > 100000) throw UsageError("--classes must be an integer in [1, 100000]");
 
     // LibTorch C++ modules allocate and initialise their tensors in their constructors and offer
@@ -45,11 +50,11 @@ int commandModels(const Arguments& args) {
     // the initialisation is as cheap as it gets (ViT-large takes a few seconds).
     // Positional ids restrict the listing (in registry order); an unknown one is an error.
     std::vector<const core::ModelEntry*> entries;
-    for (const auto& id : args.positionals())
+    for (const auto& id : args.ids)
         if (!core::findModel(id)) core::createModel(id, 1);  // throws Error listing close matches
     for (const auto& entry : core::modelRegistry()) {
-        bool wanted = args.positionals().empty();
-        for (const auto& id : args.positionals()) wanted = wanted || id == entry.info.id;
+        bool wanted = args.ids.empty();
+        for (const auto& id : args.ids) wanted = wanted || id == entry.info.id;
         if (wanted) entries.push_back(&entry);
     }
 
@@ -70,7 +75,7 @@ int commandModels(const Arguments& args) {
                         {"stages", entry.info.stages},
                         {"reference", entry.info.reference}});
     }
-    if (args.has("json")) {
+    if (args.json) {
         std::cout << nlohmann::json{{"classes", classes}, {"models", list}}.dump(1) << std::endl;
         return 0;
     }
@@ -89,6 +94,21 @@ int commandModels(const Arguments& args) {
     out << entries.size() << " models, parameters at " << classes << " classes\n";
     std::cout << out.str();
     return 0;
+}
+
+}  // namespace
+
+Command addModelsCommand(CLI::App& cli) {
+    const auto options = std::make_shared<ModelsOptions>();
+    CLI::App* app = cli.add_subcommand("models", "the model zoo: id, family, exact parameter count, stage names");
+    app->footer("Each model is built to count its parameters (ViT-large takes a few seconds).");
+    addIntegerOption(*app, "--classes", options->classes, "classes the parameters are counted at, 1 to 100000", 21)
+        ->type_name("K");
+    app->add_flag("--json", options->json, "the list as JSON");
+    app->add_option("ID", options->ids, "only these models (in the zoo's order); an unknown id is an error")
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+        ->type_name("");
+    return {app, [options] { return listModels(*options); }, false};
 }
 
 }  // namespace segscope::cli

@@ -5,13 +5,22 @@
 
 #include <filesystem>
 #include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
 
 namespace segscope::cli {
 namespace core = segscope::core;
 
-int commandRuns(const Arguments& args) {
-    args.allowOnly({"workspace", "json"});
-    const std::filesystem::path workspace = args.value("workspace").value_or(core::defaultWorkspace().string());
+namespace {
+
+struct RunsOptions {
+    std::optional<std::string> workspace;
+    bool json = false;
+};
+
+int listRuns(const RunsOptions& args) {
+    const std::filesystem::path workspace = args.workspace.value_or(core::defaultWorkspace().string());
     std::vector<core::RunSummary> runs;
     // Listing must not create a workspace as a side effect: no database means no runs. It only
     // reads, so a read-only workspace (a copy on a USB stick, a shared folder) can be listed.
@@ -25,11 +34,22 @@ int commandRuns(const Arguments& args) {
         } catch (const core::Error&) {
         }
     }
-    if (args.has("json"))
+    if (args.json)
         std::cout << core::runsToJson(runs) << std::endl;
     else
         std::cout << core::runsToText(runs);
     return 0;
+}
+
+}  // namespace
+
+Command addRunsCommand(CLI::App& cli) {
+    const auto options = std::make_shared<RunsOptions>();
+    CLI::App* app = cli.add_subcommand("runs", "the runs of a workspace");
+    app->footer("Only reads: a missing workspace lists no runs (none is created), a read-only one can be listed.");
+    app->add_option("--workspace", options->workspace, "the workspace folder")->type_name("DIR");
+    app->add_flag("--json", options->json, "the runs as JSON");
+    return {app, [options] { return listRuns(*options); }, false};
 }
 
 }  // namespace segscope::cli

@@ -9,7 +9,11 @@
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <set>
+#include <string>
+#include <vector>
 
 namespace segscope::cli {
 namespace core = segscope::core;
@@ -37,19 +41,22 @@ cv::Mat readIndexMask(const fs::path& path) {
     return mask.values;
 }
 
-}  // namespace
+struct ScoreOptions {
+    std::string pred, gt;
+    std::optional<std::string> classes, ignore, names;
+    bool json = false;
+};
 
-int commandScore(const Arguments& args) {
-    args.allowOnly({"pred", "gt", "classes", "ignore", "json", "names"});
-    const fs::path predDir = args.required("pred");
-    const fs::path gtDir = args.required("gt");
-    const long classes = args.integer("classes", 0);
+int score(const ScoreOptions& args) {
+    const fs::path predDir = args.pred;
+    const fs::path gtDir = args.gt;
+    const long classes = integerValue("classes", args.classes, 0);
     if (classes < 1 || classes > 255) throw UsageError("--classes must be an integer in [1, 255]");
-    const long ignore = args.integer("ignore", core::kIgnoreIndex);
+    const long ignore = integerValue("ignore", args.ignore, core::kIgnoreIndex);
     if (ignore < -1 || ignore > 255) throw UsageError("--ignore must be in [0, 255] (or -1 for none)");
 
     std::vector<std::string> names;
-    if (auto file = args.value("names")) {
+    if (const auto& file = args.names) {
         for (const auto& c : core::readClassesFile(*file)) names.push_back(c.name);
         if (static_cast<long>(names.size()) != classes)
             throw core::FileError(
@@ -91,11 +98,27 @@ int commandScore(const Arguments& args) {
         return 1;
     }
     const core::SegmentationMetrics metrics = core::computeMetrics(matrix, names);
-    if (args.has("json"))
+    if (args.json)
         std::cout << core::metricsToJson(metrics) << std::endl;
     else
         std::cout << gtNames.size() << " images\n" << core::metricsToText(metrics);
     return 0;
+}
+
+}  // namespace
+
+Command addScoreCommand(CLI::App& cli) {
+    const auto options = std::make_shared<ScoreOptions>();
+    CLI::App* app = cli.add_subcommand("score", "score index-PNG predictions against index-PNG ground truth");
+    app->footer("Files are matched by name; prints aAcc, mIoU, mAcc, mDice and the per-class figures.");
+    app->add_option("--pred", options->pred, "folder of predicted index PNGs")->required()->type_name("DIR");
+    app->add_option("--gt", options->gt, "folder of ground-truth index PNGs")->required()->type_name("DIR");
+    addIntegerOption(*app, "--classes", options->classes, "number of classes, 1 to 255")->required()->type_name("K");
+    addIntegerOption(*app, "--ignore", options->ignore, "label value left out of the scores, 0 to 255 or -1 for none",
+                     core::kIgnoreIndex);
+    app->add_option("--names", options->names, "class names, one a line")->type_name("classes.txt");
+    app->add_flag("--json", options->json, "the metrics as JSON");
+    return {app, [options] { return score(*options); }, false};
 }
 
 }  // namespace segscope::cli

@@ -15,7 +15,10 @@
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <sstream>
+#include <string>
+#include <vector>
 #include <thread>
 #include <unistd.h>
 
@@ -129,22 +132,27 @@ void forgetDeletedCheckpoints(core::RunStore& store, const std::string& runId) {
     }
 }
 
-} // namespace
+struct TrainOptions {
+    std::optional<std::string> config, workspace, resume, name, keepCheckpoints;
+    std::vector<std::string> overrides;
+    bool force = false;
+};
 
-int commandTrain(const Arguments& args) {
-    args.allowOnly({"config", "workspace", "set", "resume", "name", "keep-checkpoints", "force"});
-    const std::filesystem::path workspace = args.value("workspace").value_or(core::defaultWorkspace().string());
+int train(const TrainOptions& args) {
+    // Usage first: a wrong command line must not create a workspace.
+    if (args.resume && args.config) throw UsageError("--resume and --config exclude each other");
+    if (!args.resume && !args.config) throw UsageError("missing --config");
+    core::TrainerOptions options;
+    options.keepCheckpoints = int(integerValue("keep-checkpoints", args.keepCheckpoints, options.keepCheckpoints));
+    const std::filesystem::path workspace = args.workspace.value_or(core::defaultWorkspace().string());
     const auto store = core::RunStore::open(workspace);
     store->markInterrupted();
 
     core::Experiment experiment;
     std::string runId;
-    core::TrainerOptions options;
-    options.keepCheckpoints = int(args.integer("keep-checkpoints", options.keepCheckpoints));
     // Held until the process ends: one process trains a run at a time.
     std::optional<core::RunLock> lock;
-    if (auto resume = args.value("resume")) {
-        if (args.has("config")) throw UsageError("--resume and --config exclude each other");
+    if (const auto& resume = args.resume) {
         runId = *resume;
         const auto recorded = store->run(runId);
         if (!recorded) throw core::Error("no run '" + runId + "' in workspace " + workspace.string());
@@ -153,7 +161,7 @@ int commandTrain(const Arguments& args) {
         } catch (const core::RunLockedError& e) {
             throw core::Error("run " + runId + " is being trained by another process: " + e.what());
         }
-        takeOverStaleRun(*store, *recorded, args.has("force"));
+        takeOverStaleRun(*store, *recorded, args.force);
         const core::ResumePoint point = core::prepareResume(*store, runId);
         forgetDeletedCheckpoints(*store, runId);
         experiment = point.experiment;
@@ -162,9 +170,9 @@ int commandTrain(const Arguments& args) {
                   << (point.checkpoint ? " from " + point.checkpoint->string() : std::string(" from the start"))
                   << std::endl;
     } else {
-        experiment = core::loadExperiment(args.required("config"));
-        for (const auto& assignment : args.all("set")) core::applyOverride(experiment, assignment);
-        if (auto name = args.value("name")) experiment.name = *name;
+        experiment = core::loadExperiment(*args.config);
+        for (const auto& assignment : args.overrides) core::applyOverride(experiment, assignment);
+        if (const auto& name = args.name) experiment.name = *name;
         runId = core::createRecordedRun(*store, experiment);
         lock.emplace(core::RunLock::acquire(store->run(runId)->folder));
         std::cout << "run " << runId << " in " << workspace.string() << std::endl;
@@ -206,6 +214,29 @@ int commandTrain(const Arguments& args) {
         std::cout << "best mIoU " << std::fixed << std::setprecision(4) << *result.bestMiou << " at epoch "
                   << result.bestEpoch << "; run " << runId << std::endl;
     return result.outcome == core::TrainingOutcome::Finished && recorded ? 0 : 1;
+}
+
+}  // namespace
+
+Command addTrainCommand(CLI::App& cli) {
+    const auto options = std::make_shared<TrainOptions>();
+    const core::TrainerOptions defaults;
+    CLI::App* app = cli.add_subcommand("train", "train an experiment, or continue an interrupted run exactly");
+    app->footer("Records the run in the workspace and prints the metrics table at the end. One process trains a run "
+                "at a time (RUN/train.lock); --force resumes a run recorded as running whose process no longer "
+                "trains it. Exits 0 when training finished, 1 otherwise (Ctrl-C stops at the next step, resumable).");
+    app->add_option("--config", options->config, "the experiment file")->type_name("EXPERIMENT.json");
+    app->add_option("--resume", options->resume, "continue this run from its last checkpoint")->type_name("RUN_ID");
+    app->add_option("--workspace", options->workspace, "the workspace folder")->type_name("DIR");
+    app->add_option("--set", options->overrides, "change one setting of the experiment, e.g. training.epochs=4")
+        ->type_name("path=value")
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    app->add_option("--name", options->name, "the run's name (default: the experiment's)")->type_name("NAME");
+    addIntegerOption(*app, "--keep-checkpoints", options->keepCheckpoints, "checkpoints kept besides the best",
+                     defaults.keepCheckpoints)
+        ->type_name("N");
+    app->add_flag("--force", options->force, "--resume: take over a run whose process ended unrecorded");
+    return {app, [options] { return train(*options); }, true};
 }
 
 } // namespace segscope::cli

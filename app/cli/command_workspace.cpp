@@ -7,6 +7,10 @@
 
 #include <filesystem>
 #include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace segscope::cli {
 namespace core = segscope::core;
@@ -55,20 +59,23 @@ int check(const fs::path& workspace, bool asJson) {
     return healthy ? 0 : 1;
 }
 
-}  // namespace
+struct WorkspaceOptions {
+    std::vector<std::string> actions;
+    std::optional<std::string> workspace;
+    bool json = false, rebuild = false;
+};
 
-int commandWorkspace(const Arguments& args) {
-    args.allowOnly({"workspace", "json", "rebuild"});
-    if (args.positionals().size() != 1) throw UsageError("workspace needs one action: check or repair");
-    const std::string action = args.positionals().front();
-    const fs::path workspace = args.value("workspace").value_or(core::defaultWorkspace().string());
-    if (action == "check") return check(workspace, args.has("json"));
+int workspaceCommand(const WorkspaceOptions& args) {
+    if (args.actions.size() != 1) throw UsageError("workspace needs one action: check or repair");
+    const std::string action = args.actions.front();
+    const fs::path workspace = args.workspace.value_or(core::defaultWorkspace().string());
+    if (action == "check") return check(workspace, args.json);
     if (action != "repair") throw UsageError("unknown workspace action '" + action + "' (check or repair)");
     if (!fs::is_directory(workspace)) throw core::FileError(workspace.string(), "no such workspace folder");
-    const core::WorkspaceReport report = core::repairWorkspace(workspace, args.has("rebuild"));
+    const core::WorkspaceReport report = core::repairWorkspace(workspace, args.rebuild);
     const auto store = core::RunStore::open(workspace, core::StoreAccess::ReadOnly);
     const auto runs = store->listRuns();
-    if (args.has("json")) {
+    if (args.json) {
         nlohmann::json out = reportJson(report);
         out["runs"] = runs.size();
         std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
@@ -79,6 +86,23 @@ int commandWorkspace(const Arguments& args) {
                   << runs.size() << " run" << (runs.size() == 1 ? "" : "s") << " in the workspace\n";
     }
     return 0;
+}
+
+}  // namespace
+
+Command addWorkspaceCommand(CLI::App& cli) {
+    const auto options = std::make_shared<WorkspaceOptions>();
+    CLI::App* app = cli.add_subcommand("workspace", "check the run database, or rebuild it from the run folders");
+    app->footer("check: exits 0 when the database (.segscope/segscope.db) is healthy, 1 when it is not.\n"
+                "repair: rebuilds a corrupt, foreign or missing database from the run folders' journals (the "
+                "unusable file is moved aside, never deleted).");
+    app->add_option("ACTION", options->actions, "check or repair (one of them)")
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+        ->type_name("");
+    app->add_option("--workspace", options->workspace, "the workspace folder")->type_name("DIR");
+    app->add_flag("--rebuild", options->rebuild, "repair: rebuild even a healthy database");
+    app->add_flag("--json", options->json, "the report as JSON");
+    return {app, [options] { return workspaceCommand(*options); }, false};
 }
 
 }  // namespace segscope::cli
