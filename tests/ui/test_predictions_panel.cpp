@@ -6,10 +6,13 @@
 #include "segscope/core/runs/run_store.h"
 #include "segscope/core/training/trainer.h"
 #include "segscope/core/runs/run_recorder.h"
+#include "segscope/ui/prediction_images_view.h"
 #include "segscope/ui/predictions_panel.h"
 
 #include "test_support.h"
+#include "ui_test_support.h"
 
+#include <QComboBox>
 #include <QFile>
 #include <QListWidget>
 #include <QSignalSpy>
@@ -24,36 +27,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// 4 x 4 masks from a row-major string of digits.
-cv::Mat mask(const std::string& digits) {
-    cv::Mat m(4, 4, CV_8UC1);
-    for (int i = 0; i < 16; ++i) m.at<std::uint8_t>(i / 4, i % 4) = std::uint8_t(digits[std::size_t(i)] - '0');
-    return m;
-}
-
-// Classes 0 background, 1 cat, 2 dog. Per image (ground truth -> prediction):
-//   a: 16 cat -> 12 cat, 4 dog                     mIoU (0.75 + 0) / 2   = 0.375
-//   b: 8 bg, 8 dog -> all correct                  mIoU 1
-//   c: 16 dog -> 8 dog, 8 cat                      mIoU (0.5 + 0) / 2    = 0.25
-//   d: 8 cat, 8 bg -> cat correct, 2 bg as cat     mIoU (0.8 + 0.75) / 2 = 0.775
-core::PredictionSet knownSet(const fs::path& dir) {
-    const cv::Mat grey(4, 4, CV_8UC3, cv::Scalar(100, 100, 100));
-    const std::vector<core::ClassInfo> classes{{"background", {0, 0, 0}}, {"cat", {0, 0, 200}}, {"dog", {0, 200, 0}}};
-    core::PredictionKey key;
-    key.classes = 3;
-    core::PredictionCacheWriter writer(dir / "run/predictions/known__val", key, classes);
-    const std::vector<std::array<std::string, 3>> images{
-        {"a", "1111111111111111", "1111111111112222"},
-        {"b", "0000000022222222", "0000000022222222"},
-        {"c", "2222222222222222", "2222222211111111"},
-        {"d", "1111111100000000", "1111111100000011"}};
-    for (const auto& [id, truth, prediction] : images) {
-        const fs::path image = dir / (id + ".png");
-        cv::imwrite(image.string(), grey);
-        writer.add(id, mask(prediction), mask(truth), image);
-    }
-    return writer.commit();
-}
+core::PredictionSet knownSet(const fs::path& dir) { return test::knownPredictionSet(dir); }
 
 std::vector<std::string> ids(const core::PredictionSet& set, const std::vector<std::size_t>& indices) {
     std::vector<std::string> out;
@@ -120,16 +94,16 @@ TEST(PredictionsPanel, ConfusionCellListsItsImagesAndHighlightsThePixels) {
     panel.activateCellItem(0);
     ASSERT_TRUE(panel.currentImage().has_value());
     EXPECT_EQ(set.image(*panel.currentImage()).id, "c");
-    // The 8 pixels of true dog predicted as cat (the bottom half) are highlighted in magenta.
+    // The 8 pixels of true dog predicted as cat (the bottom half) are highlighted in cyan.
     const QImage pane = panel.predictionPane();
     ASSERT_EQ(pane.size(), QSize(4, 4));
     int highlighted = 0;
     for (int y = 0; y < 4; ++y)
         for (int x = 0; x < 4; ++x)
-            if (pane.pixelColor(x, y) == QColor(255, 0, 255)) ++highlighted;
+            if (pane.pixelColor(x, y) == QColor(0, 255, 255)) ++highlighted;
             else EXPECT_EQ(pane.pixelColor(x, y), QColor(100, 100, 100)) << x << "," << y;
     EXPECT_EQ(highlighted, 8);
-    EXPECT_EQ(pane.pixelColor(0, 3), QColor(255, 0, 255));
+    EXPECT_EQ(pane.pixelColor(0, 3), QColor(0, 255, 255));
 
     // The metrics table sorts by value: IoU ascending puts dog (16 / (16 + 8 + 4)) first, background last.
     panel.metricsTable()->sortItems(1, Qt::AscendingOrder);
@@ -228,4 +202,46 @@ TEST(PredictionsPanel, PredictsATrainedRunInTheWorkerAndReopensTheCache) {
     ASSERT_TRUE(predicted.wait(60000)) << (messages.isEmpty() ? std::string() : messages.last().at(0).toString().toStdString());
     EXPECT_TRUE(messages.isEmpty());
     EXPECT_EQ(panel.predictionPane().size(), QSize(48, 48));
+}
+
+TEST(PredictionsPanel, ErrorClassResetsWhenTheRunOrThePredictionsChange) {
+    test::TempDir dir;
+    auto store = core::RunStore::open(dir / "ws");
+    core::NewRun run;
+    run.name = "tiny";
+    run.model = "segformer-b0";
+    run.experimentJson = "{}";
+    const QString first = QString::fromStdString(store->createRun(run));
+    const QString second = QString::fromStdString(store->createRun(run));
+    ui::PredictionsPanel panel(QString::fromStdString((dir / "ws").string()));
+    panel.setSource(first);
+    panel.setPredictions(knownSet(dir.path()));
+    EXPECT_EQ(panel.imagesView()->errorClass(), -1);
+    panel.setErrorClass(1);
+    ASSERT_EQ(panel.imagesView()->errorClass(), 1);
+    panel.setSource(second);
+    EXPECT_EQ(panel.imagesView()->errorClass(), -1) << "another run's predictions start from the overlay";
+    EXPECT_EQ(panel.imagesView()->errorClassCombo()->currentText(), QStringLiteral("(none: prediction overlay)"));
+    panel.setErrorClass(2);
+    panel.setPredictions(knownSet(dir / "second"));
+    EXPECT_EQ(panel.imagesView()->errorClass(), -1);
+}
+
+TEST(PredictionsPanel, RunPickerNamesEachRunWithItsId) {
+    test::TempDir dir;
+    auto store = core::RunStore::open(dir / "ws");
+    core::NewRun run;
+    run.name = "tiny";
+    run.model = "segformer-b0";
+    run.experimentJson = "{}";
+    const QString first = QString::fromStdString(store->createRun(run));
+    const QString second = QString::fromStdString(store->createRun(run));
+    ui::PredictionsPanel panel(QString::fromStdString((dir / "ws").string()));
+    QComboBox* picker = panel.runPicker();
+    ASSERT_EQ(picker->count(), 2);
+    const QString a = picker->itemText(picker->findData(first));
+    const QString b = picker->itemText(picker->findData(second));
+    EXPECT_NE(a, b);
+    EXPECT_TRUE(a.startsWith(QStringLiteral("tiny (%1) · segformer-b0").arg(first))) << a.toStdString();
+    EXPECT_TRUE(b.startsWith(QStringLiteral("tiny (%1) · segformer-b0").arg(second))) << b.toStdString();
 }

@@ -361,15 +361,7 @@ ErfPanel::ErfPanel(QString workspace, QWidget* parent) : QWidget(parent), worksp
     rebuildGrid();
 }
 
-ErfPanel::~ErfPanel() {
-    if (worker_) {
-        worker_->cancel();
-        if (QThread* thread = worker_->thread()) {
-            thread->quit();
-            thread->wait();
-        }
-    }
-}
+ErfPanel::~ErfPanel() { Worker::cancelAndWait(worker_); }
 
 void ErfPanel::setExperimentProvider(std::function<std::optional<core::Experiment>()> provider) {
     experimentProvider_ = std::move(provider);

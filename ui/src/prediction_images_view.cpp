@@ -69,6 +69,16 @@ QIcon swatch(const core::Rgb& colour) {
     return QIcon(pixmap);
 }
 
+// A legend swatch: the colour inside a dark border, visible on any background (white included).
+QPixmap borderedSwatch(const core::Rgb& colour) {
+    QPixmap pixmap(14, 14);
+    pixmap.fill(QColor(colour.r, colour.g, colour.b));
+    QPainter painter(&pixmap);
+    painter.setPen(QColor(60, 60, 60));
+    painter.drawRect(0, 0, pixmap.width() - 1, pixmap.height() - 1);
+    return pixmap;
+}
+
 } // namespace
 
 PredictionImagesView::PredictionImagesView(QString exportFolder, QWidget* parent)
@@ -101,8 +111,8 @@ PredictionImagesView::PredictionImagesView(QString exportFolder, QWidget* parent
     opacity_->setRange(0, 100);
     opacity_->setValue(55);
     errorClass_ = new QComboBox;
-    errorClass_->setMinimumContentsLength(16);
-    errorClass_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    // Wide enough for its longest entry ("(none: prediction overlay)", the longest class name).
+    errorClass_->setSizeAdjustPolicy(QComboBox::AdjustToContents);
     auto* exportButton = new QPushButton(tr("Export overlay…"));
     paneControls->addWidget(new QLabel(tr("Opacity")));
     paneControls->addWidget(opacity_, 1);
@@ -110,21 +120,32 @@ PredictionImagesView::PredictionImagesView(QString exportFolder, QWidget* parent
     paneControls->addWidget(errorClass_);
     paneControls->addWidget(exportButton);
     panesColumn->addLayout(paneControls);
-    errorLegend_ = new QLabel;
-    {
-        QStringList parts;
-        const std::pair<core::PixelOutcome, QString> outcomes[] = {{core::PixelOutcome::TruePositive, tr("TP")},
-                                                                   {core::PixelOutcome::FalsePositive, tr("FP")},
-                                                                   {core::PixelOutcome::FalseNegative, tr("FN")},
-                                                                   {core::PixelOutcome::Ignored, tr("ignored")}};
-        for (const auto& [outcome, name] : outcomes) {
-            const core::Rgb c = core::outcomeColor(outcome);
-            parts << QStringLiteral("<span style='background:rgb(%1,%2,%3)'>&nbsp;&nbsp;&nbsp;</span> %4")
-                         .arg(c.r).arg(c.g).arg(c.b).arg(name);
-        }
-        errorLegend_->setText(tr("Error view: ") + parts.join(QStringLiteral(" &nbsp; ")));
+    auto* errorLegend = new QHBoxLayout;
+    errorLegend->addWidget(new QLabel(tr("Error view:")));
+    const std::pair<core::PixelOutcome, QString> outcomes[] = {{core::PixelOutcome::TruePositive, tr("TP")},
+                                                               {core::PixelOutcome::FalsePositive, tr("FP")},
+                                                               {core::PixelOutcome::FalseNegative, tr("FN")},
+                                                               {core::PixelOutcome::Ignored, tr("ignored")}};
+    for (const auto& [outcome, name] : outcomes) {
+        auto* swatch = new QLabel;
+        swatch->setPixmap(borderedSwatch(core::outcomeColor(outcome)));
+        errorSwatches_.emplace_back(outcome, swatch);
+        errorLegend->addWidget(swatch);
+        errorLegend->addWidget(new QLabel(name));
+        errorLegend->addSpacing(8);
     }
-    panesColumn->addWidget(errorLegend_);
+    errorLegend->addStretch(1);
+    panesColumn->addLayout(errorLegend);
+    cellLegend_ = new QWidget;
+    auto* cellLegend = new QHBoxLayout(cellLegend_);
+    cellLegend->setContentsMargins(0, 0, 0, 0);
+    auto* cellSwatch = new QLabel;
+    cellSwatch->setPixmap(borderedSwatch(cellHighlightColor()));
+    cellLegendText_ = new QLabel;
+    cellLegend->addWidget(cellSwatch);
+    cellLegend->addWidget(cellLegendText_, 1);
+    cellLegend_->setVisible(false);
+    panesColumn->addWidget(cellLegend_);
     imagesLayout->addLayout(panesColumn, 1);
     auto* legendColumn = new QVBoxLayout;
     legendColumn->addWidget(new QLabel(tr("Classes (tick to show,\ndouble-click to recolour)")));
@@ -259,16 +280,19 @@ void PredictionImagesView::render() {
     const int errorClass = errorClass_->currentIndex() - 1;
     const double alpha = labels.opacity;
     QString predictionTitle = tr("Prediction");
+    bool highlighted = false;
     if (cell_ && !truth.empty()) {
         const auto [i, j] = *cell_;
         const cv::Mat mask = core::cellMask(prediction, truth, i, j);
-        core::LabelColours magenta;
-        magenta[255] = core::Rgb{255, 0, 255};
-        predictionImage_ = toQImage(core::blendLabels(rgb, mask, magenta, alpha));
+        core::LabelColours highlight;
+        highlight[255] = cellHighlightColor();
+        predictionImage_ = toQImage(core::blendLabels(rgb, mask, highlight, alpha));
         const auto names = set_->classNames();
-        predictionTitle = tr("Pixels of true %1 predicted as %2: %3")
-                              .arg(QString::fromStdString(names[std::size_t(i)]), QString::fromStdString(names[std::size_t(j)]))
-                              .arg(cv::countNonZero(mask));
+        const QString truthName = QString::fromStdString(names[std::size_t(i)]);
+        const QString predictedName = QString::fromStdString(names[std::size_t(j)]);
+        predictionTitle = tr("Pixels of true %1 predicted as %2: %3").arg(truthName, predictedName).arg(cv::countNonZero(mask));
+        cellLegendText_->setText(tr("true %1 predicted as %2 (%3 pixels)").arg(truthName, predictedName).arg(cv::countNonZero(mask)));
+        highlighted = true;
     } else if (errorClass >= 0 && !truth.empty()) {
         const cv::Mat outcomes = core::errorMap(prediction, truth, errorClass);
         predictionImage_ = toQImage(core::overlayErrorMap(rgb, outcomes, alpha));
@@ -280,6 +304,7 @@ void PredictionImagesView::render() {
     paneTitles_[1]->setText(truth.empty() ? tr("Ground truth (none for this image)")
                                           : tr("Ground truth · image mIoU %1").arg(percentText(set_->imageMeanIou(*current_))));
     paneTitles_[2]->setText(predictionTitle);
+    cellLegend_->setVisible(highlighted);
     paneViews_[0]->setImage(imageImage_);
     paneViews_[1]->setImage(groundTruthImage_.isNull() ? imageImage_ : groundTruthImage_);
     paneViews_[2]->setImage(predictionImage_);
@@ -295,6 +320,14 @@ void PredictionImagesView::setClassVisible(int c, bool visible) {
     if (c < 0 || c >= legend_->count()) return;
     legend_->item(c)->setCheckState(visible ? Qt::Checked : Qt::Unchecked);
 }
+
+QPixmap PredictionImagesView::errorSwatch(core::PixelOutcome outcome) const {
+    for (const auto& [o, label] : errorSwatches_)
+        if (o == outcome) return label->pixmap();
+    return {};
+}
+
+QString PredictionImagesView::cellLegendText() const { return cellLegend_->isHidden() ? QString() : cellLegendText_->text(); }
 
 bool PredictionImagesView::exportOverlay(const QString& path) const {
     return !predictionImage_.isNull() && predictionImage_.save(path, "PNG");

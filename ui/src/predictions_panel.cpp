@@ -86,6 +86,8 @@ PredictionsPanel::PredictionsPanel(QString workspace, QWidget* parent)
         showImage(std::size_t(index), std::make_pair(target, prediction));
     });
     connect(sideBySide_, &SideBySideView::compareRequested, this, [this](const QStringList& ids) { compareRuns(ids); });
+    // The error class chosen for one run's predictions does not carry over to another run.
+    connect(run_, &QComboBox::currentIndexChanged, this, [this] { images_->setErrorClass(-1); });
     refreshRuns();
 }
 

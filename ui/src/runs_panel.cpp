@@ -10,7 +10,10 @@
 namespace segscope::ui {
 
 QString runLabel(const core::RunSummary& run) {
-    QString text = QStringLiteral("%1 · %2 · %3").arg(QString::fromStdString(run.name.empty() ? run.id : run.name),
+    // The id as well as the name: runs of one experiment share their name.
+    const QString id = QString::fromStdString(run.id);
+    const QString name = run.name.empty() || run.name == run.id ? id : QStringLiteral("%1 (%2)").arg(QString::fromStdString(run.name), id);
+    QString text = QStringLiteral("%1 · %2 · %3").arg(name,
                                                     QString::fromStdString(run.model),
                                                     QString::fromLatin1(core::runStatusName(run.status)));
     if (run.bestMiou) text += QObject::tr(" · best mIoU %1").arg(QString::fromStdString(core::formatPercent(run.bestMiou)));

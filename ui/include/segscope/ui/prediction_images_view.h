@@ -57,7 +57,18 @@ public:
     bool exportOverlay(const QString& path) const;
 
     QComboBox* errorClassCombo() const { return errorClass_; }
-    QLabel* errorLegend() const { return errorLegend_; }
+    // The error view's legend swatch of `outcome`: its colour inside a dark border, so white
+    // (ignored) shows on a light background.
+    QPixmap errorSwatch(core::PixelOutcome outcome) const;
+    // What the highlighted pixels of a confusion cell are ("true cat predicted as dog"), with a
+    // swatch of cellHighlightColor(); hidden unless a cell is shown.
+    QWidget* cellLegend() const { return cellLegend_; }
+    QString cellLegendText() const;
+
+    // The colour of a confusion cell's pixels in the prediction pane: cyan, which no class of the
+    // demo (red, green, yellow, magenta shapes) or of VOC's palette uses, and none of the
+    // TP/FP/FN/ignored colours.
+    static core::Rgb cellHighlightColor() { return {0, 255, 255}; }
 
 Q_SIGNALS:
     // The user picked an image in the list.
@@ -85,7 +96,9 @@ private:
     QLabel* paneTitles_[3] = {nullptr, nullptr, nullptr};
     QSlider* opacity_ = nullptr;
     QComboBox* errorClass_ = nullptr;
-    QLabel* errorLegend_ = nullptr;
+    std::vector<std::pair<core::PixelOutcome, QLabel*>> errorSwatches_;
+    QWidget* cellLegend_ = nullptr;
+    QLabel* cellLegendText_ = nullptr;
     QListWidget* legend_ = nullptr;
 };
 

@@ -21,7 +21,8 @@ namespace segscope::ui {
 
 class CurvesWidget;
 
-// "name · model · status · best mIoU 73.09": a run in pickers (ERF and Predictions tabs).
+// "name (id) · model · status · best mIoU 73.09": a run in pickers (ERF and Predictions tabs);
+// the id alone when the run has no name of its own.
 QString runLabel(const core::RunSummary& run);
 
 class RunsModel : public QAbstractTableModel {
