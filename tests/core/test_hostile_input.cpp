@@ -355,7 +355,9 @@ TEST(HostileImages, HugePngMaskOfAFewDozenBytesIsRefusedWithoutAllocating) {
     EXPECT_TRUE(contains(reasonOf([] { decodeImageRgb(bytes(hugePng(20000, 20000, 2)), "big.png"); }),
                          "declares 20000x20000 pixels, more than the limit"));
     const long peak = peakMemoryMiB();
-    if (before >= 0 && peak >= 0) EXPECT_LT(peak - before, 32) << "peak " << peak << " MiB, before " << before;
+    if (before >= 0 && peak >= 0) {
+        EXPECT_LT(peak - before, 32) << "peak " << peak << " MiB, before " << before;
+    }
 }
 
 TEST(HostileImages, PngSmallerThanDeflateCanExpandIsRefused) {

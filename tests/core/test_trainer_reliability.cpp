@@ -470,7 +470,9 @@ TEST(TrainerResume, KeepCheckpointsHoldsAcrossAResumeAndRemovalsAreReported) {
     std::set<std::int64_t> removedSteps;
     for (const auto& r : events.removed) removedSteps.insert(r.step);
     for (const std::int64_t step : {7, 14, 21})
-        if (step != *best) EXPECT_EQ(removedSteps.count(step), 1u) << "removal of step " << step << " not reported";
+        if (step != *best) {
+            EXPECT_EQ(removedSteps.count(step), 1u) << "removal of step " << step << " not reported";
+        }
 }
 
 TEST(TrainerResume, ResumeRecomputesTheErfSnapshotsAKillLost) {
