@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
                                QStringLiteral("ID"));
     QCommandLineOption predictionsView(QStringLiteral("predictions-view"),
                                        QStringLiteral("With --predict: images, gallery, confusion (clicks the worst "
-                                                      "off-diagonal cell) or side-by-side (with --compare-runs)."),
+                                                      "off-diagonal cell), cell (opens that cell's first image, "
+                                                      "its pixels highlighted) or side-by-side (with --compare-runs)."),
                                        QStringLiteral("VIEW"), QStringLiteral("images"));
     QCommandLineOption compareRuns(QStringLiteral("compare-runs"), QStringLiteral("Runs for the side-by-side view."),
                                    QStringLiteral("ID,ID"));
@@ -127,7 +128,7 @@ int main(int argc, char** argv) {
         QObject::connect(panel, &segscope::ui::PredictionsPanel::predictionsReady, &window, [panel, view, others] {
             if (view == QStringLiteral("gallery")) {
                 panel->views()->setCurrentIndex(1);
-            } else if (view == QStringLiteral("confusion")) {
+            } else if (view == QStringLiteral("confusion") || view == QStringLiteral("cell")) {
                 // The largest off-diagonal cell: the model's most common confusion.
                 const auto& totals = panel->predictions()->totals();
                 int bestI = 0, bestJ = 1;
@@ -136,6 +137,7 @@ int main(int argc, char** argv) {
                         if (i != j && totals.count(i, j) > totals.count(bestI, bestJ)) bestI = i, bestJ = j;
                 panel->views()->setCurrentIndex(2);
                 panel->clickCell(bestI, bestJ);
+                if (view == QStringLiteral("cell")) panel->activateCellItem(0);
             } else if (view == QStringLiteral("side-by-side")) {
                 QTimer::singleShot(0, panel, [panel, others] { panel->compareRuns(others); });
             } else {
