@@ -1,5 +1,6 @@
 // segscope-cli runs: the runs of a workspace.
 #include "commands.h"
+#include "run_report.h"
 
 #include "segscope/core/runs/run_store.h"
 
@@ -35,9 +36,9 @@ int listRuns(const RunsOptions& args) {
         }
     }
     if (args.json)
-        std::cout << core::runsToJson(runs) << std::endl;
+        std::cout << runsToJson(runs) << std::endl;
     else
-        std::cout << core::runsToText(runs);
+        std::cout << runsToText(runs);
     return 0;
 }
 

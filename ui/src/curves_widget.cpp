@@ -275,18 +275,8 @@ void CurvesWidget::loadFromStore(core::RunStore& store, const QString& runId, co
         setStepsPerEpoch(runId, firstEpochSteps);
     else if (!epochs.empty() && epochs.front().epoch > 0 && epochs.front().step > 0)
         setStepsPerEpoch(runId, epochs.front().step / epochs.front().epoch);
-    QVector<core::StepEvent> events;
-    events.reserve(int(steps.size()));
-    for (const auto& r : steps) {
-        core::StepEvent e;
-        e.step = r.step;
-        e.epoch = r.epoch;
-        e.loss = r.loss;
-        e.learningRate = r.learningRate;
-        e.wallSeconds = r.wallSeconds;
-        events.push_back(e);
-    }
-    appendSteps(runId, events);
+    // The store's steps are the trainer's StepEvents (StepRecord is StepEvent).
+    appendSteps(runId, QVector<core::StepEvent>(steps.begin(), steps.end()));
     for (const auto& r : epochs) {
         core::ValidationEvent e;
         e.epoch = r.epoch;

@@ -181,16 +181,8 @@ RunsPanel::RunsPanel(const QString& workspace, QWidget* parent) : QWidget(parent
     connect(replayTimer_, &QTimer::timeout, this, [this] {
         replayClock_ += 0.05 * replaySpeed_;
         QVector<core::StepEvent> steps;
-        for (; replayStep_ < replaySteps_.size() && replaySteps_[replayStep_].wallSeconds <= replayClock_; ++replayStep_) {
-            const auto& r = replaySteps_[replayStep_];
-            core::StepEvent e;
-            e.step = r.step;
-            e.epoch = r.epoch;
-            e.loss = r.loss;
-            e.learningRate = r.learningRate;
-            e.wallSeconds = r.wallSeconds;
-            steps.push_back(e);
-        }
+        for (; replayStep_ < replaySteps_.size() && replaySteps_[replayStep_].wallSeconds <= replayClock_; ++replayStep_)
+            steps.push_back(replaySteps_[replayStep_]);
         if (!steps.isEmpty()) curves_->appendSteps(replayRun_, steps);
         for (; replayEpoch_ < replayEpochs_.size() && replayEpochs_[replayEpoch_].wallSeconds <= replayClock_;
              ++replayEpoch_) {

@@ -1,5 +1,7 @@
 #include "segscope/core/runs/run_recorder.h"
 
+#include "segscope/core/runs/run_loader.h"
+
 #include <nlohmann/json.hpp>
 
 #include <fstream>
@@ -38,7 +40,7 @@ ResumePoint prepareResume(RunStore& store, const std::string& runId) {
         throw Error("run " + runId + " is still running (pid " + std::to_string(run->pid.value_or(0)) + ")");
     if (run->status == RunStatus::Finished) throw Error("run " + runId + " has already finished");
     ResumePoint point;
-    point.experiment = parseExperiment(nlohmann::json::parse(run->experimentJson));
+    point.experiment = recordedExperiment(*run);
     if (const auto checkpoint = store.latestCheckpoint(runId)) {
         point.checkpoint = checkpoint->path;
         point.step = checkpoint->step;
@@ -58,15 +60,7 @@ void RunRecorder::onStarted(const TrainingStart& start) {
 }
 
 void RunRecorder::onStep(const StepEvent& event) {
-    StepRecord record;
-    record.step = event.step;
-    record.epoch = event.epoch;
-    record.loss = event.loss;
-    record.learningRate = event.learningRate;
-    record.imagesPerSecond = event.imagesPerSecond;
-    record.memoryBytes = event.memoryBytes;
-    record.wallSeconds = event.wallSeconds;
-    store_.appendStep(runId_, record);
+    store_.appendStep(runId_, event);
     if (next_) next_->onStep(event);
 }
 

@@ -34,6 +34,7 @@
 // (repairWorkspace() is the remedy); Error for an unknown run id where one is required.
 #include "segscope/core/error.h"
 #include "segscope/core/analysis/metrics.h"
+#include "segscope/core/training/step_event.h"
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -115,15 +116,9 @@ struct RunRecord : RunSummary {
     std::string hostname;
 };
 
-struct StepRecord {
-    std::int64_t step = 0;
-    int epoch = 0;
-    double loss = 0;
-    double learningRate = 0;
-    double imagesPerSecond = 0;
-    std::optional<std::int64_t> memoryBytes;
-    double wallSeconds = 0;
-};
+// One training step: the trainer's StepEvent, stored as it is reported (every field but
+// stepInEpoch, which steps() returns as 0).
+using StepRecord = StepEvent;
 
 // One evaluation. `epoch` is its key within the run: the epoch number for per-epoch validation
 // (for per-iteration validation the trainer numbers evaluations 1, 2, ...). Appending the same
@@ -292,11 +287,5 @@ private:
     std::recursive_mutex mutex_;
     std::int64_t ownCommits_ = 0;
 };
-
-// {"runs": [{"id", "name", "model", "dataset", "status", "parameters", "best_miou",
-// "final_miou", "seconds", "images_per_second", ...}]} with null for unset values.
-std::string runsToJson(const std::vector<RunSummary>& runs, int indent = 2);
-// A table for terminals.
-std::string runsToText(const std::vector<RunSummary>& runs);
 
 }  // namespace segscope::core

@@ -17,6 +17,7 @@
 // caller holds the run's lock (run_lock.h); temporary files left there by a crash are removed at
 // start.
 #include "segscope/core/experiment.h"
+#include "segscope/core/training/step_event.h"
 #include "segscope/core/analysis/metrics.h"
 
 #include <atomic>
@@ -45,17 +46,6 @@ struct TrainingStart {
     int totalEpochs = 0;              // epochs needed to reach totalSteps
     std::int64_t resumedAtStep = 0;   // 0 for a fresh run
     int batchSize = 0;
-};
-
-struct StepEvent {
-    std::int64_t step = 0;      // optimiser steps done, counting this one (1-based)
-    int epoch = 0;              // 0-based
-    std::int64_t stepInEpoch = 0;
-    double loss = 0.0;
-    double learningRate = 0.0;  // base group's rate used for this step
-    double imagesPerSecond = 0.0;
-    std::optional<std::int64_t> memoryBytes;  // device memory in use (CPU: resident set)
-    double wallSeconds = 0.0;   // since the run first started, across resumes
 };
 
 struct ValidationEvent {
