@@ -141,7 +141,9 @@ TEST(NewestInterop, BareSegformerModelBackbonesLoadTheWholeEncoder) {
         EXPECT_NE(log.find("192 loaded; all 192 encoder tensors loaded"), std::string::npos) << log;
         EXPECT_NE(log.find("bare SegformerModel/MiT backbone"), std::string::npos) << log;
         for (const auto& [name, tensor] : core::stateDict(*model))
-            if (!model->isHeadParameter(name)) EXPECT_TRUE(torch::equal(tensor, reference.at(name))) << name;
+            if (!model->isHeadParameter(name)) {
+                EXPECT_TRUE(torch::equal(tensor, reference.at(name))) << name;
+            }
     }
 }
 
