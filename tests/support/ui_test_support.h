@@ -45,4 +45,4 @@ inline core::PredictionSet knownPredictionSet(const std::filesystem::path& dir) 
     return writer.commit();
 }
 
-} // namespace segscope::test
+}  // namespace segscope::test

@@ -4,11 +4,11 @@
 
 #include "test_support.h"
 
+#include <gtest/gtest.h>
 #include <QElapsedTimer>
 #include <QFile>
 #include <QImage>
 #include <QListWidget>
-#include <gtest/gtest.h>
 
 #include <cmath>
 

@@ -9,11 +9,11 @@
 #include "test_support.h"
 #include "ui_test_support.h"
 
+#include <gtest/gtest.h>
 #include <QApplication>
 #include <QComboBox>
 #include <QStyle>
 #include <QStyleOptionComboBox>
-#include <gtest/gtest.h>
 
 using namespace segscope;
 
@@ -25,9 +25,11 @@ std::size_t indexOf(const core::PredictionSet& set, const std::string& id) {
     return i;
 }
 
-QColor qcolor(const core::Rgb& c) { return QColor(c.r, c.g, c.b); }
+QColor qcolor(const core::Rgb& c) {
+    return QColor(c.r, c.g, c.b);
+}
 
-} // namespace
+}  // namespace
 
 TEST(PredictionImagesView, ErrorClassPickerShowsEveryEntryWhole) {
     test::TempDir dir;
@@ -44,7 +46,8 @@ TEST(PredictionImagesView, ErrorClassPickerShowsEveryEntryWhole) {
         QStyleOptionComboBox option;
         option.initFrom(combo);
         option.currentText = combo->itemText(i);
-        const QRect field = combo->style()->subControlRect(QStyle::CC_ComboBox, &option, QStyle::SC_ComboBoxEditField, combo);
+        const QRect field =
+            combo->style()->subControlRect(QStyle::CC_ComboBox, &option, QStyle::SC_ComboBoxEditField, combo);
         EXPECT_GE(field.width(), combo->fontMetrics().horizontalAdvance(combo->itemText(i)))
             << combo->itemText(i).toStdString() << " is cut in a field of " << field.width() << " px";
     }
@@ -68,7 +71,9 @@ TEST(PredictionImagesView, IgnoredSwatchShowsOnALightBackground) {
 TEST(PredictionImagesView, ConfusionCellHasItsOwnColourAndALegend) {
     // The highlight is none of the demo's or VOC's class colours, nor an error-map colour.
     const core::Rgb highlight = ui::PredictionImagesView::cellHighlightColor();
-    const auto same = [&](const core::Rgb& c) { return c.r == highlight.r && c.g == highlight.g && c.b == highlight.b; };
+    const auto same = [&](const core::Rgb& c) {
+        return c.r == highlight.r && c.g == highlight.g && c.b == highlight.b;
+    };
     for (const auto& info : core::demoClasses()) EXPECT_FALSE(same(info.color)) << info.name;
     for (int c = 0; c < 21; ++c) EXPECT_FALSE(same(core::vocColor(c))) << c;
     for (const auto outcome : {core::PixelOutcome::TruePositive, core::PixelOutcome::FalsePositive,

@@ -59,7 +59,10 @@ TEST(RunsPanel, SelectingRunsShowsTheirCurves) {
     EXPECT_EQ(panel.curves()->runs().size(), 2);
     EXPECT_EQ(panel.curves()->stepPointCount(second), 12);
     // The poll's refresh keeps the selection and does not reload what is shown.
-    store->appendStep(second.toStdString(), {13, 0, 0.1, 0, 0, std::nullopt, 0});
+    core::StepRecord extra;
+    extra.step = 13;
+    extra.loss = 0.1;
+    store->appendStep(second.toStdString(), extra);
     panel.refresh(true);
     QCoreApplication::processEvents();  // what the refresh posted has run
     EXPECT_EQ(panel.curves()->stepPointCount(second), 12);

@@ -20,9 +20,11 @@ public:
     }
 };
 
-QString noCellText() { return ConfusionView::tr("Click a cell to list its images."); }
+QString noCellText() {
+    return ConfusionView::tr("Click a cell to list its images.");
+}
 
-} // namespace
+}  // namespace
 
 ConfusionView::ConfusionView(QWidget* parent) : QWidget(parent) {
     auto* confusionLayout = new QHBoxLayout(this);
@@ -50,7 +52,8 @@ ConfusionView::ConfusionView(QWidget* parent) : QWidget(parent) {
 
     connect(rowNormalised_, &QCheckBox::toggled, this, [this] { rebuild(); });
     connect(confusion_, &QTableWidget::cellClicked, this, [this](int row, int column) { clickCell(row, column); });
-    connect(cellView_, &QListWidget::itemClicked, this, [this](QListWidgetItem* item) { activateCellItem(cellView_->row(item)); });
+    connect(cellView_, &QListWidget::itemClicked, this,
+            [this](QListWidgetItem* item) { activateCellItem(cellView_->row(item)); });
 }
 
 void ConfusionView::setPredictions(std::shared_ptr<const core::PredictionSet> set) {
@@ -62,7 +65,9 @@ void ConfusionView::setPredictions(std::shared_ptr<const core::PredictionSet> se
     rebuild();
 }
 
-void ConfusionView::setRowNormalised(bool on) { rowNormalised_->setChecked(on); }
+void ConfusionView::setRowNormalised(bool on) {
+    rowNormalised_->setChecked(on);
+}
 
 void ConfusionView::rebuild() {
     confusion_->clear();
@@ -93,7 +98,8 @@ void ConfusionView::rebuild() {
             item->setTextAlignment(Qt::AlignCenter);
             // White to dark blue; diagonal cells in green so errors stand out.
             const int level = int(std::lround(255 * (1.0 - 0.85 * heat)));
-            item->setBackground(i == j ? QColor(level, 255 - int(0.35 * (255 - level)), level) : QColor(level, level, 255));
+            item->setBackground(i == j ? QColor(level, 255 - int(0.35 * (255 - level)), level)
+                                       : QColor(level, level, 255));
             item->setForeground(heat > 0.55 ? Qt::white : Qt::black);
             item->setToolTip(tr("true %1 predicted as %2: %3 pixels (%4% of the true class)")
                                  .arg(headers[i], headers[j])
@@ -105,7 +111,8 @@ void ConfusionView::rebuild() {
     confusion_->resizeColumnsToContents();
 
     const core::SegmentationMetrics m = set_->metrics();
-    const QStringList columns{tr("Class"), tr("IoU"), tr("Acc"), tr("Dice"), tr("Precision"), tr("Recall"), tr("Pixel share")};
+    const QStringList columns{tr("Class"),     tr("IoU"),    tr("Acc"),        tr("Dice"),
+                              tr("Precision"), tr("Recall"), tr("Pixel share")};
     metrics_->setColumnCount(columns.size());
     metrics_->setHorizontalHeaderLabels(columns);
     metrics_->setRowCount(int(m.perClass.size()));
@@ -129,7 +136,8 @@ void ConfusionView::clickCell(int target, int prediction) {
                                  QString::fromStdString(names[std::size_t(prediction)])));
     cellView_->clear();
     for (std::size_t index : cellImages_) {
-        auto* item = new QListWidgetItem(tr("%1 — %2 px").arg(QString::fromStdString(set_->image(index).id))
+        auto* item = new QListWidgetItem(tr("%1 — %2 px")
+                                             .arg(QString::fromStdString(set_->image(index).id))
                                              .arg(set_->count(index, target, prediction)),
                                          cellView_);
         item->setData(Qt::UserRole, qulonglong(index));
@@ -142,4 +150,4 @@ void ConfusionView::activateCellItem(int row) {
     Q_EMIT cellImageActivated(int(cellView_->item(row)->data(Qt::UserRole).toULongLong()), cell_->first, cell_->second);
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

@@ -1,7 +1,7 @@
 #include "segscope/ui/failure_gallery.h"
 
-#include "segscope/ui/worker.h"
 #include "prediction_text.h"
+#include "segscope/ui/worker.h"
 
 #include <QtWidgets>
 #include <opencv2/imgproc.hpp>
@@ -16,7 +16,7 @@ namespace {
 constexpr int kGalleryPage = 48;
 constexpr int kThumbnailSide = 120;
 
-} // namespace
+}  // namespace
 
 // Draws the thumbnails of one page; each crosses to the GUI thread as a value.
 class ThumbnailWorker : public Worker {
@@ -59,11 +59,21 @@ std::vector<std::size_t> galleryIndices(const core::PredictionSet& set, GalleryS
                                         int classIndex) {
     std::vector<std::size_t> order;
     switch (sort) {
-    case GallerySort::MeanIouAscending: order = set.rankByMeanIou(core::SortOrder::Ascending); break;
-    case GallerySort::MeanIouDescending: order = set.rankByMeanIou(core::SortOrder::Descending); break;
-    case GallerySort::ClassIouAscending: order = set.rankByClassIou(classIndex, core::SortOrder::Ascending); break;
-    case GallerySort::ClassIouDescending: order = set.rankByClassIou(classIndex, core::SortOrder::Descending); break;
-    case GallerySort::ConfusedPixels: order = set.mostConfused(classIndex); break;
+        case GallerySort::MeanIouAscending:
+            order = set.rankByMeanIou(core::SortOrder::Ascending);
+            break;
+        case GallerySort::MeanIouDescending:
+            order = set.rankByMeanIou(core::SortOrder::Descending);
+            break;
+        case GallerySort::ClassIouAscending:
+            order = set.rankByClassIou(classIndex, core::SortOrder::Ascending);
+            break;
+        case GallerySort::ClassIouDescending:
+            order = set.rankByClassIou(classIndex, core::SortOrder::Descending);
+            break;
+        case GallerySort::ConfusedPixels:
+            order = set.mostConfused(classIndex);
+            break;
     }
     if (filter == GalleryFilter::All) return order;
     std::unordered_set<std::size_t> keep;
@@ -120,7 +130,9 @@ FailureGallery::FailureGallery(QWidget* parent) : QWidget(parent) {
     connect(view_, &QListWidget::itemClicked, this, [this](QListWidgetItem* item) { activate(view_->row(item)); });
 }
 
-FailureGallery::~FailureGallery() { Worker::cancelAndWait(thumbnails_); }
+FailureGallery::~FailureGallery() {
+    Worker::cancelAndWait(thumbnails_);
+}
 
 void FailureGallery::setPredictions(std::shared_ptr<const core::PredictionSet> set, LabelStyle style) {
     set_ = std::move(set);
@@ -134,7 +146,8 @@ void FailureGallery::setPredictions(std::shared_ptr<const core::PredictionSet> s
             class_->setCurrentIndex(set_->classes() > 1 ? 1 : 0);
         }
     }
-    setGallery(GallerySort(sort_->currentIndex()), GalleryFilter(filter_->currentIndex()), std::max(0, class_->currentIndex()));
+    setGallery(GallerySort(sort_->currentIndex()), GalleryFilter(filter_->currentIndex()),
+               std::max(0, class_->currentIndex()));
 }
 
 void FailureGallery::setStyle(LabelStyle style) {
@@ -176,8 +189,9 @@ void FailureGallery::rebuild() {
         if (sort_->currentIndex() == int(GallerySort::ConfusedPixels))
             text += tr("%1 px confused").arg(set_->confusedPixels(index, classIndex));
         else if (classSort)
-            text += tr("%1 IoU %2").arg(QString::fromStdString(names[std::size_t(classIndex)]),
-                                        percentText(set_->imageClassIou(index, classIndex)));
+            text += tr("%1 IoU %2")
+                        .arg(QString::fromStdString(names[std::size_t(classIndex)]),
+                             percentText(set_->imageClassIou(index, classIndex)));
         else
             text += tr("mIoU %1").arg(percentText(set_->imageMeanIou(index)));
         auto* item = new QListWidgetItem(text, view_);
@@ -197,6 +211,6 @@ void FailureGallery::activate(int row) {
     Q_EMIT imageActivated(int(view_->item(row)->data(Qt::UserRole).toULongLong()));
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui
 
 #include "failure_gallery.moc"

@@ -13,4 +13,4 @@ QImage LabelStyle::render(const cv::Mat& rgb, const cv::Mat& labels) const {
     return toQImage(core::blendLabels(rgb, labels, colours, opacity));
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

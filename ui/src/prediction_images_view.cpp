@@ -1,8 +1,8 @@
 #include "segscope/ui/prediction_images_view.h"
 
+#include "prediction_text.h"
 #include "segscope/core/data/overlay.h"
 #include "segscope/ui/image_convert.h"
-#include "prediction_text.h"
 
 #include <QtWidgets>
 #include <opencv2/imgproc.hpp>
@@ -79,7 +79,7 @@ QPixmap borderedSwatch(const core::Rgb& colour) {
     return pixmap;
 }
 
-} // namespace
+}  // namespace
 
 PredictionImagesView::PredictionImagesView(QString exportFolder, QWidget* parent)
     : QWidget(parent), exportFolder_(std::move(exportFolder)) {
@@ -162,7 +162,8 @@ PredictionImagesView::PredictionImagesView(QString exportFolder, QWidget* parent
     connect(errorClass_, &QComboBox::currentIndexChanged, this, [this] { render(); });
     connect(legend_, &QListWidget::itemChanged, this, [this](QListWidgetItem* item) {
         const int c = legend_->row(item);
-        if (c >= 0 && std::size_t(c) < visible_.size() && visible_[std::size_t(c)] != (item->checkState() == Qt::Checked)) {
+        if (c >= 0 && std::size_t(c) < visible_.size() &&
+            visible_[std::size_t(c)] != (item->checkState() == Qt::Checked)) {
             visible_[std::size_t(c)] = item->checkState() == Qt::Checked;
             render();
         }
@@ -171,7 +172,8 @@ PredictionImagesView::PredictionImagesView(QString exportFolder, QWidget* parent
         const int c = legend_->row(item);
         if (c < 0 || std::size_t(c) >= classes_.size()) return;
         const core::Rgb old = classes_[std::size_t(c)].color;
-        const QColor chosen = QColorDialog::getColor(QColor(old.r, old.g, old.b), this, tr("Colour of %1").arg(item->text()));
+        const QColor chosen =
+            QColorDialog::getColor(QColor(old.r, old.g, old.b), this, tr("Colour of %1").arg(item->text()));
         if (chosen.isValid()) Q_EMIT recolourRequested(c, chosen);
     });
     connect(exportButton, &QPushButton::clicked, this, [this] {
@@ -204,9 +206,10 @@ void PredictionImagesView::setPredictions(std::shared_ptr<const core::Prediction
     imageList_->clear();
     if (!set_) return;
     for (std::size_t i = 0; i < set_->size(); ++i) {
-        auto* item = new QListWidgetItem(QStringLiteral("%1  (%2)").arg(QString::fromStdString(set_->image(i).id),
-                                                                      percentText(set_->imageMeanIou(i))),
-                                         imageList_);
+        auto* item =
+            new QListWidgetItem(QStringLiteral("%1  (%2)")
+                                    .arg(QString::fromStdString(set_->image(i).id), percentText(set_->imageMeanIou(i))),
+                                imageList_);
         item->setData(Qt::UserRole, qulonglong(i));
     }
 }
@@ -228,7 +231,9 @@ void PredictionImagesView::rebuildLegend() {
     }
 }
 
-LabelStyle PredictionImagesView::style() const { return {classes_, visible_, opacity_->value() / 100.0}; }
+LabelStyle PredictionImagesView::style() const {
+    return {classes_, visible_, opacity_->value() / 100.0};
+}
 
 void PredictionImagesView::showImage(std::size_t index, std::optional<std::pair<int, int>> cell) {
     if (!set_ || index >= set_->size()) return;
@@ -290,8 +295,10 @@ void PredictionImagesView::render() {
         const auto names = set_->classNames();
         const QString truthName = QString::fromStdString(names[std::size_t(i)]);
         const QString predictedName = QString::fromStdString(names[std::size_t(j)]);
-        predictionTitle = tr("Pixels of true %1 predicted as %2: %3").arg(truthName, predictedName).arg(cv::countNonZero(mask));
-        cellLegendText_->setText(tr("true %1 predicted as %2 (%3 pixels)").arg(truthName, predictedName).arg(cv::countNonZero(mask)));
+        predictionTitle =
+            tr("Pixels of true %1 predicted as %2: %3").arg(truthName, predictedName).arg(cv::countNonZero(mask));
+        cellLegendText_->setText(
+            tr("true %1 predicted as %2 (%3 pixels)").arg(truthName, predictedName).arg(cv::countNonZero(mask)));
         highlighted = true;
     } else if (errorClass >= 0 && !truth.empty()) {
         const cv::Mat outcomes = core::errorMap(prediction, truth, errorClass);
@@ -301,8 +308,9 @@ void PredictionImagesView::render() {
         predictionImage_ = labels.render(rgb, prediction);
     }
     paneTitles_[0]->setText(title);
-    paneTitles_[1]->setText(truth.empty() ? tr("Ground truth (none for this image)")
-                                          : tr("Ground truth · image mIoU %1").arg(percentText(set_->imageMeanIou(*current_))));
+    paneTitles_[1]->setText(truth.empty()
+                                ? tr("Ground truth (none for this image)")
+                                : tr("Ground truth · image mIoU %1").arg(percentText(set_->imageMeanIou(*current_))));
     paneTitles_[2]->setText(predictionTitle);
     cellLegend_->setVisible(highlighted);
     paneViews_[0]->setImage(imageImage_);
@@ -310,11 +318,17 @@ void PredictionImagesView::render() {
     paneViews_[2]->setImage(predictionImage_);
 }
 
-void PredictionImagesView::setOpacity(double opacity) { opacity_->setValue(int(std::lround(opacity * 100))); }
+void PredictionImagesView::setOpacity(double opacity) {
+    opacity_->setValue(int(std::lround(opacity * 100)));
+}
 
-void PredictionImagesView::setErrorClass(int c) { errorClass_->setCurrentIndex(c + 1); }
+void PredictionImagesView::setErrorClass(int c) {
+    errorClass_->setCurrentIndex(c + 1);
+}
 
-int PredictionImagesView::errorClass() const { return errorClass_->currentIndex() - 1; }
+int PredictionImagesView::errorClass() const {
+    return errorClass_->currentIndex() - 1;
+}
 
 void PredictionImagesView::setClassVisible(int c, bool visible) {
     if (c < 0 || c >= legend_->count()) return;
@@ -327,10 +341,12 @@ QPixmap PredictionImagesView::errorSwatch(core::PixelOutcome outcome) const {
     return {};
 }
 
-QString PredictionImagesView::cellLegendText() const { return cellLegend_->isHidden() ? QString() : cellLegendText_->text(); }
+QString PredictionImagesView::cellLegendText() const {
+    return cellLegend_->isHidden() ? QString() : cellLegendText_->text();
+}
 
 bool PredictionImagesView::exportOverlay(const QString& path) const {
     return !predictionImage_.isNull() && predictionImage_.save(path, "PNG");
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

@@ -13,4 +13,4 @@ inline QString percentText(const std::optional<double>& value) {
     return QString::fromStdString(core::formatPercent(value));
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

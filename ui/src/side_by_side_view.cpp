@@ -1,8 +1,8 @@
 #include "segscope/ui/side_by_side_view.h"
 
+#include "prediction_text.h"
 #include "segscope/core/runs/run_store.h"
 #include "segscope/ui/runs_panel.h"
-#include "prediction_text.h"
 
 #include <QtWidgets>
 #include <opencv2/imgproc.hpp>
@@ -39,8 +39,8 @@ void SideBySideView::setRuns(const std::vector<core::RunSummary>& runs) {
 
 void SideBySideView::setChecked(const QStringList& runIds) {
     for (int row = 0; row < runs_->count(); ++row)
-        runs_->item(row)->setCheckState(runIds.contains(runs_->item(row)->data(Qt::UserRole).toString()) ? Qt::Checked
-                                                                                                        : Qt::Unchecked);
+        runs_->item(row)->setCheckState(
+            runIds.contains(runs_->item(row)->data(Qt::UserRole).toString()) ? Qt::Checked : Qt::Unchecked);
 }
 
 QStringList SideBySideView::checkedRuns() const {
@@ -50,7 +50,9 @@ QStringList SideBySideView::checkedRuns() const {
     return ids;
 }
 
-void SideBySideView::setComparison(std::vector<Entry> entries) { entries_ = std::move(entries); }
+void SideBySideView::setComparison(std::vector<Entry> entries) {
+    entries_ = std::move(entries);
+}
 
 void SideBySideView::showImage(const core::PredictionSet* reference, std::optional<std::size_t> current,
                                const LabelStyle& style) {
@@ -61,8 +63,10 @@ void SideBySideView::showImage(const core::PredictionSet* reference, std::option
     }
     if (entries_.empty() || !reference) return;
     std::string id;
-    if (current) id = reference->image(*current).id;
-    else if (reference->size() > 0) id = reference->image(0).id;
+    if (current)
+        id = reference->image(*current).id;
+    else if (reference->size() > 0)
+        id = reference->image(0).id;
     // The ground truth first, then each run's prediction.
     const int cells = int(entries_.size()) + 1;
     const int columns = cells > 3 ? (cells + 1) / 2 : cells;
@@ -79,8 +83,8 @@ void SideBySideView::showImage(const core::PredictionSet* reference, std::option
             cv::Mat rgb = reference->loadImage(index);
             const cv::Mat truth = reference->loadGroundTruth(index);
             if (rgb.size() != truth.size()) cv::resize(rgb, rgb, truth.size());
-            picture->setPixmap(QPixmap::fromImage(style.render(rgb, truth)).scaled(360, 300, Qt::KeepAspectRatio,
-                                                                                   Qt::SmoothTransformation));
+            picture->setPixmap(QPixmap::fromImage(style.render(rgb, truth))
+                                   .scaled(360, 300, Qt::KeepAspectRatio, Qt::SmoothTransformation));
             title->setText(tr("<b>Ground truth</b><br>%1").arg(QString::fromStdString(id)));
         } catch (const std::exception& error) {
             title->setText(QString::fromStdString(error.what()));
@@ -111,10 +115,11 @@ void SideBySideView::showImage(const core::PredictionSet* reference, std::option
                 const cv::Mat labels = set->loadPrediction(*index);
                 if (rgb.size() != labels.size()) cv::resize(rgb, rgb, labels.size());
                 const QImage image = style.render(rgb, labels);
-                picture->setPixmap(QPixmap::fromImage(image).scaled(360, 300, Qt::KeepAspectRatio, Qt::SmoothTransformation));
+                picture->setPixmap(
+                    QPixmap::fromImage(image).scaled(360, 300, Qt::KeepAspectRatio, Qt::SmoothTransformation));
                 title->setText(tr("<b>%1</b> · %2<br>%3 · image mIoU %4 · split mIoU %5")
-                                   .arg(model, runId, QString::fromStdString(id), percentText(set->imageMeanIou(*index)),
-                                        percentText(set->metrics().mIoU)));
+                                   .arg(model, runId, QString::fromStdString(id),
+                                        percentText(set->imageMeanIou(*index)), percentText(set->metrics().mIoU)));
             } catch (const std::exception& error) {
                 title->setText(QString::fromStdString(error.what()));
             }
@@ -125,4 +130,4 @@ void SideBySideView::showImage(const core::PredictionSet* reference, std::option
     }
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

@@ -55,4 +55,4 @@ void TaskWorker::work() {
     task_(cancelFlag(), [this](qint64 done, qint64 total) { Q_EMIT progress(done, total); });
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

@@ -55,4 +55,4 @@ private:
     QTableWidget* metrics_ = nullptr;
 };
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

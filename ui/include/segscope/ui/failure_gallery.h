@@ -69,4 +69,4 @@ private:
     QPushButton* more_ = nullptr;
 };
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

@@ -20,4 +20,4 @@ struct LabelStyle {
     QImage render(const cv::Mat& rgb, const cv::Mat& labels) const;
 };
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

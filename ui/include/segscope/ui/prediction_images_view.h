@@ -102,4 +102,4 @@ private:
     QListWidget* legend_ = nullptr;
 };
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

@@ -51,4 +51,4 @@ private:
     QWidget* grid_ = nullptr;
 };
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

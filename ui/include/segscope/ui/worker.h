@@ -71,7 +71,9 @@ public:
     using Task = std::function<void(const std::atomic<bool>& cancel, const Progress& progress)>;
 
     explicit TaskWorker(Task task) : task_(std::move(task)) {}
-    static TaskWorker* start(Task task, QObject* owner) { return Worker::start(new TaskWorker(std::move(task)), owner); }
+    static TaskWorker* start(Task task, QObject* owner) {
+        return Worker::start(new TaskWorker(std::move(task)), owner);
+    }
 
 protected:
     void work() override;
@@ -80,4 +82,4 @@ private:
     Task task_;
 };
 
-} // namespace segscope::ui
+}  // namespace segscope::ui
