@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <c10/util/Exception.h>
+#include <algorithm>
 
 #include <chrono>
 #include <condition_variable>
@@ -249,16 +250,24 @@ TEST(Trainer, PauseHoldsBetweenStepsAndResumeContinues) {
         std::unique_lock<std::mutex> lock(recorder.mutex);
         ASSERT_TRUE(recorder.changed.wait_for(lock, std::chrono::seconds(60), [&] { return recorder.pausedSeen; }));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
     {
         std::lock_guard<std::mutex> lock(recorder.mutex);
-        EXPECT_EQ(recorder.steps.size(), 2u) << "no step may run while paused";
+        EXPECT_EQ(recorder.steps.size(), 2u) << "the pause holds before the next step";
     }
     EXPECT_TRUE(trainer.isPaused());
     trainer.resume();
     const TrainingResult result = trainer.wait();
     EXPECT_EQ(result.outcome, TrainingOutcome::Finished) << result.message;
     EXPECT_EQ(result.steps, 7);
+    // No step ran while paused: "resumed" follows "paused" directly, between steps 2 and 3.
+    const auto& events = recorder.events;
+    const auto paused = std::find(events.begin(), events.end(), "paused");
+    ASSERT_NE(paused, events.end());
+    ASSERT_NE(paused + 1, events.end());
+    EXPECT_EQ(*(paused + 1), "resumed");
+    EXPECT_EQ(std::find(events.begin(), paused, "step 2") != paused, true);
+    EXPECT_EQ(std::find(events.begin(), paused, "step 3"), paused) << "step 3 ran before the pause";
+    EXPECT_NE(std::find(paused, events.end(), "step 3"), events.end());
 }
 
 TEST(Trainer, NanLossStopsWithAClearMessageAndKeepsTheCheckpoint) {
