@@ -24,35 +24,18 @@
 #include <unistd.h>
 
 using namespace segscope::core;
+using segscope::test::writeDemo;
 namespace fs = std::filesystem;
 
 namespace {
 
-void writeSmallDemo(const fs::path& root, int images = 40, int size = 64) {
-    DemoOptions options;
-    options.images = images;
-    options.width = options.height = size;
-    writeDemoDataset(root, options);
-}
-
+// The shared tiny experiment with flips and a poly schedule with warm-up, so that every part of
+// a training step runs.
 Experiment tinyExperiment(const fs::path& demoRoot) {
-    Experiment e;
-    e.name = "tiny";
-    e.dataset.kind = DataSource::Voc;
-    e.dataset.root = demoRoot;
-    e.model.id = "segformer-b0";
-    e.transforms.height = e.transforms.width = 64;
+    Experiment e = segscope::test::tinyExperiment(demoRoot);
     e.transforms.horizontalFlip = true;
-    e.optimizer.type = OptimizerType::AdamW;
-    e.optimizer.learningRate = 1e-3;
     e.schedule.type = ScheduleType::Poly;
     e.schedule.warmupIterations = 5;
-    e.training.epochs = 2;
-    e.training.batchSize = 4;
-    e.runtime.device = "cpu";
-    e.runtime.threads = 1;
-    e.runtime.workers = 1;
-    e.runtime.seed = 0;
     return e;
 }
 
@@ -109,7 +92,7 @@ private:
 
 TEST(Trainer, DemoReachesItsMiouThreshold) {
     segscope::test::TempDir dir;
-    writeSmallDemo(dir / "demo", 240, 64);
+    writeDemo(dir / "demo", 240, 64);
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs = 7;
     e.training.batchSize = 8;
@@ -126,7 +109,7 @@ TEST(Trainer, DemoReachesItsMiouThreshold) {
 
 TEST(Trainer, EventsFireInOrderWithCheckpoints) {
     segscope::test::TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs = 2;
     Recorder recorder;
@@ -161,7 +144,7 @@ TEST(Trainer, EventsFireInOrderWithCheckpoints) {
 
 TEST(Trainer, ErfSnapshotsBeforeTrainingAndEveryNEpochs) {
     segscope::test::TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs = 3;
     e.training.erfEveryEpochs = 2;
@@ -218,7 +201,7 @@ TEST(Trainer, ErfSnapshotsBeforeTrainingAndEveryNEpochs) {
 
 TEST(Trainer, CancelIsHonouredWithinOneStep) {
     segscope::test::TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     Recorder recorder;
     Trainer* self = nullptr;
@@ -235,7 +218,7 @@ TEST(Trainer, CancelIsHonouredWithinOneStep) {
 
 TEST(Trainer, PauseHoldsBetweenStepsAndResumeContinues) {
     segscope::test::TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs = 1;
     Recorder recorder;
@@ -272,7 +255,7 @@ TEST(Trainer, PauseHoldsBetweenStepsAndResumeContinues) {
 
 TEST(Trainer, NanLossStopsWithAClearMessageAndKeepsTheCheckpoint) {
     segscope::test::TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.valEvery = 2;
     e.training.valEveryUnit = ScheduleUnit::Iteration;
@@ -292,7 +275,7 @@ TEST(Trainer, NanLossStopsWithAClearMessageAndKeepsTheCheckpoint) {
 
 TEST(Trainer, OutOfMemoryRetriesAtHalfTheBatch) {
     segscope::test::TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs = 1;
     e.training.batchSize = 8;
@@ -317,7 +300,7 @@ TEST(Trainer, OutOfMemoryRetriesAtHalfTheBatch) {
 
 TEST(Trainer, OutOfMemoryWithoutRetryFailsWithAdvice) {
     segscope::test::TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     Experiment e = tinyExperiment(dir / "demo");
     e.training.oomRetryHalfBatch = false;
     Recorder recorder;
@@ -334,7 +317,7 @@ TEST(Trainer, OutOfMemoryWithoutRetryFailsWithAdvice) {
 
 TEST(Trainer, DatasetWithErrorsIsRefusedWithTheReport) {
     segscope::test::TempDir dir;
-    writeSmallDemo(dir / "demo");
+    writeDemo(dir / "demo");
     fs::resize_file(dir / "demo/JPEGImages/demo_00001.jpg", 50);
     Experiment e = tinyExperiment(dir / "demo");
     Recorder recorder;
@@ -461,7 +444,7 @@ TEST(GradScaler, DisabledPassesThroughAndEnabledUnscalesOnCpu) {
 
 TEST(ResumeAfterKill, SameLossSequenceAsAnUninterruptedRun) {
     segscope::test::TempDir dir;
-    writeSmallDemo(dir / "demo", 80, 64);
+    writeDemo(dir / "demo", 80, 64);
     Experiment e = tinyExperiment(dir / "demo");
     e.training.epochs = 3;
     saveExperiment(dir / "exp.json", e);

@@ -1,5 +1,6 @@
 // The workspace as a whole: where the database lives, the run journals it can be rebuilt from,
-// read-only access, foreign and corrupt databases, moved and copied workspaces.
+// read-only access, foreign and corrupt databases, moved and copied workspaces (segscope-cli
+// workspace and runs: tests/cli/test_cli_workspace.cpp).
 #include "segscope/core/data/demo_data.h"
 #include "segscope/core/error.h"
 #include "segscope/core/runs/run_recorder.h"
@@ -17,73 +18,15 @@
 #include <random>
 
 using namespace segscope::core;
+using segscope::test::metricsWith;
+using segscope::test::randomBytes;
+using segscope::test::readFileText;
+using segscope::test::recordFullRun;
+using segscope::test::sampleRun;
+using segscope::test::writeFileBytes;
 namespace fs = std::filesystem;
 
 namespace {
-
-NewRun sampleRun(const std::string& name) {
-    NewRun run;
-    run.name = name;
-    run.model = "segformer-b0";
-    run.dataset = "demo:/data/demo";
-    run.experimentJson = R"({"version": 1, "name": ")" + name + R"("})";
-    run.device = "cpu";
-    run.parameters = 3715429;
-    return run;
-}
-
-SegmentationMetrics metricsWith(double iou0, double iou1) {
-    SegmentationMetrics m;
-    m.aAcc = 0.9;
-    m.mIoU = (iou0 + iou1) / 2;
-    m.mAcc = 0.8;
-    m.mDice = 0.7;
-    m.perClass.resize(2);
-    m.perClass[0].name = "background";
-    m.perClass[0].iou = iou0;
-    m.perClass[0].acc = 0.95;
-    m.perClass[1].name = "circle";
-    m.perClass[1].iou = iou1;
-    m.perClass[1].pixelShare = 0.25;
-    return m;
-}
-
-// A run with everything the store records: steps (one of them NaN), two evaluations with class
-// and image rows, checkpoints (one pruned), a resume that truncated, totals and a final status.
-std::string recordFullRun(RunStore& store, const std::string& name) {
-    const std::string id = store.createRun(sampleRun(name));
-    store.updateStatus(id, RunStatus::Running);
-    store.updateParameters(id, 1234);
-    const fs::path folder = store.run(id)->folder;
-    for (int step = 1; step <= 12; ++step) {
-        StepRecord s;
-        s.step = step;
-        s.epoch = (step - 1) / 6;
-        s.loss = step == 3 ? std::nan("") : 1.0 / step;
-        s.learningRate = 1e-3 * step;
-        s.imagesPerSecond = 10 + step;
-        if (step % 2) s.memoryBytes = 1000 * step;
-        s.wallSeconds = 0.5 * step;
-        store.appendStep(id, s);
-        if (step % 6 == 0) {
-            const int epoch = step / 6;
-            store.appendEpoch(id,
-                              epochRecord(metricsWith(0.5 + 0.1 * epoch, 0.2 * epoch), epoch, step, 0.3 / epoch, step),
-                              classRecords(metricsWith(0.5 + 0.1 * epoch, 0.2 * epoch)),
-                              {{"img_a", 0.25 * epoch, "[0.5,null]"}, {"img_\xff", 0.1, "[0.1,0.1]"}});
-            store.addCheckpoint(
-                id, {epoch, step, folder / "checkpoints" / ("epoch-" + std::to_string(epoch) + ".state.pt"), {}});
-        }
-        if (step == 8) {
-            // A resume from the step-6 checkpoint: steps 7 and 8 are recorded again.
-            store.truncateAfter(id, 6);
-        }
-    }
-    store.removeCheckpoint(id, folder / "checkpoints" / "epoch-1.state.pt");
-    store.updateTotals(id, 6.5, 14.25);
-    store.updateStatus(id, RunStatus::Finished, "done");
-    return id;
-}
 
 // Everything a store says about a run, as text, for comparing two stores.
 std::string describe(RunStore& store, const std::string& id) {
@@ -111,23 +54,6 @@ std::string describe(RunStore& store, const std::string& id) {
     for (const auto& c : store.checkpoints(id))
         out << "ckpt " << c.epoch << " " << c.step << " " << c.path.string() << "\n";
     return out.str();
-}
-
-void overwrite(const fs::path& path, const std::string& bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << bytes;
-}
-
-std::string randomBytes(std::size_t n) {
-    std::mt19937 random(7);
-    std::string s(n, '\0');
-    for (auto& c : s) c = static_cast<char>(random() & 0xff);
-    return s;
-}
-
-std::string readFile(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // A database of another program at `path`.
@@ -168,7 +94,7 @@ TEST(Workspace, JournalRebuildsEveryRecordExactly) {
     }
     // The journal is plain JSON lines, one per write: the run, running, parameters, 12 steps, 2
     // evaluations, 2 checkpoints, the truncation, the pruned checkpoint, totals, finished.
-    const std::string journal = readFile(ws / "runs" / first / "journal.jsonl");
+    const std::string journal = readFileText(ws / "runs" / first / "journal.jsonl");
     EXPECT_EQ(std::count(journal.begin(), journal.end(), '\n'), 1 + 1 + 1 + 12 + 2 + 2 + 1 + 1 + 1 + 1);
     EXPECT_NE(before1.find("ckpt 2 12 " + (ws / "runs" / first / "checkpoints" / "epoch-2.state.pt").string()),
               std::string::npos)
@@ -196,7 +122,7 @@ TEST(Workspace, GarbageDatabaseIsRefusedThenRebuilt) {
     }
     const fs::path db = workspaceDatabasePath(ws);
     const std::string garbage = randomBytes(8192);
-    overwrite(db, garbage);
+    writeFileBytes(db, garbage);
     try {
         RunStore::open(ws);
         FAIL() << "opened a garbage database";
@@ -207,13 +133,13 @@ TEST(Workspace, GarbageDatabaseIsRefusedThenRebuilt) {
     }
     // Read-only commands say the same and change nothing.
     EXPECT_THROW(RunStore::open(ws, StoreAccess::ReadOnly), DatabaseError);
-    EXPECT_EQ(readFile(db), garbage);
+    EXPECT_EQ(readFileText(db), garbage);
 
     const WorkspaceReport report = repairWorkspace(ws);
     EXPECT_TRUE(report.rebuilt);
     EXPECT_EQ(report.runsRecovered, 1);
     ASSERT_FALSE(report.movedAside.empty());
-    EXPECT_EQ(readFile(report.movedAside), garbage) << "the broken file is kept, byte for byte";
+    EXPECT_EQ(readFileText(report.movedAside), garbage) << "the broken file is kept, byte for byte";
     EXPECT_NE(report.summary().find(report.movedAside.string()), std::string::npos) << report.summary();
     auto store = RunStore::open(ws);
     EXPECT_EQ(describe(*store, id), before);
@@ -239,7 +165,7 @@ TEST(Workspace, MissingOrEmptyDatabaseIsRebuiltWhenOpened) {
     // A zero-byte file where the database was: rebuilt too, never silently empty.
     fs::remove(workspaceDatabasePath(ws).string() + "-wal");
     fs::remove(workspaceDatabasePath(ws).string() + "-shm");
-    overwrite(workspaceDatabasePath(ws), "");
+    writeFileBytes(workspaceDatabasePath(ws), "");
     EXPECT_THROW(RunStore::open(ws, StoreAccess::ReadOnly), DatabaseError);
     auto store = RunStore::open(ws);
     EXPECT_TRUE(store->openReport().rebuilt);
@@ -257,7 +183,7 @@ TEST(Workspace, ForeignDatabaseIsLeftUntouched) {
     fs::remove_all(ws / ".segscope");
     fs::create_directories(ws / ".segscope");
     writeForeignDatabase(workspaceDatabasePath(ws));
-    const std::string foreign = readFile(workspaceDatabasePath(ws));
+    const std::string foreign = readFileText(workspaceDatabasePath(ws));
     try {
         RunStore::open(ws);
         FAIL() << "opened a foreign database";
@@ -265,9 +191,9 @@ TEST(Workspace, ForeignDatabaseIsLeftUntouched) {
         EXPECT_EQ(e.kind(), DatabaseError::Kind::Foreign);
         EXPECT_NE(std::string(e.what()).find("photos"), std::string::npos) << e.what();
     }
-    EXPECT_EQ(readFile(workspaceDatabasePath(ws)), foreign) << "no SegScope table was added";
+    EXPECT_EQ(readFileText(workspaceDatabasePath(ws)), foreign) << "no SegScope table was added";
     const WorkspaceReport report = repairWorkspace(ws);
-    EXPECT_EQ(readFile(report.movedAside), foreign);
+    EXPECT_EQ(readFileText(report.movedAside), foreign);
     EXPECT_EQ(RunStore::open(ws)->listRuns().size(), 1u);
 }
 
@@ -348,13 +274,13 @@ TEST(Workspace, ReadOnlyAccessWritesNothing) {
         auto store = RunStore::open(ws);
         id = recordFullRun(*store, "demo");
     }
-    const std::string journal = readFile(ws / "runs" / id / "journal.jsonl");
+    const std::string journal = readFileText(ws / "runs" / id / "journal.jsonl");
     auto store = RunStore::open(ws, StoreAccess::ReadOnly);
     EXPECT_TRUE(store->readOnly());
     EXPECT_EQ(store->listRuns().size(), 1u);
     EXPECT_THROW(store->createRun(sampleRun("new")), FileError);
     EXPECT_THROW(store->updateStatus(id, RunStatus::Failed), FileError);
-    EXPECT_EQ(readFile(ws / "runs" / id / "journal.jsonl"), journal);
+    EXPECT_EQ(readFileText(ws / "runs" / id / "journal.jsonl"), journal);
     EXPECT_EQ(store->run(id)->status, RunStatus::Finished);
     EXPECT_THROW(RunStore::open(dir / "elsewhere", StoreAccess::ReadOnly), FileError);
     EXPECT_FALSE(fs::exists(dir / "elsewhere")) << "read-only access creates no workspace";
@@ -496,140 +422,6 @@ TEST(RunRecorder, ForwardsEveryEvent) {
     EXPECT_EQ(store->checkpoints(id)[0].path.filename(), "b.state.pt");
 }
 
-// ---------------------------------------------------------------------------------------------
-// The CLI
-
-TEST(WorkspaceCommand, RepairRebuildsAGarbageDatabase) {
-    segscope::test::TempDir dir;
-    const fs::path ws = dir / "ws";
-    std::string id;
-    double best = 0;
-    {
-        auto store = RunStore::open(ws);
-        id = recordFullRun(*store, "demo");
-        best = *store->run(id)->bestMiou;
-    }
-    overwrite(workspaceDatabasePath(ws), randomBytes(4096));
-    auto check = segscope::test::runCli("workspace check --workspace '" + ws.string() + "' 2>&1");
-    EXPECT_EQ(check.exitCode, 1) << check.output;
-    EXPECT_NE(check.output.find("workspace repair"), std::string::npos) << check.output;
-    auto runs = segscope::test::runCli("runs --workspace '" + ws.string() + "' 2>&1");
-    EXPECT_EQ(runs.exitCode, 1) << runs.output;
-    EXPECT_NE(runs.output.find("segscope.db"), std::string::npos) << runs.output;
-
-    auto repair = segscope::test::runCli("workspace repair --workspace '" + ws.string() + "' --json");
-    ASSERT_EQ(repair.exitCode, 0) << repair.output;
-    const auto report = nlohmann::json::parse(repair.output);
-    EXPECT_TRUE(report["rebuilt"].get<bool>());
-    EXPECT_EQ(report["runs_recovered"], 1);
-    EXPECT_EQ(report["runs"], 1);
-    EXPECT_TRUE(fs::exists(report["moved_aside"].get<std::string>()));
-
-    runs = segscope::test::runCli("runs --json --workspace '" + ws.string() + "'");
-    ASSERT_EQ(runs.exitCode, 0) << runs.output;
-    const auto listed = nlohmann::json::parse(runs.output)["runs"];
-    ASSERT_EQ(listed.size(), 1u);
-    EXPECT_EQ(listed[0]["id"], id);
-    EXPECT_DOUBLE_EQ(listed[0]["best_miou"].get<double>(), best);
-    check = segscope::test::runCli("workspace check --workspace '" + ws.string() + "'");
-    EXPECT_EQ(check.exitCode, 0) << check.output;
-    EXPECT_NE(check.output.find("database ok, 1 runs"), std::string::npos) << check.output;
-}
-
-TEST(WorkspaceCommand, ReadOnlyWorkspaceCanBeListed) {
-    segscope::test::TempDir dir;
-    const fs::path ws = dir / "ws";
-    std::string id;
-    {
-        auto store = RunStore::open(ws);
-        id = recordFullRun(*store, "demo");
-    }
-    // The workspace bind-mounted read-only in a private mount namespace: a USB stick with its
-    // write switch on. Root cannot write there either.
-    const std::string q = "'" + ws.string() + "'";
-    const auto readOnly = [&](const std::string& command) {
-        return segscope::test::runCommand("unshare -m sh -c \"mount --bind " + q + " " + q +
-                                          " && mount -o remount,ro,bind " + q + " && " + command + "\" 2>&1");
-    };
-    const auto probe = readOnly("touch " + q + "/probe 2>/dev/null; test ! -e " + q + "/probe");
-    if (probe.exitCode != 0) GTEST_SKIP() << "cannot bind-mount read-only here: " << probe.output;
-    const std::string cli = "'" + segscope::test::cliExecutable() + "' ";
-    auto runs = readOnly(cli + "runs --json --workspace " + q);
-    ASSERT_EQ(runs.exitCode, 0) << runs.output;
-    const auto listed = nlohmann::json::parse(runs.output.substr(runs.output.find('{')))["runs"];
-    ASSERT_EQ(listed.size(), 1u);
-    EXPECT_EQ(listed[0]["id"], id);
-    EXPECT_EQ(listed[0]["status"], "finished");
-    auto check = readOnly(cli + "workspace check --workspace " + q);
-    EXPECT_EQ(check.exitCode, 0) << check.output;
-    // Writing is refused with the reason, not a crash.
-    auto train = readOnly(cli + "workspace repair --rebuild --workspace " + q);
-    EXPECT_EQ(train.exitCode, 1) << train.output;
-    EXPECT_NE(train.output.find("ead-only"), std::string::npos) << train.output;
-}
-
-// An instructor trains, copies the workspace to a USB stick, and opens the copy elsewhere: eval
-// finds the checkpoints from any working directory, and a resume reads and writes only the copy.
-TEST(WorkspaceCommand, MovedWorkspaceEvaluatesAndResumes) {
-    segscope::test::TempDir dir;
-    DemoOptions demo;
-    demo.images = 24;
-    demo.width = demo.height = 48;
-    writeDemoDataset(dir / "data" / "demo", demo);
-    // The dataset root is relative to the folder training starts in.
-    const nlohmann::json experiment = {
-        {"version", 1},
-        {"name", "moved"},
-        {"dataset", {{"kind", "voc"}, {"root", "data/demo"}}},
-        {"model", {{"id", "segformer-b0"}}},
-        {"transforms", {{"height", 48}, {"width", 48}}},
-        {"training", {{"epochs", 2}, {"batch_size", 4}, {"checkpoint_every", 1}}},
-        {"runtime", {{"device", "cpu"}, {"threads", 1}, {"workers", 1}, {"seed", 0}}},
-    };
-    std::ofstream(dir / "exp.json") << experiment.dump(2);
-    const std::string cli = "'" + segscope::test::cliExecutable() + "' --threads 1 ";
-    const auto trained = segscope::test::runCommand("cd '" + dir.path().string() + "' && " + cli +
-                                                    "train --config exp.json --workspace ws 2>&1");
-    ASSERT_EQ(trained.exitCode, 0) << trained.output;
-    std::string id;
-    std::int64_t firstEpochStep = 0;
-    {
-        auto store = RunStore::open(dir / "ws");
-        id = store->listRuns().at(0).id;
-        firstEpochStep = store->epochs(id).at(0).step;
-    }
-    const fs::path copy = dir / "usb" / "ws";
-    fs::create_directories(copy.parent_path());
-    fs::copy(dir / "ws", copy, fs::copy_options::recursive);
-    fs::remove_all(dir / "ws");
-
-    const auto eval = segscope::test::runCommand("cd / && " + cli + "eval --json --run " + id + " --workspace '" +
-                                                 copy.string() + "' 2>&1");
-    ASSERT_EQ(eval.exitCode, 0) << eval.output;
-    const double miou = nlohmann::json::parse(eval.output.substr(eval.output.find('{'))).at("mIoU").get<double>();
-    {
-        // Make the copy resumable from its first checkpoint, as a crash after epoch 1 would.
-        auto store = RunStore::open(copy);
-        EXPECT_NEAR(miou, store->run(id)->finalMiou.value_or(-1), 1e-9);
-        store->truncateAfter(id, firstEpochStep);
-        store->updateStatus(id, RunStatus::Interrupted, "test");
-    }
-    const auto resumed = segscope::test::runCommand("cd / && " + cli + "train --resume " + id + " --workspace '" +
-                                                    copy.string() + "' 2>&1");
-    ASSERT_EQ(resumed.exitCode, 0) << resumed.output;
-    EXPECT_FALSE(fs::exists(dir / "ws")) << "the resume wrote into the original's folders";
-    auto store = RunStore::open(copy);
-    EXPECT_EQ(store->run(id)->status, RunStatus::Finished);
-    EXPECT_EQ(store->epochs(id).size(), 2u);
-    for (const auto& c : store->checkpoints(id)) {
-        EXPECT_EQ(c.path.string().rfind(copy.string(), 0), 0u) << c.path;
-        EXPECT_TRUE(fs::exists(c.path)) << c.path;
-    }
-    // The recorded experiment names the dataset absolutely.
-    const auto recorded = nlohmann::json::parse(store->run(id)->experimentJson);
-    EXPECT_EQ(recorded["dataset"]["root"], (dir / "data" / "demo").string());
-}
-
 TEST(Workspace, RunWhoseFolderWasDeletedStillUpdates) {
     segscope::test::TempDir dir;
     auto store = RunStore::open(dir / "ws");
@@ -655,7 +447,7 @@ TEST(Workspace, OlderRunFolderWithoutJournalKeepsItsCheckpoints) {
     fs::create_directories(folder / "checkpoints");
     for (const char* name : {"epoch-0002-step-00000020.state.pt", "epoch-0001-step-00000010.state.pt", "notes.txt"})
         std::ofstream(folder / "checkpoints" / name) << "x";
-    overwrite(workspaceDatabasePath(ws), randomBytes(2048));
+    writeFileBytes(workspaceDatabasePath(ws), randomBytes(2048));
     const WorkspaceReport report = repairWorkspace(ws);
     EXPECT_EQ(report.runsWithoutJournal, 1);
     auto store = RunStore::open(ws);
