@@ -16,24 +16,24 @@
 // Every timed figure is a list of per-repetition seconds after the warm-up; bench/run takes
 // medians. Nothing here skips work the PyTorch side does: same weights, shapes, optimiser,
 // loss, threads and warm-up.
+#include "segscope/core/analysis/erf.h"
 #include "segscope/core/data/dataset.h"
 #include "segscope/core/data/demo_data.h"
-#include "segscope/core/analysis/erf.h"
+#include "segscope/core/data/loader.h"
 #include "segscope/core/error.h"
 #include "segscope/core/experiment.h"
-#include "segscope/core/data/loader.h"
 #include "segscope/core/models/registry.h"
+#include "segscope/core/models/weights.h"
 #include "segscope/core/runtime.h"
 #include "segscope/core/training/training_parts.h"
-#include "segscope/core/models/weights.h"
 
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/InferenceMode.h>
-#include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <sys/resource.h>
 
@@ -206,7 +206,8 @@ json train(const Args& args) {
         step();
         synchronize(device);
     }
-    return {{"seconds_per_step", times}, {"cpu_seconds", cpuTimes}, {"images_per_step", batch}, {"last_loss", lastLoss}};
+    return {
+        {"seconds_per_step", times}, {"cpu_seconds", cpuTimes}, {"images_per_step", batch}, {"last_loss", lastLoss}};
 }
 
 json infer(const Args& args) {
@@ -251,7 +252,9 @@ json infer(const Args& args) {
         model->forward(images);
         synchronize(device);
     }
-    return {{"seconds_per_batch", times}, {"cpu_seconds", cpuTimes}, {"images_per_batch", batch},
+    return {{"seconds_per_batch", times},
+            {"cpu_seconds", cpuTimes},
+            {"images_per_batch", batch},
             {"logits_abs_mean", checksum}};
 }
 
@@ -360,13 +363,20 @@ int main(int argc, char** argv) {
         takeTurns = args.integer("turns", 0) != 0;
         const auto baseline = peakResidentBytes();
         json result;
-        if (args.command == "train") result = train(args);
-        else if (args.command == "infer") result = infer(args);
-        else if (args.command == "data") result = data(args);
-        else if (args.command == "erf") result = erf(args);
-        else if (args.command == "matmul") result = matmul(args);
-        else if (args.command == "make-data") result = makeData(args);
-        else throw core::Error("unknown command " + args.command);
+        if (args.command == "train")
+            result = train(args);
+        else if (args.command == "infer")
+            result = infer(args);
+        else if (args.command == "data")
+            result = data(args);
+        else if (args.command == "erf")
+            result = erf(args);
+        else if (args.command == "matmul")
+            result = matmul(args);
+        else if (args.command == "make-data")
+            result = makeData(args);
+        else
+            throw core::Error("unknown command " + args.command);
         result["side"] = "segscope";
         result["command"] = args.command;
         result["threads"] = at::get_num_threads();

@@ -1,5 +1,5 @@
 #pragma once
 #include <torch/types.h>
-#include <opencv2/core.hpp>
 #include <QtWidgets>
+#include <opencv2/core.hpp>
 #include "segscope/ui/qcustomplot_include.h"

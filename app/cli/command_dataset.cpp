@@ -37,8 +37,8 @@ int demoData(const DemoDataOptions& args) {
     options.seed = static_cast<std::uint64_t>(seed);
     const auto& size = args.size;
     if (!size.empty()) {
-        const std::string bound = "--size expects two integers W H, each from 32 to " +
-                                  std::to_string(core::kMaxDemoSide);
+        const std::string bound =
+            "--size expects two integers W H, each from 32 to " + std::to_string(core::kMaxDemoSide);
         try {
             std::size_t usedWidth = 0, usedHeight = 0;
             const long long width = std::stoll(size[0], &usedWidth), height = std::stoll(size[1], &usedHeight);
@@ -55,8 +55,8 @@ int demoData(const DemoDataOptions& args) {
     }
     const std::string& out = args.out;
     const core::DemoSummary summary = core::writeDemoDataset(out, options);
-    std::cout << "demo dataset written to " << out << ": " << summary.trainImages << " train, "
-              << summary.valImages << " val images of " << options.width << "x" << options.height << "\n";
+    std::cout << "demo dataset written to " << out << ": " << summary.trainImages << " train, " << summary.valImages
+              << " val images of " << options.width << "x" << options.height << "\n";
     return 0;
 }
 
@@ -112,8 +112,8 @@ Command addDemoDataCommand(CLI::App& cli) {
     CLI::App* app = cli.add_subcommand("demo-data", "write the synthetic demo dataset (VOC layout)");
     app->footer("Writes into an empty folder, or one demo-data wrote before (it refuses to write over other files).");
     app->add_option("--out", options->out, "the dataset folder")->required()->type_name("DIR");
-    addIntegerOption(*app, "--images", options->images,
-                     "images in all, 2 to " + std::to_string(core::kMaxDemoImages), defaults.images);
+    addIntegerOption(*app, "--images", options->images, "images in all, 2 to " + std::to_string(core::kMaxDemoImages),
+                     defaults.images);
     app->add_option("--size", options->size,
                     "image width and height, each 32 to " + std::to_string(core::kMaxDemoSide) + " (default " +
                         std::to_string(defaults.width) + " " + std::to_string(defaults.height) + ")")
@@ -128,8 +128,9 @@ Command addDemoDataCommand(CLI::App& cli) {
 Command addCheckDatasetCommand(CLI::App& cli) {
     const auto options = std::make_shared<CheckDatasetOptions>();
     CLI::App* app = cli.add_subcommand("check-dataset", "decode every file of a split and report counts and problems");
-    app->footer("Exits 0 when the split is trainable, 1 when it is not (also when the root is unusable: that is a "
-                "report with one error, so --json stays parseable).");
+    app->footer(
+        "Exits 0 when the split is trainable, 1 when it is not (also when the root is unusable: that is a "
+        "report with one error, so --json stays parseable).");
     app->add_option("--kind", options->kind, "voc, pets or folder")->required()->type_name("voc|pets|folder");
     app->add_option("--root", options->root, "the dataset's root folder")->required()->type_name("DIR");
     app->add_option("--split", options->split, "the split to check (default: train; trainval for pets)")
@@ -143,4 +144,4 @@ Command addCheckDatasetCommand(CLI::App& cli) {
     return {app, [options] { return checkDatasetCommand(*options); }, false};
 }
 
-} // namespace segscope::cli
+}  // namespace segscope::cli

@@ -5,13 +5,13 @@
 #include "segscope/core/experiment.h"
 #include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
+#include "segscope/core/models/weights.h"
 #include "segscope/core/runs/run_loader.h"
 #include "segscope/core/runs/run_store.h"
 #include "segscope/core/runtime.h"
-#include "segscope/core/models/weights.h"
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <csignal>
@@ -28,7 +28,9 @@ namespace core = segscope::core;
 namespace {
 
 std::atomic<bool> interrupted{false};
-extern "C" void onErfInterrupt(int) { interrupted = true; }
+extern "C" void onErfInterrupt(int) {
+    interrupted = true;
+}
 
 int positiveInteger(const std::string& name, const std::optional<std::string>& text, long fallback) {
     const long value = integerValue(name, text, fallback);
@@ -48,8 +50,10 @@ int parseSize(const std::string& text, const char* what) {
 
 void printTable(const core::ErfResult& result) {
     std::cout << std::left << std::setw(10) << "stage";
-    for (double t : core::erfAreaFractions()) std::cout << std::right << std::setw(10) << ("area@" + std::to_string(int(t * 100 + 0.5)) + "%");
-    std::cout << std::setw(12) << "radius_px" << std::setw(14) << "max" << std::setw(14) << "sum" << "\n";
+    for (double t : core::erfAreaFractions())
+        std::cout << std::right << std::setw(10) << ("area@" + std::to_string(int(t * 100 + 0.5)) + "%");
+    std::cout << std::setw(12) << "radius_px" << std::setw(14) << "max" << std::setw(14) << "sum"
+              << "\n";
     for (const auto& s : result.stages) {
         std::cout << std::left << std::setw(10) << s.stage << std::right << std::fixed << std::setprecision(4);
         for (const auto& a : s.areaRatios) std::cout << std::setw(10) << a.areaRatio;
@@ -81,14 +85,20 @@ int commandErf(const ErfArguments& args) {
     core::ErfOptions options;
     options.batchSize = positiveInteger("batch-size", args.batchSize, 4);
     if (auto objective = args.objective) {
-        if (*objective == "relu-sum") options.objective = core::ErfObjective::ReluSum;
-        else if (*objective == "sum") options.objective = core::ErfObjective::Sum;
-        else throw UsageError("--objective is relu-sum or sum, got '" + *objective + "'");
+        if (*objective == "relu-sum")
+            options.objective = core::ErfObjective::ReluSum;
+        else if (*objective == "sum")
+            options.objective = core::ErfObjective::Sum;
+        else
+            throw UsageError("--objective is relu-sum or sum, got '" + *objective + "'");
     }
     if (auto reduction = args.reduction) {
-        if (*reduction == "abs-sum") options.reduction = core::ErfReduction::AbsSum;
-        else if (*reduction == "relu-sum") options.reduction = core::ErfReduction::ReluSum;
-        else throw UsageError("--reduction is abs-sum or relu-sum, got '" + *reduction + "'");
+        if (*reduction == "abs-sum")
+            options.reduction = core::ErfReduction::AbsSum;
+        else if (*reduction == "relu-sum")
+            options.reduction = core::ErfReduction::ReluSum;
+        else
+            throw UsageError("--reduction is abs-sum or relu-sum, got '" + *reduction + "'");
     }
     if (auto stages = args.stages) {
         std::string item;
@@ -119,8 +129,8 @@ int commandErf(const ErfArguments& args) {
         const auto store = core::RunStore::open(workspace, core::StoreAccess::ReadOnly);
         // The core's loader: "best" is the checkpoint of the best evaluation's step (evaluations
         // may run per iteration, so epochs do not identify them). Without --device, the run's own.
-        const core::LoadedRun run = core::loadRun(*store, runId, args.checkpoint.value_or("best"),
-                                                  args.device.value_or(std::string()));
+        const core::LoadedRun run =
+            core::loadRun(*store, runId, args.checkpoint.value_or("best"), args.device.value_or(std::string()));
         experiment = run.experiment;
         modelId = run.experiment.model.id;
         model = run.model;
@@ -133,8 +143,7 @@ int commandErf(const ErfArguments& args) {
         torch::manual_seed(std::uint64_t(integerValue("seed", args.seed, 0)));
         model = core::createModel(modelId, classes);
         if (auto weightsFile = args.weights) {
-            const core::LoadReport report =
-                core::loadWeightsForModel(*model, modelId, *weightsFile, args.allowPartial);
+            const core::LoadReport report = core::loadWeightsForModel(*model, modelId, *weightsFile, args.allowPartial);
             if (!json) std::cerr << "weights " << *weightsFile << ": " << report.summary() << std::endl;
             source = *weightsFile;
         } else {
@@ -161,11 +170,12 @@ int commandErf(const ErfArguments& args) {
         if (it->second.dim() != 4 || it->second.size(1) != 3)
             throw core::FileError(*inputPath, "'input' must be (B, 3, H, W)");
         torch::Tensor input = it->second.to(torch::kFloat32);
-        if (size) input = torch::nn::functional::interpolate(
-                      input, torch::nn::functional::InterpolateFuncOptions()
-                                  .size(std::vector<std::int64_t>{size->first, size->second})
-                                  .mode(torch::kBilinear)
-                                  .align_corners(false));
+        if (size)
+            input = torch::nn::functional::interpolate(input,
+                                                       torch::nn::functional::InterpolateFuncOptions()
+                                                           .size(std::vector<std::int64_t>{size->first, size->second})
+                                                           .mode(torch::kBilinear)
+                                                           .align_corners(false));
         result = core::computeErf(*model, input, options, progress, &interrupted);
         source += "; input " + *inputPath;
     } else {
@@ -217,17 +227,22 @@ int commandErf(const ErfArguments& args) {
 Command addErfCommand(CLI::App& cli) {
     const auto options = std::make_shared<ErfArguments>();
     CLI::App* app = cli.add_subcommand("erf", "effective receptive field of every stage of a run or a zoo model");
-    app->footer("The ERF is the mean input gradient of the centre activation (docs/erf.md). Takes --run, or "
-                "--model with --classes; images come from the run's (or --config's) dataset, else the built-in "
-                "demo, or from --input. Writes erf.safetensors, one PNG per stage and erf.json into --out; exits 1 "
-                "when cancelled (Ctrl-C).");
+    app->footer(
+        "The ERF is the mean input gradient of the centre activation (docs/erf.md). Takes --run, or "
+        "--model with --classes; images come from the run's (or --config's) dataset, else the built-in "
+        "demo, or from --input. Writes erf.safetensors, one PNG per stage and erf.json into --out; exits 1 "
+        "when cancelled (Ctrl-C).");
     app->add_option("--run", options->run, "a recorded run")->type_name("ID")->group("Source");
-    app->add_option("--workspace", options->workspace, "--run: the workspace folder")->type_name("DIR")->group("Source");
+    app->add_option("--workspace", options->workspace, "--run: the workspace folder")
+        ->type_name("DIR")
+        ->group("Source");
     app->add_option("--checkpoint", options->checkpoint, "--run: best (default), latest or a checkpoint file")
         ->type_name("best|latest|FILE")
         ->group("Source");
     app->add_option("--model", options->model, "a zoo id")->type_name("ID")->group("Source");
-    addIntegerOption(*app, "--classes", options->classes, "--model: output classes, >= 1")->type_name("K")->group("Source");
+    addIntegerOption(*app, "--classes", options->classes, "--model: output classes, >= 1")
+        ->type_name("K")
+        ->group("Source");
     app->add_option("--weights", options->weights, "--model: weights to load (else untrained)")
         ->type_name("FILE")
         ->group("Source");
@@ -252,8 +267,7 @@ Command addErfCommand(CLI::App& cli) {
         ->type_name("relu-sum|sum");
     app->add_option("--reduction", options->reduction, "how gradients become a map (default abs-sum)")
         ->type_name("abs-sum|relu-sum");
-    app->add_option("--device", options->device, "default: the run's device, else auto")
-        ->type_name("auto|cpu|cuda:N");
+    app->add_option("--device", options->device, "default: the run's device, else auto")->type_name("auto|cpu|cuda:N");
     app->add_option("--out", options->out, "the output folder")->required()->type_name("DIR");
     app->add_flag("--json", options->json, "the summary as JSON");
     return {app, [options] { return commandErf(*options); }, true};

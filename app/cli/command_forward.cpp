@@ -4,8 +4,8 @@
 #include "segscope/core/error.h"
 #include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
-#include "segscope/core/output_guard.h"
 #include "segscope/core/models/weights.h"
+#include "segscope/core/output_guard.h"
 
 #include <torch/torch.h>
 
@@ -74,10 +74,11 @@ int forward(const ForwardOptions& args) {
 Command addForwardCommand(CLI::App& cli) {
     const auto options = std::make_shared<ForwardOptions>();
     CLI::App* app = cli.add_subcommand("forward", "eval-mode forward of a zoo model on a tensor file");
-    app->footer("Reads tensor `input` (B,3,H,W float32) and writes `logits`. --weights takes .safetensors or "
-                "torch.save .pth/.bin, mapped by name (HF SegFormer in transformers 4.x or 5.x names, detected); "
-                "they must fit the model exactly (the load report names missing/unexpected keys) unless "
-                "--allow-partial.");
+    app->footer(
+        "Reads tensor `input` (B,3,H,W float32) and writes `logits`. --weights takes .safetensors or "
+        "torch.save .pth/.bin, mapped by name (HF SegFormer in transformers 4.x or 5.x names, detected); "
+        "they must fit the model exactly (the load report names missing/unexpected keys) unless "
+        "--allow-partial.");
     app->add_option("--model", options->model, "a zoo id (segscope-cli models)")->required()->type_name("ID");
     addIntegerOption(*app, "--classes", options->classes, "output classes, 1 to 100000")->required()->type_name("K");
     app->add_option("--input", options->input, "tensor file holding `input`")->required()->type_name("IN.safetensors");

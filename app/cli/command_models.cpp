@@ -3,8 +3,8 @@
 
 #include "segscope/core/models/registry.h"
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <iomanip>
@@ -85,8 +85,10 @@ int listModels(const ModelsOptions& args) {
         familyWidth = std::max(familyWidth, entry->info.family.size());
     }
     std::ostringstream out;
-    out << std::left << std::setw(static_cast<int>(idWidth)) << "id" << "  " << std::setw(static_cast<int>(familyWidth))
-        << "family" << "  " << std::right << std::setw(13) << "parameters" << "  stages\n";
+    out << std::left << std::setw(static_cast<int>(idWidth)) << "id"
+        << "  " << std::setw(static_cast<int>(familyWidth)) << "family"
+        << "  " << std::right << std::setw(13) << "parameters"
+        << "  stages\n";
     for (std::size_t i = 0; i < entries.size(); ++i)
         out << std::left << std::setw(static_cast<int>(idWidth)) << entries[i]->info.id << "  "
             << std::setw(static_cast<int>(familyWidth)) << entries[i]->info.family << "  " << std::right

@@ -1,17 +1,17 @@
 // segscope-cli eval, export, predict and predict-split: using a recorded run's checkpoints.
 #include "commands.h"
 
+#include "segscope/core/analysis/inference.h"
+#include "segscope/core/analysis/predictions.h"
 #include "segscope/core/data/dataset.h"
-#include "segscope/core/experiment.h"
 #include "segscope/core/data/image_io.h"
 #include "segscope/core/data/overlay.h"
-#include "segscope/core/analysis/inference.h"
+#include "segscope/core/experiment.h"
 #include "segscope/core/models/segformer_naming.h"
+#include "segscope/core/models/weights.h"
 #include "segscope/core/output_guard.h"
-#include "segscope/core/analysis/predictions.h"
 #include "segscope/core/runs/run_loader.h"
 #include "segscope/core/runs/run_store.h"
-#include "segscope/core/models/weights.h"
 
 #include <nlohmann/json.hpp>
 
@@ -58,8 +58,7 @@ std::unique_ptr<core::RunStore> openWorkspace(const RunArguments& args) {
 }
 
 core::LoadedRun loadRunFromArguments(const RunArguments& args, core::RunStore& store) {
-    return core::loadRun(store, args.run, args.checkpoint.value_or("latest"),
-                         args.device.value_or(""));
+    return core::loadRun(store, args.run, args.checkpoint.value_or("latest"), args.device.value_or(""));
 }
 
 std::string checkpointLabel(const core::LoadedRun& run) {
@@ -123,8 +122,7 @@ int commandExport(const ExportOptions& args) {
         if (!naming) throw UsageError("--naming expects 4 or 5 (transformers 4.x or 5.x names), got '" + *text + "'");
     }
     const auto store = openWorkspace(args);
-    const core::LoadedRun run =
-        core::loadRun(*store, args.run, args.checkpoint.value_or("latest"), "cpu");
+    const core::LoadedRun run = core::loadRun(*store, args.run, args.checkpoint.value_or("latest"), "cpu");
     const std::string& modelId = run.experiment.model.id;
     const bool segformer = modelId.rfind("segformer-", 0) == 0;
     if ((naming || hfFolder) && !segformer)
@@ -176,8 +174,8 @@ int commandExport(const ExportOptions& args) {
     }
     if (hfFolder) {
         core::writeSegFormerHfFolder(*hfFolder, tensors, classNames);
-        std::cout << "wrote " << (fs::path(*hfFolder) / "config.json").string() << " and model.safetensors ("
-                  << modelId << ", " << run.classes << " classes): SegformerForSemanticSegmentation.from_pretrained "
+        std::cout << "wrote " << (fs::path(*hfFolder) / "config.json").string() << " and model.safetensors (" << modelId
+                  << ", " << run.classes << " classes): SegformerForSemanticSegmentation.from_pretrained "
                   << "loads it under transformers 4.x and 5.x" << std::endl;
     }
     return 0;
@@ -301,19 +299,15 @@ int commandPredictSplit(const PredictSplitOptions& args) {
 
     if (args.json) {
         const nlohmann::json document = {
-            {"run", runId},
-            {"checkpoint", set->key().checkpoint.string()},
-            {"split", split},
-            {"images", set->size()},
-            {"cached", cached},
-            {"folder", folder.string()},
-            {"seconds", seconds},
-            {"metrics", nlohmann::json::parse(core::metricsToJson(metrics))},
+            {"run", runId},       {"checkpoint", set->key().checkpoint.string()},
+            {"split", split},     {"images", set->size()},
+            {"cached", cached},   {"folder", folder.string()},
+            {"seconds", seconds}, {"metrics", nlohmann::json::parse(core::metricsToJson(metrics))},
         };
         std::cout << document.dump(2) << std::endl;
     } else {
-        std::cout << "run " << runId << ", checkpoint " << checkpointText << ", split " << split << " ("
-                  << set->size() << " images): " << (cached ? "reused the cache" : "predicted") << " in " << std::fixed
+        std::cout << "run " << runId << ", checkpoint " << checkpointText << ", split " << split << " (" << set->size()
+                  << " images): " << (cached ? "reused the cache" : "predicted") << " in " << std::fixed
                   << std::setprecision(2) << seconds << " s\n"
                   << "predictions: " << folder.string() << "\n"
                   << core::metricsToText(metrics);
@@ -335,18 +329,18 @@ Command addEvalCommand(CLI::App& cli) {
 Command addExportCommand(CLI::App& cli) {
     const auto options = std::make_shared<ExportOptions>();
     CLI::App* app = cli.add_subcommand("export", "write a checkpoint's weights with reference (Python) names");
-    app->footer("The file carries the model, classes and class names as metadata. SegFormer: --naming 4 (default) "
-                "writes transformers 4.x names, which transformers 4.x load_state_dict and from_pretrained of 4.x "
-                "and 5.x load; --naming 5 writes the names transformers 5.x state_dict()/load_state_dict use. "
-                "--hf-folder DIR writes config.json + model.safetensors, which "
-                "SegformerForSemanticSegmentation.from_pretrained(DIR) loads under transformers 4.56 and 5.x. "
-                "Never writes over the run's files or the workspace's; an existing file needs --force.");
+    app->footer(
+        "The file carries the model, classes and class names as metadata. SegFormer: --naming 4 (default) "
+        "writes transformers 4.x names, which transformers 4.x load_state_dict and from_pretrained of 4.x "
+        "and 5.x load; --naming 5 writes the names transformers 5.x state_dict()/load_state_dict use. "
+        "--hf-folder DIR writes config.json + model.safetensors, which "
+        "SegformerForSemanticSegmentation.from_pretrained(DIR) loads under transformers 4.56 and 5.x. "
+        "Never writes over the run's files or the workspace's; an existing file needs --force.");
     addRunArguments(*app, *options, false);
     app->add_option("--out", options->out, "the weights file to write")->type_name("FILE.safetensors");
     app->add_option("--naming", options->naming, "SegFormer: transformers 4.x or 5.x parameter names (default 4)")
         ->type_name("4|5");
-    app->add_option("--hf-folder", options->hfFolder, "SegFormer: a from_pretrained folder to write")
-        ->type_name("DIR");
+    app->add_option("--hf-folder", options->hfFolder, "SegFormer: a from_pretrained folder to write")->type_name("DIR");
     app->add_flag("--force", options->force, "write over existing files");
     return {app, [options] { return commandExport(*options); }, true};
 }
@@ -354,15 +348,15 @@ Command addExportCommand(CLI::App& cli) {
 Command addPredictCommand(CLI::App& cli) {
     const auto options = std::make_shared<PredictOptions>();
     CLI::App* app = cli.add_subcommand("predict", "segment one image with a run's checkpoint");
-    app->footer("Writes an overlay in class colours and, with --mask, a palette PNG of class indices at the "
-                "image's size; prints the share of each class. Never writes over its input; an existing file "
-                "needs --force.");
+    app->footer(
+        "Writes an overlay in class colours and, with --mask, a palette PNG of class indices at the "
+        "image's size; prints the share of each class. Never writes over its input; an existing file "
+        "needs --force.");
     addRunArguments(*app, *options, true);
     app->add_option("--image", options->image, "the image to segment")->required()->type_name("FILE");
     app->add_option("--out", options->out, "the overlay to write")->required()->type_name("OVERLAY.png");
     app->add_option("--mask", options->mask, "also write the class indices")->type_name("MASK.png");
-    app->add_option("--alpha", options->alpha, "opacity of the class colours, 0 to 1 (default 0.5)")
-        ->type_name("A");
+    app->add_option("--alpha", options->alpha, "opacity of the class colours, 0 to 1 (default 0.5)")->type_name("A");
     app->add_flag("--force", options->force, "write over existing files");
     return {app, [options] { return commandPredict(*options); }, true};
 }
@@ -370,8 +364,9 @@ Command addPredictCommand(CLI::App& cli) {
 Command addPredictSplitCommand(CLI::App& cli) {
     const auto options = std::make_shared<PredictSplitOptions>();
     CLI::App* app = cli.add_subcommand("predict-split", "predict every image of a split into the prediction cache");
-    app->footer("The cache lives in the run folder, per checkpoint and split; a valid one is reused without "
-                "building the model. Prints the metrics and the cache folder.");
+    app->footer(
+        "The cache lives in the run folder, per checkpoint and split; a valid one is reused without "
+        "building the model. Prints the metrics and the cache folder.");
     addRunArguments(*app, *options, true);
     app->add_option("--split", options->split, "the split (default: the run's val split)")->type_name("NAME");
     app->add_option("--batch-size", options->batchSize, "images per forward pass, >= 1 (default: the experiment's)")

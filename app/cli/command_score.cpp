@@ -1,10 +1,10 @@
 // segscope-cli score: index-PNG predictions against index-PNG ground truth.
 #include "commands.h"
 
-#include "segscope/core/data/classes.h"
-#include "segscope/core/error.h"
-#include "segscope/core/data/image_io.h"
 #include "segscope/core/analysis/metrics.h"
+#include "segscope/core/data/classes.h"
+#include "segscope/core/data/image_io.h"
+#include "segscope/core/error.h"
 
 #include <algorithm>
 #include <filesystem>

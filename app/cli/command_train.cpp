@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -18,9 +19,8 @@
 #include <memory>
 #include <sstream>
 #include <string>
-#include <vector>
 #include <thread>
-#include <unistd.h>
+#include <vector>
 
 namespace segscope::cli {
 namespace core = segscope::core;
@@ -28,7 +28,9 @@ namespace core = segscope::core;
 namespace {
 
 std::atomic<bool> interrupted{false};
-extern "C" void onInterrupt(int) { interrupted = true; }
+extern "C" void onInterrupt(int) {
+    interrupted = true;
+}
 
 std::string formatDuration(double seconds) {
     const long s = long(seconds + 0.5);
@@ -51,14 +53,13 @@ public:
                   << std::endl;
     }
     void onStep(const core::StepEvent& e) override {
-        const double remaining = e.imagesPerSecond > 0
-                                     ? double(start_.totalSteps - e.step) * start_.batchSize / e.imagesPerSecond
-                                     : 0.0;
+        const double remaining =
+            e.imagesPerSecond > 0 ? double(start_.totalSteps - e.step) * start_.batchSize / e.imagesPerSecond : 0.0;
         std::ostringstream line;
         line << "epoch " << e.epoch + 1 << "/" << start_.totalEpochs << " step " << e.step << "/" << start_.totalSteps
              << " loss " << std::fixed << std::setprecision(4) << e.loss << " lr " << std::scientific
-             << std::setprecision(2) << e.learningRate << " " << std::fixed << std::setprecision(1)
-             << e.imagesPerSecond << " img/s ETA " << formatDuration(remaining);
+             << std::setprecision(2) << e.learningRate << " " << std::fixed << std::setprecision(1) << e.imagesPerSecond
+             << " img/s ETA " << formatDuration(remaining);
         if (terminal_) {
             const int width = 28;
             const int filled = int(width * double(e.step) / double(std::max<std::int64_t>(1, start_.totalSteps)));
@@ -120,7 +121,8 @@ void takeOverStaleRun(core::RunStore& store, const core::RunRecord& run, bool fo
         if (answer != "y" && answer != "Y" && answer != "yes")
             throw core::Error("run " + run.id + " left as it is (answer was not 'y')");
     }
-    store.updateStatus(run.id, core::RunStatus::Interrupted, "its process " + std::to_string(pid) + " ended unrecorded");
+    store.updateStatus(run.id, core::RunStatus::Interrupted,
+                       "its process " + std::to_string(pid) + " ended unrecorded");
 }
 
 // Forgets checkpoint rows whose state file is gone (pruned by the keep-last policy, also by a
@@ -222,9 +224,10 @@ Command addTrainCommand(CLI::App& cli) {
     const auto options = std::make_shared<TrainOptions>();
     const core::TrainerOptions defaults;
     CLI::App* app = cli.add_subcommand("train", "train an experiment, or continue an interrupted run exactly");
-    app->footer("Records the run in the workspace and prints the metrics table at the end. One process trains a run "
-                "at a time (RUN/train.lock); --force resumes a run recorded as running whose process no longer "
-                "trains it. Exits 0 when training finished, 1 otherwise (Ctrl-C stops at the next step, resumable).");
+    app->footer(
+        "Records the run in the workspace and prints the metrics table at the end. One process trains a run "
+        "at a time (RUN/train.lock); --force resumes a run recorded as running whose process no longer "
+        "trains it. Exits 0 when training finished, 1 otherwise (Ctrl-C stops at the next step, resumable).");
     app->add_option("--config", options->config, "the experiment file")->type_name("EXPERIMENT.json");
     app->add_option("--resume", options->resume, "continue this run from its last checkpoint")->type_name("RUN_ID");
     app->add_option("--workspace", options->workspace, "the workspace folder")->type_name("DIR");
@@ -239,4 +242,4 @@ Command addTrainCommand(CLI::App& cli) {
     return {app, [options] { return train(*options); }, true};
 }
 
-} // namespace segscope::cli
+}  // namespace segscope::cli

@@ -93,9 +93,10 @@ int workspaceCommand(const WorkspaceOptions& args) {
 Command addWorkspaceCommand(CLI::App& cli) {
     const auto options = std::make_shared<WorkspaceOptions>();
     CLI::App* app = cli.add_subcommand("workspace", "check the run database, or rebuild it from the run folders");
-    app->footer("check: exits 0 when the database (.segscope/segscope.db) is healthy, 1 when it is not.\n"
-                "repair: rebuilds a corrupt, foreign or missing database from the run folders' journals (the "
-                "unusable file is moved aside, never deleted).");
+    app->footer(
+        "check: exits 0 when the database (.segscope/segscope.db) is healthy, 1 when it is not.\n"
+        "repair: rebuilds a corrupt, foreign or missing database from the run folders' journals (the "
+        "unusable file is moved aside, never deleted).");
     app->add_option("ACTION", options->actions, "check or repair (one of them)")
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
         ->type_name("");

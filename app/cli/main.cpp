@@ -28,8 +28,10 @@ std::string wrapped(const std::string& text, std::size_t width = 100) {
         word.clear();
     };
     for (const char c : text + "\n") {
-        if (c == ' ' || c == '\n') flushWord();
-        else word += c;
+        if (c == ' ' || c == '\n')
+            flushWord();
+        else
+            word += c;
         if (c == '\n') {
             out += line + "\n";
             line.clear();
@@ -47,9 +49,10 @@ std::string ownHelp(const CLI::App& app) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App cli("SegScope's headless commands: datasets, training, evaluation, weights, predictions and "
-                 "effective receptive fields, recorded in a workspace.",
-                 "segscope-cli");
+    CLI::App cli(
+        "SegScope's headless commands: datasets, training, evaluation, weights, predictions and "
+        "effective receptive fields, recorded in a workspace.",
+        "segscope-cli");
     cli.get_formatter()->column_width(34);
     // A repeated option counts once, the last one wins (--set and positionals take them all).
     cli.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -63,9 +66,9 @@ int main(int argc, char** argv) {
 
     // In the order the help lists them.
     const std::vector<Command> commands = {
-        addDemoDataCommand(cli),   addCheckDatasetCommand(cli), addTrainCommand(cli),        addEvalCommand(cli),
-        addExportCommand(cli),     addPredictCommand(cli),      addPredictSplitCommand(cli), addScoreCommand(cli),
-        addErfCommand(cli),        addWorkspaceCommand(cli),    addRunsCommand(cli),         addModelsCommand(cli),
+        addDemoDataCommand(cli), addCheckDatasetCommand(cli), addTrainCommand(cli),        addEvalCommand(cli),
+        addExportCommand(cli),   addPredictCommand(cli),      addPredictSplitCommand(cli), addScoreCommand(cli),
+        addErfCommand(cli),      addWorkspaceCommand(cli),    addRunsCommand(cli),         addModelsCommand(cli),
         addForwardCommand(cli),
     };
     for (const Command& c : commands) c.app->footer(wrapped(c.app->get_footer()));
@@ -73,9 +76,10 @@ int main(int argc, char** argv) {
     // reported as an unknown command, not by CLI11's "not expected" message.
     cli.require_subcommand(0, 1);
     cli.allow_extras();
-    cli.footer("Run `segscope-cli COMMAND --help` for the options of one command. Usage errors exit 2.\n"
-               "The workspace defaults to $SEGSCOPE_WORKSPACE, else $XDG_DATA_HOME/SegScope or "
-               "~/.local/share/SegScope.");
+    cli.footer(
+        "Run `segscope-cli COMMAND --help` for the options of one command. Usage errors exit 2.\n"
+        "The workspace defaults to $SEGSCOPE_WORKSPACE, else $XDG_DATA_HOME/SegScope or "
+        "~/.local/share/SegScope.");
 
     // Only the commands that run models pay for the re-exec.
     bool runsModels = false;

@@ -2,8 +2,8 @@
 #include "segscope/core/runtime.h"
 #include "segscope/ui/dataset_panel.h"
 #include "segscope/ui/erf_panel.h"
-#include "segscope/ui/predictions_panel.h"
 #include "segscope/ui/main_window.h"
+#include "segscope/ui/predictions_panel.h"
 #include "segscope/ui/runs_panel.h"
 #include "segscope/ui/workspace.h"
 
@@ -37,16 +37,17 @@ int main(int argc, char** argv) {
     parser.addVersionOption();
     parser.addPositionalArgument(QStringLiteral("experiment"), QStringLiteral("Experiment file to load."),
                                  QStringLiteral("[EXPERIMENT.json]"));
-    QCommandLineOption workspace(QStringLiteral("workspace"), QStringLiteral("Workspace folder."), QStringLiteral("DIR"),
-                                 segscope::ui::defaultWorkspace());
+    QCommandLineOption workspace(QStringLiteral("workspace"), QStringLiteral("Workspace folder."),
+                                 QStringLiteral("DIR"), segscope::ui::defaultWorkspace());
     QCommandLineOption start(QStringLiteral("start"), QStringLiteral("Start the loaded experiment at once."));
     QCommandLineOption check(QStringLiteral("check"), QStringLiteral("Run the dataset check once the demo is open."));
     QCommandLineOption tab(QStringLiteral("tab"), QStringLiteral("Tab to show first (0-4)."), QStringLiteral("N"));
     QCommandLineOption compareAll(QStringLiteral("compare-all"),
                                   QStringLiteral("Select every run of the workspace and compare them (Runs tab)."));
-    QCommandLineOption erfCompare(QStringLiteral("erf-compare"),
-                                  QStringLiteral("ERF tab: compute 'cnn-vs-transformer', or untrained vs trained of run ID."),
-                                  QStringLiteral("WHAT"));
+    QCommandLineOption erfCompare(
+        QStringLiteral("erf-compare"),
+        QStringLiteral("ERF tab: compute 'cnn-vs-transformer', or untrained vs trained of run ID."),
+        QStringLiteral("WHAT"));
     QCommandLineOption erfImages(QStringLiteral("erf-images"), QStringLiteral("Images averaged by --erf-compare."),
                                  QStringLiteral("N"), QStringLiteral("16"));
     QCommandLineOption predict(QStringLiteral("predict"),
@@ -65,8 +66,9 @@ int main(int argc, char** argv) {
                                   QStringLiteral("PNG"));
     QCommandLineOption screenshotDelay(QStringLiteral("screenshot-delay"), QStringLiteral("Delay before --screenshot."),
                                        QStringLiteral("MS"), QStringLiteral("3000"));
-    for (const auto& option : {workspace, start, check, tab, compareAll, erfCompare, erfImages, predict, predictionsView,
-                               compareRuns, presenter, screenshot, screenshotDelay}) parser.addOption(option);
+    for (const auto& option : {workspace, start, check, tab, compareAll, erfCompare, erfImages, predict,
+                               predictionsView, compareRuns, presenter, screenshot, screenshotDelay})
+        parser.addOption(option);
     parser.process(app);
 
     const QString workspaceDir = parser.value(workspace);
@@ -117,8 +119,10 @@ int main(int argc, char** argv) {
             auto* erf = window.erfPanel();
             window.tabs()->setCurrentWidget(erf);
             erf->setImages(images);
-            if (what == QStringLiteral("cnn-vs-transformer")) erf->compareCnnVsTransformer();
-            else erf->compareUntrainedVsTrained(what);
+            if (what == QStringLiteral("cnn-vs-transformer"))
+                erf->compareCnnVsTransformer();
+            else
+                erf->compareUntrainedVsTrained(what);
         });
     }
     if (parser.isSet(predict)) {

@@ -29,8 +29,7 @@ CudaBackendStatus& mutableStatus() {
 std::string torchLibraryFolder() {
     Dl_info info{};
     // getCUDAHooks is defined in libtorch_cpu.so, so the object holding its address is that file.
-    if (dladdr(reinterpret_cast<void*>(&at::detail::getCUDAHooks), &info) == 0 || info.dli_fname == nullptr)
-        return {};
+    if (dladdr(reinterpret_cast<void*>(&at::detail::getCUDAHooks), &info) == 0 || info.dli_fname == nullptr) return {};
     std::string folder = info.dli_fname;
     const auto slash = folder.rfind('/');
     folder = slash == std::string::npos ? std::string(".") : folder.substr(0, slash);
@@ -77,10 +76,14 @@ void loadCudaBackend() {
 // Priority 101, the earliest a program may use, runs this before the default-priority static
 // initialisers of libsegscope_core, any of which might create a tensor and so ask LibTorch about
 // CUDA; LibTorch's own libraries are initialised before this one because it depends on them.
-__attribute__((constructor(101))) void loadCudaBackendAtStartup() { loadCudaBackend(); }
+__attribute__((constructor(101))) void loadCudaBackendAtStartup() {
+    loadCudaBackend();
+}
 
-} // namespace
+}  // namespace
 
-const CudaBackendStatus& cudaBackendStatus() { return mutableStatus(); }
+const CudaBackendStatus& cudaBackendStatus() {
+    return mutableStatus();
+}
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -12,9 +12,9 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -28,10 +28,10 @@ using namespace detail;
 
 // Bounds on what a document may hold, so that a hostile file costs little and every message
 // that echoes a value stays short.
-constexpr std::size_t kMaxStringBytes = 4096;        // paths (PATH_MAX), ids, split names
-constexpr std::size_t kMaxNameBytes = 1000;          // the run store's bound on run names
+constexpr std::size_t kMaxStringBytes = 4096;  // paths (PATH_MAX), ids, split names
+constexpr std::size_t kMaxNameBytes = 1000;    // the run store's bound on run names
 constexpr std::size_t kMaxDescriptionBytes = 65536;
-constexpr std::uintmax_t kMaxFileBytes = 4 << 20;    // presets are about 1 KB
+constexpr std::uintmax_t kMaxFileBytes = 4 << 20;  // presets are about 1 KB
 
 std::string formatNumber(double v) {
     if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(static_cast<long long>(v));
@@ -134,7 +134,9 @@ public:
             for (std::size_t i = 0; i < kFieldCount; ++i)
                 if (section == kFields[i].section && it.key() == kFields[i].key) known = true;
             if (section.empty() && isSection(it.key())) known = true;
-            if (!known) error(joinPath(section, truncateForMessage(it.key(), 60)), "unknown field; known: " + knownKeys(section));
+            if (!known)
+                error(joinPath(section, truncateForMessage(it.key(), 60)),
+                      "unknown field; known: " + knownKeys(section));
         }
     }
 
@@ -202,8 +204,8 @@ public:
                 return false;
             }
             if (!isValidUtf8(text)) {
-                error(joinPath(section, key), "must be valid UTF-8 text (an experiment file is JSON), got " +
-                                                  jsonForMessage(*v));
+                error(joinPath(section, key),
+                      "must be valid UTF-8 text (an experiment file is JSON), got " + jsonForMessage(*v));
                 return false;
             }
             out = text;
@@ -242,7 +244,8 @@ public:
         for (std::size_t i = 0; i < v->size(); ++i) {
             const json& x = (*v)[i];
             if (!x.is_number() || !range.contains(x.get<double>())) {
-                error(path + "[" + std::to_string(i) + "]", "must be a number " + range.text() + ", got " + jsonForMessage(x));
+                error(path + "[" + std::to_string(i) + "]",
+                      "must be a number " + range.text() + ", got " + jsonForMessage(x));
                 ok = false;
             } else {
                 out.push_back(x.get<double>());
@@ -569,9 +572,11 @@ Experiment loadExperiment(const std::filesystem::path& path) {
         throw FileError(path.string(), std::string("the experiment file cannot be read: ") + std::strerror(error));
     }
     if (S_ISDIR(status.st_mode)) throw FileError(path.string(), "is a directory, not an experiment file");
-    if (!S_ISREG(status.st_mode)) throw FileError(path.string(), "is not a regular file (an experiment is a JSON file)");
+    if (!S_ISREG(status.st_mode))
+        throw FileError(path.string(), "is not a regular file (an experiment is a JSON file)");
     if (std::uintmax_t(status.st_size) > kMaxFileBytes)
-        throw FileError(path.string(), "is " + std::to_string(status.st_size) + " bytes; an experiment file is at most " +
+        throw FileError(path.string(), "is " + std::to_string(status.st_size) +
+                                           " bytes; an experiment file is at most " +
                                            std::to_string(kMaxFileBytes >> 20) + " MiB");
     std::ifstream in(path, std::ios::binary);
     if (!in) {

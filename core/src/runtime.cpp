@@ -3,11 +3,11 @@
 #include "segscope/core/error.h"
 #include "segscope/core/version_config.h"
 
-#include <opencv2/core/version.hpp>
+#include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/types.h>
 #include <torch/version.h>
-#include <ATen/Parallel.h>
+#include <opencv2/core/version.hpp>
 
 #include <dlfcn.h>
 #include <unistd.h>
@@ -21,7 +21,9 @@
 
 namespace segscope::core {
 
-std::string segscopeVersion() { return SEGSCOPE_VERSION_STRING; }
+std::string segscopeVersion() {
+    return SEGSCOPE_VERSION_STRING;
+}
 
 namespace {
 
@@ -56,7 +58,7 @@ std::vector<CudaDeviceInfo> queryDriverDevices(int expected) {
     return devices;
 }
 
-} // namespace
+}  // namespace
 
 RuntimeInfo runtimeInfo() {
     RuntimeInfo info;
@@ -80,12 +82,18 @@ std::string formatRuntimeInfo(const RuntimeInfo& info) {
     const CudaBackendStatus& backend = info.cudaBackend;
     out << "CUDA backend: ";
     switch (backend.state) {
-    case CudaBackendState::Loaded: out << "loaded (" << backend.libraryPath << ")\n"; break;
-    case CudaBackendState::AlreadyLoaded: out << "already loaded (" << backend.libraryPath << ")\n"; break;
-    case CudaBackendState::NotInstalled: out << "not installed (no " << backend.libraryPath << ")\n"; break;
-    case CudaBackendState::Failed:
-        out << "failed to load " << backend.libraryPath << ": " << backend.error << "\n";
-        break;
+        case CudaBackendState::Loaded:
+            out << "loaded (" << backend.libraryPath << ")\n";
+            break;
+        case CudaBackendState::AlreadyLoaded:
+            out << "already loaded (" << backend.libraryPath << ")\n";
+            break;
+        case CudaBackendState::NotInstalled:
+            out << "not installed (no " << backend.libraryPath << ")\n";
+            break;
+        case CudaBackendState::Failed:
+            out << "failed to load " << backend.libraryPath << ": " << backend.error << "\n";
+            break;
     }
     if (info.cudaDevices.empty()) {
         out << "CUDA devices: none\n";
@@ -155,4 +163,4 @@ std::string isoNow() {
     return buffer;
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

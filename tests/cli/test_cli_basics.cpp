@@ -95,8 +95,7 @@ TEST(CliBasics, UsageErrorsNameTheProblemAndShowTheCommandsHelp) {
     // Checked in the command: the message names the option and the bound.
     const auto classes = runCli("score --pred a --gt b --classes x 2>&1");
     EXPECT_EQ(classes.exitCode, 2);
-    EXPECT_EQ(classes.output.rfind("segscope-cli: --classes expects an integer, got 'x'\n\n", 0), 0u)
-        << classes.output;
+    EXPECT_EQ(classes.output.rfind("segscope-cli: --classes expects an integer, got 'x'\n\n", 0), 0u) << classes.output;
     const auto huge = runCli("score --pred a --gt b --classes 99999999999999999999 2>&1");
     EXPECT_EQ(huge.output.rfind("segscope-cli: --classes expects an integer, got '99999999999999999999'", 0), 0u)
         << huge.output;

@@ -16,7 +16,8 @@ TEST(DemoData, CheckDatasetCliReportsExactCounts) {
     const auto root = dir / "demo";
     auto made = segscope::test::runCli("demo-data --out '" + root.string() + "' --images 20 --size 48 40 --seed 3");
     ASSERT_EQ(made.exitCode, 0) << made.output;
-    auto checked = segscope::test::runCli("check-dataset --kind voc --root '" + root.string() + "' --split train --json");
+    auto checked =
+        segscope::test::runCli("check-dataset --kind voc --root '" + root.string() + "' --split train --json");
     ASSERT_EQ(checked.exitCode, 0) << checked.output;
     const auto report = nlohmann::json::parse(checked.output);
     EXPECT_TRUE(report["ok"].get<bool>());
@@ -34,7 +35,10 @@ TEST(DemoData, CheckDatasetCliReportsExactCounts) {
             for (int x = 0; x < bgr.cols; ++x) {
                 const cv::Vec3b c = bgr.at<cv::Vec3b>(y, x);
                 const Rgb rgb{c[2], c[1], c[0]};
-                if (rgb == kVocVoidColor) { ++ignore; continue; }
+                if (rgb == kVocVoidColor) {
+                    ++ignore;
+                    continue;
+                }
                 int k = 0;
                 while (k < 5 && vocColor(k) != rgb) ++k;
                 ASSERT_LT(k, 5);

@@ -10,9 +10,9 @@
 #include "test_support.h"
 
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
-#include <torch/torch.h>
 
 #include <algorithm>
 #include <fstream>
@@ -37,9 +37,9 @@ TEST(Erf, CliWritesMapsPngsAndJsonForSegformer) {
     TempDir dir;
     torch::manual_seed(7);
     core::writeSafetensors(dir / "input.safetensors", {{"input", torch::randn({2, 3, 64, 64})}});
-    const auto result = segscope::test::runCli("erf --model segformer-b0 --classes 3 --input '" +
-                                               (dir / "input.safetensors").string() + "' --out '" +
-                                               (dir / "erf").string() + "' --json");
+    const auto result =
+        segscope::test::runCli("erf --model segformer-b0 --classes 3 --input '" + (dir / "input.safetensors").string() +
+                               "' --out '" + (dir / "erf").string() + "' --json");
     ASSERT_EQ(result.exitCode, 0) << result.output;
     const nlohmann::json printed = nlohmann::json::parse(result.output);
     EXPECT_EQ(printed["model"], "segformer-b0");
@@ -102,9 +102,9 @@ TEST(Erf, CliRunUsesTheRunsCheckpointAndValidationImages) {
         name = name.substr(0, name.size() - std::string(".state.pt").size()) + ".safetensors";
         weights = core::readSafetensors(checkpoint->path.parent_path() / name);
     }
-    const auto result = segscope::test::runCli("erf --run " + runId + " --workspace '" + workspace +
-                                               "' --images 2 --batch-size 2 --out '" + (dir / "erf").string() +
-                                               "' --json");
+    const auto result =
+        segscope::test::runCli("erf --run " + runId + " --workspace '" + workspace +
+                               "' --images 2 --batch-size 2 --out '" + (dir / "erf").string() + "' --json");
     ASSERT_EQ(result.exitCode, 0) << result.output;
     const nlohmann::json printed = nlohmann::json::parse(result.output);
     EXPECT_EQ(printed["images"], 2);

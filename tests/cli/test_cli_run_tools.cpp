@@ -173,8 +173,8 @@ TEST(RunTools, EvalExportPredictOnATrainedRun) {
                                      " --out " + quoted(overlay) + " 2>&1");
         EXPECT_EQ(existing.exitCode, 1) << existing.output;
         EXPECT_NE(existing.output.find("--force"), std::string::npos) << existing.output;
-        const auto forced = runCli("--threads 1 predict --run " + runId + ws + " --image " + quoted(image) +
-                                   " --out " + quoted(overlay) + " --force 2>&1");
+        const auto forced = runCli("--threads 1 predict --run " + runId + ws + " --image " + quoted(image) + " --out " +
+                                   quoted(overlay) + " --force 2>&1");
         EXPECT_EQ(forced.exitCode, 0) << forced.output;
     }
     {

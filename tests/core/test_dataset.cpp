@@ -38,7 +38,7 @@ DatasetSpec petsSpec(const std::string& split, PetsMode mode) {
     return spec;
 }
 
-} // namespace
+}  // namespace
 
 TEST(VocDataset, FindsVocdevkitAndReadsExactLabels) {
     const auto dataset = Dataset::open(vocSpec("good"));
@@ -120,7 +120,8 @@ TEST(DatasetCheck, BadSplitReportsEveryProblemExactly) {
         {(root / "SegmentationClass/forty.png").string(), "570 pixels have label value 40 outside [0, 21) and not 255"},
         {(root / "JPEGImages/ghost.jpg").string(),
          "id 'ghost' is listed in the split but has no image and no mask (expected " +
-             (root / "JPEGImages/ghost.jpg").string() + " and " + (root / "SegmentationClass/ghost.png").string() + ")"},
+             (root / "JPEGImages/ghost.jpg").string() + " and " + (root / "SegmentationClass/ghost.png").string() +
+             ")"},
         {(root / "SegmentationClass/badcolor.png").string(),
          "6 pixels have colours outside the class table, e.g. (1, 2, 3)"},
         {(root / "SegmentationClass/nomask.png").string(), "id 'nomask' has an image but no mask"},
@@ -153,7 +154,8 @@ TEST(PetsDataset, ModesMapTrimapValuesExactly) {
             const LabeledImage sample = dataset->load(i);
             EXPECT_EQ(sample.id, m["trainval"][i].get<std::string>());
             EXPECT_EQ(sample.image.channels(), 3);
-            EXPECT_EQ(differingPixels(sample.label, expectedMatrix(std::string("pets_") + name + "_" + sample.id, 28, 36)), 0)
+            EXPECT_EQ(
+                differingPixels(sample.label, expectedMatrix(std::string("pets_") + name + "_" + sample.id, 28, 36)), 0)
                 << name << " " << sample.id;
         }
     }

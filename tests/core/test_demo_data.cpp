@@ -13,8 +13,10 @@
 using namespace segscope::core;
 
 namespace {
-std::vector<std::uint8_t> bytesOf(const std::filesystem::path& p) { return readFileBytes(p); }
+std::vector<std::uint8_t> bytesOf(const std::filesystem::path& p) {
+    return readFileBytes(p);
 }
+}  // namespace
 
 TEST(DemoData, SameSeedSameBytes) {
     segscope::test::TempDir a, b;

@@ -1,18 +1,18 @@
 #include "segscope/core/analysis/erf.h"
 
 #include "segscope/core/data/demo_data.h"
-#include "segscope/core/experiment.h"
 #include "segscope/core/data/loader.h"
+#include "segscope/core/experiment.h"
 #include "segscope/core/models/registry.h"
-#include "segscope/core/runs/run_store.h"
 #include "segscope/core/models/weights.h"
+#include "segscope/core/runs/run_store.h"
 
 #include "test_support.h"
 
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
-#include <torch/torch.h>
 
 #include <cmath>
 #include <fstream>
@@ -55,7 +55,9 @@ private:
 };
 
 // Nonzero pixels of a map.
-torch::Tensor support(const torch::Tensor& map) { return map != 0; }
+torch::Tensor support(const torch::Tensor& map) {
+    return map != 0;
+}
 
 // A (h, w) boolean mask that is true inside rows/cols [lo, hi].
 torch::Tensor box(int h, int w, int lo, int hi) {
@@ -304,8 +306,9 @@ TEST(Erf, DatasetInputMatchesTheValidationPreprocessing) {
     core::ErfOptions options;
     options.batchSize = 1;
     std::vector<std::pair<std::int64_t, std::int64_t>> calls;
-    const core::ErfResult result = core::computeErf(
-        model, dataset, transform, 2, options, [&](std::int64_t done, std::int64_t total) { calls.emplace_back(done, total); });
+    const core::ErfResult result =
+        core::computeErf(model, dataset, transform, 2, options,
+                         [&](std::int64_t done, std::int64_t total) { calls.emplace_back(done, total); });
     EXPECT_EQ(result.images, 2);
     EXPECT_EQ(result.height, 32);
     EXPECT_EQ(result.width, 32);

@@ -2,15 +2,15 @@
 // declare huge sizes, corrupt chunks, deeply nested or overflowing JSON, file names that are not
 // UTF-8, demo data written over a user's files, unbounded counts on the command line, and
 // messages that must name the file or field. Fixtures are written byte by byte here.
+#include "segscope/core/analysis/metrics.h"
 #include "segscope/core/data/dataset.h"
 #include "segscope/core/data/dataset_check.h"
 #include "segscope/core/data/demo_data.h"
-#include "segscope/core/experiment.h"
 #include "segscope/core/data/image_io.h"
-#include "segscope/core/analysis/metrics.h"
+#include "segscope/core/experiment.h"
+#include "segscope/core/models/weights.h"
 #include "segscope/core/runtime.h"
 #include "segscope/core/safe_text.h"
-#include "segscope/core/models/weights.h"
 
 #include "test_support.h"
 

@@ -1,5 +1,5 @@
-#include "segscope/core/error.h"
 #include "segscope/core/data/image_io.h"
+#include "segscope/core/error.h"
 
 #include "test_support.h"
 
@@ -14,9 +14,11 @@ using segscope::test::expectedMatrix;
 using segscope::test::testData;
 
 namespace {
-std::filesystem::path voc() { return testData() / "formats" / "voc" / "VOCdevkit" / "VOC2012"; }
+std::filesystem::path voc() {
+    return testData() / "formats" / "voc" / "VOCdevkit" / "VOC2012";
+}
 constexpr int kH = 30, kW = 40;
-} // namespace
+}  // namespace
 
 TEST(MaskPng, PaletteIndicesAreReadNotColours) {
     const StoredMask mask = readMaskPng(voc() / "SegmentationClass" / "pal.png");

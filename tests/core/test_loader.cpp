@@ -36,7 +36,7 @@ TransformConfig smallTransform() {
     return t;
 }
 
-} // namespace
+}  // namespace
 
 TEST(BatchLoader, EverySampleExactlyOncePerEpochWithSeveralWorkers) {
     const auto dataset = demo();
@@ -52,7 +52,8 @@ TEST(BatchLoader, EverySampleExactlyOncePerEpochWithSeveralWorkers) {
         std::size_t batches = 0;
         while (auto batch = loader.next()) {
             EXPECT_EQ(batch->batchIndex, batches++);
-            EXPECT_EQ(batch->images.sizes(), (std::vector<std::int64_t>{std::int64_t(batch->indices.size()), 3, 32, 32}));
+            EXPECT_EQ(batch->images.sizes(),
+                      (std::vector<std::int64_t>{std::int64_t(batch->indices.size()), 3, 32, 32}));
             EXPECT_EQ(batch->labels.scalar_type(), torch::kInt64);
             for (auto i : batch->indices) ++seen[i];
         }

@@ -1,6 +1,6 @@
-#include "segscope/core/error.h"
-#include "segscope/core/data/image_io.h"
 #include "segscope/core/analysis/metrics.h"
+#include "segscope/core/data/image_io.h"
+#include "segscope/core/error.h"
 
 #include "test_support.h"
 

@@ -1,15 +1,15 @@
 // Split predictions: the cache (writer, validity, atomicity), PredictionSet's rankings, filters and
 // click-through on hand-made masks whose confusion is known, pixel-level error maps, and
 // predictSplit()/`segscope-cli predict-split` on a randomly initialised model.
-#include "segscope/core/data/demo_data.h"
-#include "segscope/core/experiment.h"
-#include "segscope/core/data/image_io.h"
 #include "segscope/core/analysis/inference.h"
-#include "segscope/core/models/registry.h"
 #include "segscope/core/analysis/predictions.h"
+#include "segscope/core/data/demo_data.h"
+#include "segscope/core/data/image_io.h"
+#include "segscope/core/experiment.h"
+#include "segscope/core/models/registry.h"
+#include "segscope/core/models/weights.h"
 #include "segscope/core/runs/run_loader.h"
 #include "segscope/core/runs/run_store.h"
-#include "segscope/core/models/weights.h"
 
 #include "test_support.h"
 

@@ -1,5 +1,5 @@
-#include "segscope/core/error.h"
 #include "segscope/core/analysis/metrics.h"
+#include "segscope/core/error.h"
 #include "segscope/core/runs/run_store.h"
 
 #include "test_support.h"

@@ -1,13 +1,13 @@
 // Using a recorded run: loadRun/resolveCheckpoint/evaluate/predictImage (segscope-cli eval,
 // export and predict: tests/cli/test_cli_run_tools.cpp).
+#include "segscope/core/analysis/inference.h"
 #include "segscope/core/data/demo_data.h"
-#include "segscope/core/experiment.h"
 #include "segscope/core/data/image_io.h"
 #include "segscope/core/data/overlay.h"
-#include "segscope/core/analysis/inference.h"
+#include "segscope/core/experiment.h"
+#include "segscope/core/models/weights.h"
 #include "segscope/core/runs/run_loader.h"
 #include "segscope/core/runs/run_store.h"
-#include "segscope/core/models/weights.h"
 
 #include "test_support.h"
 

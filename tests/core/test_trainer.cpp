@@ -1,5 +1,5 @@
-#include "segscope/core/data/demo_data.h"
 #include "segscope/core/analysis/erf.h"
+#include "segscope/core/data/demo_data.h"
 #include "segscope/core/models/registry.h"
 #include "segscope/core/runs/run_store.h"
 #include "segscope/core/training/trainer.h"
@@ -12,16 +12,16 @@
 #include <c10/util/Exception.h>
 #include <algorithm>
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
 #include <filesystem>
 #include <mutex>
-#include <sys/wait.h>
 #include <sstream>
 #include <thread>
-#include <fcntl.h>
-#include <unistd.h>
 
 using namespace segscope::core;
 using segscope::test::writeDemo;
@@ -88,7 +88,7 @@ private:
     }
 };
 
-} // namespace
+}  // namespace
 
 TEST(Trainer, DemoReachesItsMiouThreshold) {
     segscope::test::TempDir dir;
@@ -122,7 +122,8 @@ TEST(Trainer, EventsFireInOrderWithCheckpoints) {
     const std::int64_t perEpoch = 7;
     std::vector<std::string> expected = {"started " + std::to_string(2 * perEpoch)};
     for (int epoch = 1; epoch <= 2; ++epoch) {
-        for (std::int64_t s = 1; s <= perEpoch; ++s) expected.push_back("step " + std::to_string((epoch - 1) * perEpoch + s));
+        for (std::int64_t s = 1; s <= perEpoch; ++s)
+            expected.push_back("step " + std::to_string((epoch - 1) * perEpoch + s));
         expected.push_back("validation " + std::to_string(epoch));
         expected.push_back("checkpoint " + std::to_string(epoch * perEpoch));
     }
@@ -430,8 +431,8 @@ TEST(FusedAdamW, FollowsLibTorchAdamWExactlyAndResumesFromItsState) {
         }
         for (std::size_t i = 0; i < a.size(); ++i)
             EXPECT_LT((a[i] - c[i]).abs().max().item<double>(), 1e-6) << "param " << i << " after resume";
-        const auto& state = static_cast<const torch::optim::AdamWParamState&>(
-            *resumed.state().at(c[0].unsafeGetTensorImpl()));
+        const auto& state =
+            static_cast<const torch::optim::AdamWParamState&>(*resumed.state().at(c[0].unsafeGetTensorImpl()));
         EXPECT_EQ(state.step(), 9);
     }
 }

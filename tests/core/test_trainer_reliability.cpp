@@ -1,18 +1,18 @@
 // The trainer under failure: observers that throw, full disks (injected and on a size-limited
 // tmpfs), runs that end within an epoch, resumes that prune and recompute what a kill lost, one
 // process per run, the prediction cache's checksums, and `erf --checkpoint best` by step.
-#include "segscope/core/data/demo_data.h"
 #include "segscope/core/analysis/erf.h"
-#include "segscope/core/file_output.h"
 #include "segscope/core/analysis/inference.h"
-#include "segscope/core/models/registry.h"
 #include "segscope/core/analysis/predictions.h"
+#include "segscope/core/data/demo_data.h"
+#include "segscope/core/file_output.h"
+#include "segscope/core/models/registry.h"
+#include "segscope/core/models/weights.h"
+#include "segscope/core/runs/run_loader.h"
 #include "segscope/core/runs/run_lock.h"
 #include "segscope/core/runs/run_recorder.h"
-#include "segscope/core/runs/run_loader.h"
 #include "segscope/core/runs/run_store.h"
 #include "segscope/core/training/trainer.h"
-#include "segscope/core/models/weights.h"
 
 #include "test_support.h"
 

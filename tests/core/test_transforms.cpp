@@ -30,7 +30,7 @@ std::set<int> values(const cv::Mat& label) {
     return v;
 }
 
-} // namespace
+}  // namespace
 
 TEST(Transforms, SameSeedSameOutputOtherSeedOther) {
     TransformConfig config;

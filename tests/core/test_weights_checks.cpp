@@ -4,8 +4,8 @@
 // tests/cli/test_cli_forward.cpp.
 #include "segscope/core/error.h"
 #include "segscope/core/models/registry.h"
-#include "segscope/core/output_guard.h"
 #include "segscope/core/models/weights.h"
+#include "segscope/core/output_guard.h"
 
 #include "test_support.h"
 

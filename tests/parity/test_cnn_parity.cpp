@@ -8,10 +8,10 @@
 
 #include "test_support.h"
 
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <ATen/autocast_mode.h>
+#include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <set>
@@ -23,15 +23,17 @@ namespace {
 constexpr double kLogitsTolerance = 1e-4;  // max |Δ| in float32, eval mode
 constexpr int kVocClasses = 21;
 
-const std::vector<std::string> kAllIds = {"unet-resnet18",  "unet-resnet34",          "unet-resnet50",
-                                          "unet-resnet101", "fpn-resnet50",           "deeplabv3plus-resnet50",
+const std::vector<std::string> kAllIds = {"unet-resnet18",  "unet-resnet34",     "unet-resnet50",
+                                          "unet-resnet101", "fpn-resnet50",      "deeplabv3plus-resnet50",
                                           "fcn-resnet50",   "unet-seed-resnet50"};
-const std::vector<std::string> kLogitsIds = {"unet-resnet18", "unet-resnet50",          "fpn-resnet50",
-                                             "deeplabv3plus-resnet50", "fcn-resnet50", "unet-seed-resnet50"};
+const std::vector<std::string> kLogitsIds = {"unet-resnet18",          "unet-resnet50", "fpn-resnet50",
+                                             "deeplabv3plus-resnet50", "fcn-resnet50",  "unet-seed-resnet50"};
 const std::vector<std::string> kResNet50Ids = {"unet-resnet50", "fpn-resnet50", "deeplabv3plus-resnet50",
                                                "fcn-resnet50", "unet-seed-resnet50"};
 
-std::filesystem::path cnnData() { return segscope::test::testData() / "reference" / "cnn"; }
+std::filesystem::path cnnData() {
+    return segscope::test::testData() / "reference" / "cnn";
+}
 
 const nlohmann::json& referenceSummary() {
     static const nlohmann::json summary = [] {
@@ -51,7 +53,9 @@ const nlohmann::ordered_json& referenceOrderedSummary() {
     return summary;
 }
 
-std::string shapeText(torch::IntArrayRef sizes) { return c10::str(sizes); }
+std::string shapeText(torch::IntArrayRef sizes) {
+    return c10::str(sizes);
+}
 
 std::string testName(const ::testing::TestParamInfo<std::string>& info) {
     std::string name = info.param;
@@ -67,7 +71,7 @@ std::vector<std::int64_t> expectedStrides(const std::string& id) {
     return {4, 8, 16, 32};
 }
 
-} // namespace
+}  // namespace
 
 TEST(CnnModels, PublishedParameterCounts) {
     EXPECT_EQ(countParameters(*createModel("unet-resnet50", kVocClasses)), 32'524'005);

@@ -3,15 +3,15 @@
 // 5.x names and the hub's 4.x names through `segscope-cli forward`, bare SegformerModel backbones
 // as pretrained starts, smp/timm/torchvision families, exports loaded strictly by transformers 5,
 // and --hf-folder exports through from_pretrained under transformers 4.56 and 5.x.
+#include "segscope/core/analysis/inference.h"
 #include "segscope/core/data/demo_data.h"
 #include "segscope/core/error.h"
-#include "segscope/core/analysis/inference.h"
 #include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
 #include "segscope/core/models/segformer_naming.h"
+#include "segscope/core/models/weights.h"
 #include "segscope/core/runs/run_loader.h"
 #include "segscope/core/runs/run_store.h"
-#include "segscope/core/models/weights.h"
 
 #include "test_support.h"
 

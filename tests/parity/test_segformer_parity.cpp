@@ -25,7 +25,7 @@ constexpr std::array<PublishedCount, 6> kSegFormerCounts{{{"segformer-b0", 3'719
                                                           {"segformer-b4", 64'009'173},
                                                           {"segformer-b5", 84'609'493}}};
 
-} // namespace
+}  // namespace
 
 TEST(SegFormerParity, ParameterCountsAndStateDictMatchReference) {
     for (const auto& [id, published] : kSegFormerCounts) {
@@ -73,7 +73,8 @@ TEST(SegFormerParity, StagesHaveExpectedNamesAndStrides) {
         height = (height + stride - 1) / stride;
         width = (width + stride - 1) / stride;
         const auto& stage = stages.at("stage" + std::to_string(i + 1));
-        EXPECT_EQ(stage.sizes().vec(), (std::vector<std::int64_t>{1, channels[static_cast<std::size_t>(i)], height, width}))
+        EXPECT_EQ(stage.sizes().vec(),
+                  (std::vector<std::int64_t>{1, channels[static_cast<std::size_t>(i)], height, width}))
             << "stage" << i + 1;
     }
     EXPECT_TRUE(torch::equal(stages.at("decoder"), logits));

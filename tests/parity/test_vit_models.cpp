@@ -28,17 +28,16 @@ torch::Tensor parameter(const torch::nn::Module& model, const std::string& name)
 
 torch::Tensor resize(const torch::Tensor& x, std::int64_t h, std::int64_t w) {
     namespace F = torch::nn::functional;
-    return F::interpolate(x, F::InterpolateFuncOptions()
-                                 .size(std::vector<std::int64_t>{h, w})
-                                 .mode(torch::kBilinear)
-                                 .align_corners(false));
+    return F::interpolate(
+        x,
+        F::InterpolateFuncOptions().size(std::vector<std::int64_t>{h, w}).mode(torch::kBilinear).align_corners(false));
 }
 
 const std::vector<std::string> kParityIds{"segmenter-linear-vit-tiny-p16", "segmenter-mask-vit-tiny-p16",
                                           "segmenter-mask-vit-tiny-p8",    "setr-naive-vit-tiny-p16",
                                           "setr-pup-vit-tiny-p16",         "setr-mla-vit-tiny-p16"};
 
-} // namespace
+}  // namespace
 
 TEST(VitModels, RegistryListsEveryId) {
     const auto ids = vitModelIds();
@@ -85,7 +84,7 @@ std::map<std::string, std::int64_t> checkCountsAndStateDicts(bool baseAndLarge) 
     return counts;
 }
 
-} // namespace
+}  // namespace
 
 TEST(VitModels, ParameterCountsAndStateDictMatchReference) {
     const auto counts = checkCountsAndStateDicts(false);
@@ -118,8 +117,7 @@ TEST(VitModels, LogitsAndEncoderMatchReference) {
         const auto tokens = stage4.flatten(2).transpose(1, 2);
         ASSERT_EQ(tokens.sizes(), io.at("encoder_tokens").sizes()) << id;
         const double encoderDifference = maxAbsDifference(tokens, io.at("encoder_tokens"));
-        std::cout << id << ": logits max|delta| " << difference << ", encoder max|delta| " << encoderDifference
-                  << "\n";
+        std::cout << id << ": logits max|delta| " << difference << ", encoder max|delta| " << encoderDifference << "\n";
         EXPECT_LE(difference, kLogitsTolerance) << id;
         EXPECT_LE(encoderDifference, kLogitsTolerance) << id;
     }
@@ -166,8 +164,8 @@ TEST(VitModels, AnySizeInputGivesLogitsAtInputSize) {
 }
 
 TEST(VitModels, EveryParameterGetsAGradient) {
-    for (const std::string id : {"segmenter-linear-vit-tiny-p16", "segmenter-mask-vit-tiny-p16", "setr-naive-vit-tiny-p16",
-                                 "setr-pup-vit-tiny-p16", "setr-mla-vit-tiny-p16"}) {
+    for (const std::string id : {"segmenter-linear-vit-tiny-p16", "segmenter-mask-vit-tiny-p16",
+                                 "setr-naive-vit-tiny-p16", "setr-pup-vit-tiny-p16", "setr-mla-vit-tiny-p16"}) {
         SCOPED_TRACE(id);
         auto model = core::createModel(id, 4);
         expectGradientsEverywhere(*model, torch::randn({2, 3, 40, 56}));
@@ -204,7 +202,8 @@ TEST(VitModels, LinearDecoderFollowsPublishedEquation) {
     const auto logits = model->forwardStages(input, &stages);
     const auto& grid = stages.at("stage4");  // encoder.norm output
     const auto tokens = grid.flatten(2).transpose(1, 2);
-    auto masks = torch::matmul(tokens, parameter(*model, "decoder.head.weight").t()) + parameter(*model, "decoder.head.bias");
+    auto masks =
+        torch::matmul(tokens, parameter(*model, "decoder.head.weight").t()) + parameter(*model, "decoder.head.bias");
     masks = masks.transpose(1, 2).reshape({1, 3, grid.size(2), grid.size(3)});
     const auto expected = resize(masks, 48, 64).narrow(2, 0, 37).narrow(3, 0, 50);
     EXPECT_LE(maxAbsDifference(logits, expected), 1e-5);
@@ -238,7 +237,8 @@ TEST(VitModels, MaskDecoderFollowsPublishedEquations) {
         return (x - mean) / torch::sqrt(variance + eps) * parameter(*model, prefix + ".weight") +
                parameter(*model, prefix + ".bias");
     };
-    auto x = torch::matmul(tokens, parameter(*model, "decoder.proj_dec.weight").t()) + parameter(*model, "decoder.proj_dec.bias");
+    auto x = torch::matmul(tokens, parameter(*model, "decoder.proj_dec.weight").t()) +
+             parameter(*model, "decoder.proj_dec.bias");
     x = torch::cat({x, parameter(*model, "decoder.cls_emb").expand({2, numClasses, dim})}, 1);
     x = layerNorm(x, "decoder.decoder_norm", 1e-5);
     const auto patchCount = tokens.size(1);
@@ -266,19 +266,22 @@ torch::Tensor convModule(const torch::nn::Module& model, const std::string& pref
 
 torch::Tensor channelNorm(const torch::nn::Module& model, const std::string& prefix, const torch::Tensor& x) {
     auto t = x.flatten(2).transpose(1, 2);
-    t = torch::layer_norm(t, {t.size(2)}, parameter(model, prefix + ".weight"), parameter(model, prefix + ".bias"), 1e-6);
+    t = torch::layer_norm(t, {t.size(2)}, parameter(model, prefix + ".weight"), parameter(model, prefix + ".bias"),
+                          1e-6);
     return t.transpose(1, 2).reshape(x.sizes());
 }
 
 void randomiseBatchNorms(torch::nn::Module& model) {
     torch::NoGradGuard noGrad;
     for (const auto& item : model.named_buffers()) {
-        if (item.key().find("running_mean") != std::string::npos) item.value().copy_(0.1 * torch::randn_like(item.value()));
-        if (item.key().find("running_var") != std::string::npos) item.value().copy_(0.5 + torch::rand_like(item.value()));
+        if (item.key().find("running_mean") != std::string::npos)
+            item.value().copy_(0.1 * torch::randn_like(item.value()));
+        if (item.key().find("running_var") != std::string::npos)
+            item.value().copy_(0.5 + torch::rand_like(item.value()));
     }
 }
 
-} // namespace
+}  // namespace
 
 // SETR-MLA from the four tapped block outputs: MLANeck (LN, 1x1 ConvModule, top-down sums from
 // the deepest tap, 3x3 ConvModule), SETRMLAHead (2 x 3x3 ConvModule, x4 each), concat, conv_seg,
@@ -317,8 +320,8 @@ TEST(VitModels, MlaHeadFollowsPublishedEquations) {
 
 // SETR naive and PUP from the last block's tokens: LN, [ConvModule, upsample] x n, conv_seg.
 TEST(VitModels, UpHeadsFollowPublishedEquations) {
-    for (const auto& [id, convs] : std::vector<std::pair<std::string, int>>{{"setr-naive-vit-tiny-p16", 1},
-                                                                            {"setr-pup-vit-tiny-p16", 4}}) {
+    for (const auto& [id, convs] :
+         std::vector<std::pair<std::string, int>>{{"setr-naive-vit-tiny-p16", 1}, {"setr-pup-vit-tiny-p16", 4}}) {
         auto model = core::createModel(id, 3);
         randomiseBatchNorms(*model);
         model->eval();
@@ -332,7 +335,8 @@ TEST(VitModels, UpHeadsFollowPublishedEquations) {
             y = convModule(*model, "decode_head.up_convs." + std::to_string(i) + ".0", y);
             y = resize(y, scale * y.size(2), scale * y.size(3));
         }
-        y = torch::conv2d(y, parameter(*model, "decode_head.conv_seg.weight"), parameter(*model, "decode_head.conv_seg.bias"));
+        y = torch::conv2d(y, parameter(*model, "decode_head.conv_seg.weight"),
+                          parameter(*model, "decode_head.conv_seg.bias"));
         EXPECT_LE(maxAbsDifference(logits, resize(y, 45, 70)), 1e-5) << id;
     }
 }

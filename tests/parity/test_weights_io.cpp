@@ -21,9 +21,13 @@ using segscope::test::TempDir;
 
 namespace {
 
-std::filesystem::path fixture(const std::string& name) { return test::testData() / "reference" / "weights" / name; }
+std::filesystem::path fixture(const std::string& name) {
+    return test::testData() / "reference" / "weights" / name;
+}
 
-std::string shellQuote(const std::string& s) { return "'" + s + "'"; }
+std::string shellQuote(const std::string& s) {
+    return "'" + s + "'";
+}
 
 // The message of the FileError `f` throws (empty, with a test failure, when it throws none).
 template <typename F>
@@ -83,7 +87,9 @@ TEST(WeightsIo, ReadsEveryDtypeExactly) {
         EXPECT_TRUE(std::signbit(flat[4].item<double>()));
     }
     const std::vector<std::tuple<std::string, torch::Dtype, std::vector<std::int64_t>>> ints{
-        {"I64", torch::kInt64, {-(std::int64_t{1} << 40), 5, 0, (std::int64_t{1} << 40) + 3, -1, std::int64_t{1} << 62}},
+        {"I64",
+         torch::kInt64,
+         {-(std::int64_t{1} << 40), 5, 0, (std::int64_t{1} << 40) + 3, -1, std::int64_t{1} << 62}},
         {"I32", torch::kInt32, {-2147483648LL, 2147483647LL, 0, 5, -7, 100000}},
         {"I8", torch::kInt8, {-128, 127, 0, 1, -1, 5}},
         {"U8", torch::kUInt8, {0, 255, 1, 128, 7, 64}},
@@ -93,7 +99,8 @@ TEST(WeightsIo, ReadsEveryDtypeExactly) {
         EXPECT_EQ(x.scalar_type(), dtype) << name;
         ASSERT_EQ(x.sizes(), (std::vector<std::int64_t>{2, 3})) << name;
         const auto flat = x.to(torch::kInt64).flatten();
-        for (std::int64_t i = 0; i < 6; ++i) EXPECT_EQ(flat[i].item<std::int64_t>(), want[i]) << name << "[" << i << "]";
+        for (std::int64_t i = 0; i < 6; ++i)
+            EXPECT_EQ(flat[i].item<std::int64_t>(), want[i]) << name << "[" << i << "]";
     }
 }
 
@@ -140,8 +147,9 @@ TEST(WeightsIo, ReadsModuleStateDictWithMetadata) {
 
 TEST(WeightsIo, RejectsLegacyTorchSave) {
     const auto path = fixture("legacy.pth").string();
-    const std::string expected = path + ": not a torch.save zip archive (legacy pickle files are not supported; "
-                                        "re-save with torch.save in PyTorch >= 1.6)";
+    const std::string expected = path +
+                                 ": not a torch.save zip archive (legacy pickle files are not supported; "
+                                 "re-save with torch.save in PyTorch >= 1.6)";
     EXPECT_EQ(fileErrorMessage([&] { core::readTorchStateDict(path); }), expected);
     EXPECT_EQ(fileErrorMessage([&] { core::readWeightsFile(path); }), expected);
 }
@@ -195,7 +203,9 @@ TEST(WeightsIo, PythonReadsWrittenSafetensors) {
     t["bf16"] = torch::tensor({1024.0, -0.0078125}).to(torch::kBFloat16);
     t["f64"] = torch::tensor({0.1, -1e300}, torch::kFloat64);
     t["i64"] = torch::tensor({-(std::int64_t{1} << 40), std::int64_t{1} << 62}, torch::kInt64);
-    t["i32"] = torch::tensor({std::int64_t{-2147483648LL}, std::int64_t{2147483647LL}}, torch::kInt64).to(torch::kInt32).reshape({2, 1});
+    t["i32"] = torch::tensor({std::int64_t{-2147483648LL}, std::int64_t{2147483647LL}}, torch::kInt64)
+                   .to(torch::kInt32)
+                   .reshape({2, 1});
     t["i8"] = torch::tensor({-128, 127}).to(torch::kInt8);
     t["u8"] = torch::tensor({0, 255, 7}).to(torch::kUInt8);
     t["bool"] = torch::tensor({1, 0, 1}).to(torch::kBool);
@@ -205,9 +215,10 @@ TEST(WeightsIo, PythonReadsWrittenSafetensors) {
     const auto path = dir / "written.safetensors";
     core::writeSafetensors(path, t, {{"model", "segformer-b0"}, {"note", "round trip"}});
 
-    const auto result = test::runCommand(shellQuote(test::pythonExecutable()) + " " +
-                                         shellQuote((test::sourceDir() / "tests/parity/check_written_safetensors.py").string()) +
-                                         " " + shellQuote(path.string()) + " 2>&1");
+    const auto result =
+        test::runCommand(shellQuote(test::pythonExecutable()) + " " +
+                         shellQuote((test::sourceDir() / "tests/parity/check_written_safetensors.py").string()) + " " +
+                         shellQuote(path.string()) + " 2>&1");
     EXPECT_EQ(result.exitCode, 0) << result.output;
     EXPECT_EQ(result.output, "ok\n");
 
@@ -241,8 +252,8 @@ TEST(WeightsIo, LoadReportListsExactKeys) {
     Small model;
     // The torch.save fixture: conv.*, bn.running_var and the counter load; head.weight is extra.
     const auto report = core::loadStateDict(model, core::readWeightsFile(fixture("state.pth")));
-    EXPECT_EQ(report.loaded, (std::vector<std::string>{"bn.num_batches_tracked", "bn.running_var", "conv.bias",
-                                                         "conv.weight"}));
+    EXPECT_EQ(report.loaded,
+              (std::vector<std::string>{"bn.num_batches_tracked", "bn.running_var", "conv.bias", "conv.weight"}));
     EXPECT_EQ(report.missing, (std::vector<std::string>{"bn.bias", "bn.running_mean", "bn.weight"}));
     EXPECT_EQ(report.unexpected, (std::vector<std::string>{"head.weight"}));
     EXPECT_TRUE(report.skippedShape.empty());
@@ -316,7 +327,8 @@ std::shared_ptr<core::SegmentationModel> seededModel(const std::string& id, int 
 
 // One Python process checks all four (its imports take longer than the checks).
 TEST(ExportRoundTrip, ReferencesLoadStrictlyAndMatchLogits) {
-    const std::vector<std::string> ids{"segformer-b0", "unet-resnet18", "fcn-resnet50", "segmenter-linear-vit-tiny-p16"};
+    const std::vector<std::string> ids{"segformer-b0", "unet-resnet18", "fcn-resnet50",
+                                       "segmenter-linear-vit-tiny-p16"};
     constexpr int kClasses = 5;
     TempDir dir;
     for (const auto& id : ids) {
@@ -331,10 +343,10 @@ TEST(ExportRoundTrip, ReferencesLoadStrictlyAndMatchLogits) {
         core::writeSafetensors(dir / (id + ".weights.safetensors"), core::stateDict(*model), {{"model", id}});
         core::writeSafetensors(dir / (id + ".io.safetensors"), {{"input", input}, {"logits", logits}});
     }
-    const auto result = test::runCommand("OMP_NUM_THREADS=1 " + shellQuote(test::pythonExecutable()) + " " +
-                                         shellQuote((test::sourceDir() / "tests/parity/check_roundtrip.py").string()) +
-                                         " --classes " + std::to_string(kClasses) + " " +
-                                         shellQuote(dir.path().string()) + " 2>&1");
+    const auto result =
+        test::runCommand("OMP_NUM_THREADS=1 " + shellQuote(test::pythonExecutable()) + " " +
+                         shellQuote((test::sourceDir() / "tests/parity/check_roundtrip.py").string()) + " --classes " +
+                         std::to_string(kClasses) + " " + shellQuote(dir.path().string()) + " 2>&1");
     std::cout << result.output;
     EXPECT_EQ(result.exitCode, 0) << result.output;
     for (const auto& id : ids) {
@@ -443,7 +455,8 @@ TEST(PretrainedStartBackbones, TorchvisionResNetAndTimmVitLoadTheWholeEncoder) {
     for (const std::string id : {"segmenter-linear-vit-tiny-p16", "setr-naive-vit-tiny-p16", "setr-mla-vit-tiny-p16"}) {
         auto model = core::createModel(id, 3);
         const std::string log = core::loadPretrainedStart(*model, id, fixture("timm_vit.safetensors"), true);
-        EXPECT_NE(log.find("(timm ViT names (patch_embed, pos_embed, blocks))"), std::string::npos) << id << ": " << log;
+        EXPECT_NE(log.find("(timm ViT names (patch_embed, pos_embed, blocks))"), std::string::npos)
+            << id << ": " << log;
         EXPECT_NE(log.find("outside the encoder, not in the file"), std::string::npos) << id << ": " << log;
     }
     // A ViT-Tiny checkpoint for a ViT-Small model names both shapes (mapPretrainedVit's check).

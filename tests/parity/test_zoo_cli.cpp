@@ -5,15 +5,17 @@
 #include "test_support.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-#include <fstream>
 #include <torch/torch.h>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 using namespace segscope;
 using segscope::test::TempDir;
 
 namespace {
-std::string quote(const std::string& s) { return "'" + s + "'"; }
+std::string quote(const std::string& s) {
+    return "'" + s + "'";
+}
 }  // namespace
 
 TEST(ZooCli, ModelsJsonListsEveryIdWithExactCounts) {
@@ -35,10 +37,10 @@ TEST(ZooCli, ModelsJsonListsEveryIdWithExactCounts) {
         counts[m.at("id").get<std::string>()] = m.at("parameters").get<std::int64_t>();
     }
     // Published figures (the references' sum(p.numel()) at 21 classes).
-    const std::map<std::string, std::int64_t> published{
-        {"segformer-b0", 3719541},       {"segformer-b1", 13682645},      {"segformer-b2", 27362773},
-        {"segformer-b3", 47238613},      {"segformer-b4", 64009173},      {"segformer-b5", 84609493},
-        {"unet-resnet50", 32524005},     {"unet-seed-resnet50", 71863765}};
+    const std::map<std::string, std::int64_t> published{{"segformer-b0", 3719541},   {"segformer-b1", 13682645},
+                                                        {"segformer-b2", 27362773},  {"segformer-b3", 47238613},
+                                                        {"segformer-b4", 64009173},  {"segformer-b5", 84609493},
+                                                        {"unet-resnet50", 32524005}, {"unet-seed-resnet50", 71863765}};
     for (const auto& [id, count] : published) {
         ASSERT_TRUE(counts.count(id)) << id;
         EXPECT_EQ(counts[id], count) << id;
@@ -88,7 +90,8 @@ TEST(ZooCli, ForwardMatchesInProcessModel) {
     ASSERT_EQ(result.exitCode, 0) << result.output;
     std::ifstream err(dir / "stderr.txt");
     const std::string stderrText((std::istreambuf_iterator<char>(err)), {});
-    EXPECT_NE(stderrText.find(" loaded, 0 missing, 0 unexpected, 0 skipped for shape"), std::string::npos) << stderrText;
+    EXPECT_NE(stderrText.find(" loaded, 0 missing, 0 unexpected, 0 skipped for shape"), std::string::npos)
+        << stderrText;
     const auto logits = core::readSafetensors(out).at("logits");
     ASSERT_EQ(logits.sizes(), (std::vector<std::int64_t>{2, 4, 64, 48}));
     EXPECT_LE((logits - expected).abs().max().item<double>(), 1e-5);
@@ -110,10 +113,9 @@ TEST(ZooCli, ForwardRejectsIncompleteWeightsUnlessAllowPartial) {
     TempDir dir;
     core::writeSafetensors(dir / "in.safetensors", {{"input", torch::zeros({1, 3, 32, 32})}});
     core::writeSafetensors(dir / "w.safetensors", {{"decode_head.classifier.bias", torch::zeros({2})}});
-    const std::string common = "forward --model segformer-b0 --classes 2 --weights " +
-                               quote((dir / "w.safetensors").string()) + " --input " +
-                               quote((dir / "in.safetensors").string()) + " --output " +
-                               quote((dir / "out.safetensors").string());
+    const std::string common =
+        "forward --model segformer-b0 --classes 2 --weights " + quote((dir / "w.safetensors").string()) + " --input " +
+        quote((dir / "in.safetensors").string()) + " --output " + quote((dir / "out.safetensors").string());
     // Strict is the default (--strict is still accepted).
     for (const std::string flag : {"", " --strict"}) {
         const auto strict = test::runCli(common + flag + " 2>&1");

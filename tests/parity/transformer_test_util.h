@@ -6,10 +6,10 @@
 
 #include "test_support.h"
 
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-#include <torch/torch.h>
 #include <ATen/autocast_mode.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <string>
@@ -113,4 +113,4 @@ inline void expectChannelsLastAndAutocastWork(core::SegmentationModel& model, co
     EXPECT_LE(maxAbsDifference(mixed.to(torch::kFloat), reference), 0.1 * (1.0 + reference.abs().max().item<double>()));
 }
 
-} // namespace segscope::test::transformer
+}  // namespace segscope::test::transformer

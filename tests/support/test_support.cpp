@@ -2,14 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
-#include <cmath>
 #include <random>
-#include <sys/wait.h>
 
 namespace segscope::test {
 
@@ -18,12 +18,20 @@ std::string fromEnvironment(const char* name, const char* fallback) {
     const char* value = std::getenv(name);
     return value && *value ? value : fallback;
 }
-} // namespace
+}  // namespace
 
-std::filesystem::path testData() { return fromEnvironment("SEGSCOPE_TEST_DATA", SEGSCOPE_DEFAULT_TEST_DATA); }
-std::filesystem::path sourceDir() { return fromEnvironment("SEGSCOPE_SOURCE_DIR", SEGSCOPE_DEFAULT_SOURCE_DIR); }
-std::string pythonExecutable() { return fromEnvironment("SEGSCOPE_PYTHON", SEGSCOPE_DEFAULT_PYTHON); }
-std::string cliExecutable() { return fromEnvironment("SEGSCOPE_CLI", SEGSCOPE_DEFAULT_CLI); }
+std::filesystem::path testData() {
+    return fromEnvironment("SEGSCOPE_TEST_DATA", SEGSCOPE_DEFAULT_TEST_DATA);
+}
+std::filesystem::path sourceDir() {
+    return fromEnvironment("SEGSCOPE_SOURCE_DIR", SEGSCOPE_DEFAULT_SOURCE_DIR);
+}
+std::string pythonExecutable() {
+    return fromEnvironment("SEGSCOPE_PYTHON", SEGSCOPE_DEFAULT_PYTHON);
+}
+std::string cliExecutable() {
+    return fromEnvironment("SEGSCOPE_CLI", SEGSCOPE_DEFAULT_CLI);
+}
 
 TempDir::TempDir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
@@ -56,7 +64,7 @@ CommandResult runCli(const std::string& arguments) {
     return runCommand("'" + cliExecutable() + "' " + arguments);
 }
 
-} // namespace segscope::test
+}  // namespace segscope::test
 
 #include <fstream>
 
@@ -90,11 +98,13 @@ int maxAbsDifference(const cv::Mat& a, const cv::Mat& b) {
     return worst;
 }
 
-} // namespace segscope::test
+}  // namespace segscope::test
 
 namespace segscope::test {
 
-std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+std::string quoted(const std::filesystem::path& path) {
+    return "'" + path.string() + "'";
+}
 
 std::string readFileText(const std::filesystem::path& path) {
     std::ifstream in(path, std::ios::binary);
@@ -175,10 +185,10 @@ std::string recordFullRun(core::RunStore& store, const std::string& name) {
         store.appendStep(id, s);
         if (step % 6 == 0) {
             const int epoch = step / 6;
-            store.appendEpoch(id,
-                              core::epochRecord(metricsWith(0.5 + 0.1 * epoch, 0.2 * epoch), epoch, step, 0.3 / epoch, step),
-                              core::classRecords(metricsWith(0.5 + 0.1 * epoch, 0.2 * epoch)),
-                              {{"img_a", 0.25 * epoch, "[0.5,null]"}, {"img_\xff", 0.1, "[0.1,0.1]"}});
+            store.appendEpoch(
+                id, core::epochRecord(metricsWith(0.5 + 0.1 * epoch, 0.2 * epoch), epoch, step, 0.3 / epoch, step),
+                core::classRecords(metricsWith(0.5 + 0.1 * epoch, 0.2 * epoch)),
+                {{"img_a", 0.25 * epoch, "[0.5,null]"}, {"img_\xff", 0.1, "[0.1,0.1]"}});
             store.addCheckpoint(
                 id, {epoch, step, folder / "checkpoints" / ("epoch-" + std::to_string(epoch) + ".state.pt"), {}});
         }
@@ -212,4 +222,4 @@ cv::Mat matOf(const std::vector<std::int64_t>& values) {
     return m;
 }
 
-} // namespace segscope::test
+}  // namespace segscope::test

@@ -39,11 +39,11 @@ std::string quoted(const std::filesystem::path& path);
 // The whole file as bytes ("" when it cannot be read).
 std::string readFileText(const std::filesystem::path& path);
 
-} // namespace segscope::test
+}  // namespace segscope::test
 
 #include <cstdint>
-#include <vector>
 #include <opencv2/core.hpp>
+#include <vector>
 
 namespace segscope::test {
 // testData()/formats/expected/NAME.bin as an 8-bit matrix of the given size (rows, cols, channels).
@@ -52,7 +52,7 @@ cv::Mat expectedMatrix(const std::string& name, int rows, int cols, int channels
 std::int64_t differingPixels(const cv::Mat& a, const cv::Mat& b);
 // Largest absolute difference between two same-sized 8-bit matrices.
 int maxAbsDifference(const cv::Mat& a, const cv::Mat& b);
-} // namespace segscope::test
+}  // namespace segscope::test
 
 #include "segscope/core/analysis/metrics.h"
 #include "segscope/core/data/demo_data.h"
@@ -110,4 +110,4 @@ inline const std::vector<std::int64_t> kTarget{0, 0, 0, 0, 1, 1, 1, 255, 255, 0}
 inline const std::vector<std::int64_t> kPred{0, 0, 0, 2, 1, 1, 0, 1, 3, 1};
 // Ten values as a 2x5 8-bit mask, row by row.
 cv::Mat matOf(const std::vector<std::int64_t>& values);
-} // namespace segscope::test
+}  // namespace segscope::test

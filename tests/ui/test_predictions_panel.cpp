@@ -1,24 +1,24 @@
 // Offscreen tests of the Predictions tab on predictions whose confusion is known in advance:
 // gallery sorting and filters, the confusion-cell click-through, error maps, class visibility and
 // colours saved with the workspace; and one end-to-end prediction of a trained run (cached).
-#include "segscope/core/data/demo_data.h"
 #include "segscope/core/analysis/predictions.h"
+#include "segscope/core/data/demo_data.h"
+#include "segscope/core/runs/run_recorder.h"
 #include "segscope/core/runs/run_store.h"
 #include "segscope/core/training/trainer.h"
-#include "segscope/core/runs/run_recorder.h"
 #include "segscope/ui/prediction_images_view.h"
 #include "segscope/ui/predictions_panel.h"
 
 #include "test_support.h"
 #include "ui_test_support.h"
 
+#include <gtest/gtest.h>
 #include <QComboBox>
 #include <QFile>
 #include <QListWidget>
 #include <QSignalSpy>
 #include <QTableWidget>
 #include <QTest>
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
@@ -27,7 +27,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-core::PredictionSet knownSet(const fs::path& dir) { return test::knownPredictionSet(dir); }
+core::PredictionSet knownSet(const fs::path& dir) {
+    return test::knownPredictionSet(dir);
+}
 
 std::vector<std::string> ids(const core::PredictionSet& set, const std::vector<std::size_t>& indices) {
     std::vector<std::string> out;
@@ -37,7 +39,7 @@ std::vector<std::string> ids(const core::PredictionSet& set, const std::vector<s
 
 using Ids = std::vector<std::string>;
 
-} // namespace
+}  // namespace
 
 TEST(PredictionsPanel, GallerySortsAndFiltersExactly) {
     test::TempDir dir;
@@ -100,8 +102,10 @@ TEST(PredictionsPanel, ConfusionCellListsItsImagesAndHighlightsThePixels) {
     int highlighted = 0;
     for (int y = 0; y < 4; ++y)
         for (int x = 0; x < 4; ++x)
-            if (pane.pixelColor(x, y) == QColor(0, 255, 255)) ++highlighted;
-            else EXPECT_EQ(pane.pixelColor(x, y), QColor(100, 100, 100)) << x << "," << y;
+            if (pane.pixelColor(x, y) == QColor(0, 255, 255))
+                ++highlighted;
+            else
+                EXPECT_EQ(pane.pixelColor(x, y), QColor(100, 100, 100)) << x << "," << y;
     EXPECT_EQ(highlighted, 8);
     EXPECT_EQ(pane.pixelColor(0, 3), QColor(0, 255, 255));
 
@@ -199,7 +203,8 @@ TEST(PredictionsPanel, PredictsATrainedRunInTheWorkerAndReopensTheCache) {
     QSignalSpy messages(&panel, &ui::PredictionsPanel::statusMessage);
     const auto imageFile = panel.predictions()->image(0).image;
     ASSERT_TRUE(panel.openImageFile(QString::fromStdString(imageFile.string())));
-    ASSERT_TRUE(predicted.wait(60000)) << (messages.isEmpty() ? std::string() : messages.last().at(0).toString().toStdString());
+    ASSERT_TRUE(predicted.wait(60000)) << (messages.isEmpty() ? std::string()
+                                                              : messages.last().at(0).toString().toStdString());
     EXPECT_TRUE(messages.isEmpty());
     EXPECT_EQ(panel.predictionPane().size(), QSize(48, 48));
 }

@@ -1,6 +1,6 @@
 // The UI tests need a QApplication (offscreen) before any widget exists.
-#include <QApplication>
 #include <gtest/gtest.h>
+#include <QApplication>
 
 int main(int argc, char** argv) {
     qputenv("QT_QPA_PLATFORM", "offscreen");

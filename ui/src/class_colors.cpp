@@ -25,7 +25,9 @@ ClassColors::ClassColors(QString workspace) : workspace_(std::move(workspace)) {
     }
 }
 
-QString ClassColors::path() const { return QDir(workspace_).filePath(QStringLiteral("class_colors.json")); }
+QString ClassColors::path() const {
+    return QDir(workspace_).filePath(QStringLiteral("class_colors.json"));
+}
 
 std::vector<core::ClassInfo> ClassColors::apply(std::vector<core::ClassInfo> classes) const {
     for (auto& c : classes) {
@@ -70,4 +72,4 @@ bool ClassColors::save() {
     return true;
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

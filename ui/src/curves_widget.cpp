@@ -13,7 +13,7 @@
 namespace segscope::ui {
 namespace {
 
-const QColor kPalette[] = {QColor(31, 119, 180), QColor(214, 39, 40), QColor(44, 160, 44), QColor(148, 103, 189),
+const QColor kPalette[] = {QColor(31, 119, 180), QColor(214, 39, 40),  QColor(44, 160, 44), QColor(148, 103, 189),
                            QColor(255, 127, 14), QColor(23, 190, 207), QColor(140, 86, 75), QColor(227, 119, 194)};
 
 // Min/max per pixel column: long series keep their spikes but cost only ~2 points per pixel.
@@ -36,8 +36,14 @@ void downsample(const QVector<double>& x, const QVector<double>& y, int width, Q
         int loAt = -1, hiAt = -1;
         for (; i < n && (x[i] <= end || column == width - 1); ++i) {
             if (!std::isfinite(y[i])) continue;
-            if (y[i] < lo) { lo = y[i]; loAt = i; }
-            if (y[i] > hi) { hi = y[i]; hiAt = i; }
+            if (y[i] < lo) {
+                lo = y[i];
+                loAt = i;
+            }
+            if (y[i] > hi) {
+                hi = y[i];
+                hiAt = i;
+            }
         }
         if (loAt < 0) continue;
         const int first = std::min(loAt, hiAt), second = std::max(loAt, hiAt);
@@ -62,9 +68,11 @@ QVector<double> ema(const QVector<double>& y, double weight) {
     return out;
 }
 
-double opt(const std::optional<double>& v) { return v ? *v : std::numeric_limits<double>::quiet_NaN(); }
+double opt(const std::optional<double>& v) {
+    return v ? *v : std::numeric_limits<double>::quiet_NaN();
+}
 
-} // namespace
+}  // namespace
 
 CurvesWidget::CurvesWidget(QWidget* parent) : QWidget(parent) {
     auto* layout = new QVBoxLayout(this);
@@ -93,7 +101,7 @@ CurvesWidget::CurvesWidget(QWidget* parent) : QWidget(parent) {
     validationPlot_ = new QCustomPlot;
     for (QCustomPlot* plot : {lossPlot_, validationPlot_}) {
         plot->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
-        plot->setMinimumHeight(160);  // two stacked plots fit a 720-line screen
+        plot->setMinimumHeight(160);      // two stacked plots fit a 720-line screen
         plot->legend->setVisible(false);  // shown by rebuild() once there are graphs
         plot->legend->setFont(QFont(font().family(), 8));
         plots->addWidget(plot, 1);
@@ -212,11 +220,10 @@ void CurvesWidget::markWorstClasses() {
         f.setBold(worst);
         item->setFont(f);
         item->setForeground(worst ? QBrush(QColor(0xc0, 0x20, 0x20)) : QBrush());
-        item->setToolTip(latest.contains(item->text())
-                             ? tr("IoU %1 at the latest evaluation%2")
-                                   .arg(latest[item->text()], 0, 'f', 3)
-                                   .arg(worst ? tr(" (among the worst)") : QString())
-                             : tr("not evaluated yet"));
+        item->setToolTip(latest.contains(item->text()) ? tr("IoU %1 at the latest evaluation%2")
+                                                             .arg(latest[item->text()], 0, 'f', 3)
+                                                             .arg(worst ? tr(" (among the worst)") : QString())
+                                                       : tr("not evaluated yet"));
     }
 }
 
@@ -252,7 +259,8 @@ void CurvesWidget::appendValidation(const QString& runId, const core::Validation
     }
     for (int c = 0; c < s.classIou.size() && c < int(e.metrics.perClass.size()); ++c)
         s.classIou[c].push_back(opt(e.metrics.perClass[std::size_t(c)].iou));
-    if (e.metrics.mIoU && (s.bestIndex < 0 || *e.metrics.mIoU > s.miou[s.bestIndex])) s.bestIndex = int(s.miou.size()) - 1;
+    if (e.metrics.mIoU && (s.bestIndex < 0 || *e.metrics.mIoU > s.miou[s.bestIndex]))
+        s.bestIndex = int(s.miou.size()) - 1;
     markWorstClasses();
     markDirty();
 }
@@ -268,8 +276,10 @@ void CurvesWidget::loadFromStore(core::RunStore& store, const QString& runId, co
     std::int64_t firstEpochSteps = 0;
     bool laterEpoch = false;
     for (const auto& r : steps) {
-        if (r.epoch == 0) ++firstEpochSteps;
-        else laterEpoch = true;
+        if (r.epoch == 0)
+            ++firstEpochSteps;
+        else
+            laterEpoch = true;
     }
     if (laterEpoch && firstEpochSteps > 0)
         setStepsPerEpoch(runId, firstEpochSteps);
@@ -334,16 +344,23 @@ void CurvesWidget::setPresenterMode(bool on) {
 
 const QVector<double>& CurvesWidget::xFor(const Series& s, bool validation) const {
     switch (xMode_) {
-    case XAxisMode::Step: return validation ? s.valStep : s.step;
-    case XAxisMode::Epoch: return validation ? s.valEpoch : s.epoch;
-    case XAxisMode::WallTime: return validation ? s.valTime : s.time;
+        case XAxisMode::Step:
+            return validation ? s.valStep : s.step;
+        case XAxisMode::Epoch:
+            return validation ? s.valEpoch : s.epoch;
+        case XAxisMode::WallTime:
+            return validation ? s.valTime : s.time;
     }
     return s.step;
 }
 
-void CurvesWidget::markDirty() { dirty_ = true; }
+void CurvesWidget::markDirty() {
+    dirty_ = true;
+}
 
-void CurvesWidget::rebuildNow() { rebuild(); }
+void CurvesWidget::rebuildNow() {
+    rebuild();
+}
 
 void CurvesWidget::rebuild() {
     dirty_ = false;
@@ -396,7 +413,8 @@ void CurvesWidget::rebuild() {
             const QVector<double>* values;
             QString name;
             Qt::PenStyle style;
-        } metrics[] = {{&s.miou, tr("mIoU"), Qt::SolidLine}, {&s.aacc, tr("aAcc"), Qt::DashLine},
+        } metrics[] = {{&s.miou, tr("mIoU"), Qt::SolidLine},
+                       {&s.aacc, tr("aAcc"), Qt::DashLine},
                        {&s.macc, tr("mAcc"), Qt::DotLine}};
         for (const auto& m : metrics) {
             QCPGraph* g = validationPlot_->addGraph();
@@ -411,8 +429,9 @@ void CurvesWidget::rebuild() {
         // so the legend names runs only and does not cover the data.
         static const Qt::PenStyle classStyles[] = {Qt::DashLine, Qt::DotLine, Qt::DashDotLine, Qt::DashDotDotLine};
         static const QCPScatterStyle::ScatterShape classShapes[] = {
-            QCPScatterStyle::ssCircle, QCPScatterStyle::ssSquare, QCPScatterStyle::ssTriangle,
-            QCPScatterStyle::ssDiamond, QCPScatterStyle::ssCross, QCPScatterStyle::ssPlus, QCPScatterStyle::ssStar};
+            QCPScatterStyle::ssCircle,  QCPScatterStyle::ssSquare, QCPScatterStyle::ssTriangle,
+            QCPScatterStyle::ssDiamond, QCPScatterStyle::ssCross,  QCPScatterStyle::ssPlus,
+            QCPScatterStyle::ssStar};
         const bool compared = order_.size() > 1;
         for (int c = 0; c < s.classIou.size() && c < s.classNames.size(); ++c) {
             if (!shownClasses.contains(s.classNames[c])) continue;
@@ -499,9 +518,8 @@ int CurvesWidget::stepPointCount(const QString& runId) const {
     return series_.contains(runId) ? int(series_[runId].step.size()) : 0;
 }
 
-
 int CurvesWidget::validationPointCount(const QString& runId) const {
     return series_.contains(runId) ? int(series_[runId].valStep.size()) : 0;
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

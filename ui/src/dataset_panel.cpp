@@ -31,7 +31,8 @@ void DatasetPanel::buildUi() {
     auto* browse = new QPushButton(tr("Browse…"));
     split_ = new QComboBox;
     split_->setEditable(true);
-    split_->addItems({QStringLiteral("train"), QStringLiteral("val"), QStringLiteral("trainval"), QStringLiteral("test")});
+    split_->addItems(
+        {QStringLiteral("train"), QStringLiteral("val"), QStringLiteral("trainval"), QStringLiteral("test")});
     petsMode_ = new QComboBox;
     petsMode_->addItems({QStringLiteral("trimap"), QStringLiteral("binary"), QStringLiteral("binary-border-fg")});
     auto* open = new QPushButton(tr("Open"));
@@ -121,9 +122,9 @@ bool DatasetPanel::openDataset(const core::DatasetSpec& spec) {
     sampleList_->clear();
     for (const auto& s : dataset_->samples()) sampleList_->addItem(QString::fromStdString(s.id));
     Q_EMIT statusMessage(tr("%1: %2 images, %3 classes")
-                                 .arg(QString::fromStdString(spec.root.string()))
-                                 .arg(dataset_->size())
-                                 .arg(dataset_->numClasses()));
+                             .arg(QString::fromStdString(spec.root.string()))
+                             .arg(dataset_->size())
+                             .arg(dataset_->numClasses()));
     if (sampleList_->count() > 0) sampleList_->setCurrentRow(0);
     Q_EMIT datasetOpened(sampleList_->count());
     return true;
@@ -161,8 +162,8 @@ void DatasetPanel::showSample(int row) {
         // predictions view.
         const core::LabeledImage sample = dataset_->load(std::size_t(row));
         const QImage overlay = overlayLabel(sample.image, sample.label, dataset_->classes(), opacity_->value() / 100.0);
-        imageView_->setPixmap(QPixmap::fromImage(overlay).scaled(imageView_->size(), Qt::KeepAspectRatio,
-                                                                  Qt::SmoothTransformation));
+        imageView_->setPixmap(
+            QPixmap::fromImage(overlay).scaled(imageView_->size(), Qt::KeepAspectRatio, Qt::SmoothTransformation));
     } catch (const std::exception& e) {
         imageView_->setText(QString::fromStdString(e.what()));
     }
@@ -236,4 +237,4 @@ void DatasetPanel::showReport(const core::DatasetReport& report) {
     Q_EMIT checkFinished(report.ok());
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

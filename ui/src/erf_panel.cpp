@@ -8,9 +8,9 @@
 #include "segscope/ui/runs_panel.h"
 #include "segscope/ui/workspace.h"
 
+#include <torch/torch.h>
 #include <QtWidgets>
 #include <opencv2/imgproc.hpp>
-#include <torch/torch.h>
 
 #include <cmath>
 
@@ -117,8 +117,9 @@ protected:
             const double t = fraction > 0 ? heatValue(float(fraction), 1.0, logScale_) : 0.0;
             const int y = bar.bottom() - int(std::lround(t * (bar.height() - 1)));
             painter.drawLine(bar.right(), y, bar.right() + 4, y);
-            painter.drawText(QRect(bar.right() + 7, y - metrics.height() / 2, width() - bar.right() - 7, metrics.height()),
-                             Qt::AlignLeft | Qt::AlignVCenter, QString::number(fraction, 'g', 2));
+            painter.drawText(
+                QRect(bar.right() + 7, y - metrics.height() / 2, width() - bar.right() - 7, metrics.height()),
+                Qt::AlignLeft | Qt::AlignVCenter, QString::number(fraction, 'g', 2));
         }
     }
 
@@ -128,12 +129,11 @@ private:
 
 QString defaultLabel(const ErfSource& source) {
     if (!source.label.isEmpty()) return source.label;
-    if (source.kind == ErfSource::Kind::UntrainedModel)
-        return QObject::tr("%1 · untrained").arg(source.modelId);
+    if (source.kind == ErfSource::Kind::UntrainedModel) return QObject::tr("%1 · untrained").arg(source.modelId);
     return QObject::tr("run %1 · %2").arg(source.runId, source.checkpoint);
 }
 
-} // namespace
+}  // namespace
 
 ErfView toErfView(const core::ErfResult& result, const QString& label, const QImage& sample) {
     ErfView view;
@@ -170,7 +170,8 @@ QImage renderErfHeatmap(const ErfStageView& stage, double logScale, const QImage
             QRgb colour = viridis(heatValue(stage.map[y * stage.width + x], maximum, logScale));
             if (greyRow) {
                 const double g = greyRow[x] * 0.35;
-                colour = qRgb(int(g + 0.65 * qRed(colour)), int(g + 0.65 * qGreen(colour)), int(g + 0.65 * qBlue(colour)));
+                colour =
+                    qRgb(int(g + 0.65 * qRed(colour)), int(g + 0.65 * qGreen(colour)), int(g + 0.65 * qBlue(colour)));
             }
             row[x] = colour;
         }
@@ -234,7 +235,7 @@ void computeErfJob(const ErfJob& job, const std::atomic<bool>& cancel, const Tas
     }
 }
 
-} // namespace
+}  // namespace
 
 // ---- panel ----
 
@@ -243,8 +244,9 @@ ErfPanel::ErfPanel(QString workspace, QWidget* parent) : QWidget(parent), worksp
 
     auto* presets = new QHBoxLayout;
     auto* cnnVsTransformer = new QPushButton(tr("CNN vs transformer (DeepLabV3+ / SegFormer-B0)"));
-    cnnVsTransformer->setToolTip(tr("The SegFormer paper's figure: the newest finished run of each model at its best "
-                                    "checkpoint, or the untrained model when there is none"));
+    cnnVsTransformer->setToolTip(
+        tr("The SegFormer paper's figure: the newest finished run of each model at its best "
+           "checkpoint, or the untrained model when there is none"));
     auto* untrainedVsTrained = new QPushButton(tr("Untrained vs trained"));
     untrainedVsTrained->setToolTip(tr("The first source's run: its model untrained (same seed) vs trained"));
     presets->addWidget(new QLabel(tr("One click:")));
@@ -318,8 +320,9 @@ ErfPanel::ErfPanel(QString workspace, QWidget* parent) : QWidget(parent), worksp
     snapshotRow->addWidget(snapshotSlider_, 2);
     layout->addLayout(snapshotRow);
 
-    info_ = new QLabel(tr("Choose sources and press Compute ERF. Each map is normalised to its own maximum; the dashed "
-                          "lines cross at the centre pixel whose output is differentiated."));
+    info_ =
+        new QLabel(tr("Choose sources and press Compute ERF. Each map is normalised to its own maximum; the dashed "
+                      "lines cross at the centre pixel whose output is differentiated."));
     info_->setWordWrap(true);
     layout->addWidget(info_);
 
@@ -361,7 +364,9 @@ ErfPanel::ErfPanel(QString workspace, QWidget* parent) : QWidget(parent), worksp
     rebuildGrid();
 }
 
-ErfPanel::~ErfPanel() { Worker::cancelAndWait(worker_); }
+ErfPanel::~ErfPanel() {
+    Worker::cancelAndWait(worker_);
+}
 
 void ErfPanel::setExperimentProvider(std::function<std::optional<core::Experiment>()> provider) {
     experimentProvider_ = std::move(provider);
@@ -499,7 +504,8 @@ bool ErfPanel::compute() {
         snapshotSlider_->setEnabled(snapshots_.size() > 1);
         // Rows that got no result (failure or cancel) say so instead of staying "computing".
         for (auto& view : views_)
-            if (view.stages.isEmpty()) view.label.replace(tr(" · computing…"), message.isEmpty() ? QString() : tr(" · not computed"));
+            if (view.stages.isEmpty())
+                view.label.replace(tr(" · computing…"), message.isEmpty() ? QString() : tr(" · not computed"));
         rebuildGrid();
         if (!message.isEmpty()) {
             info_->setText(message == QStringLiteral("cancelled") ? tr("ERF computation cancelled.")
@@ -568,7 +574,8 @@ void ErfPanel::compareCnnVsTransformer() {
 void ErfPanel::compareUntrainedVsTrained(const QString& runId) {
     std::string model;
     try {
-        const auto record = core::RunStore::open(workspace_.toStdString(), core::StoreAccess::ReadOnly)->run(runId.toStdString());
+        const auto record =
+            core::RunStore::open(workspace_.toStdString(), core::StoreAccess::ReadOnly)->run(runId.toStdString());
         if (!record) {
             Q_EMIT statusMessage(tr("Unknown run %1").arg(runId));
             return;
@@ -608,13 +615,14 @@ void ErfPanel::showSnapshots(const QString& runId) {
     if (snapshots_.empty()) {
         snapshotSlider_->setEnabled(false);
         snapshotSlider_->setRange(0, 0);
-        snapshotLabel_->setText(tr("Run %1 recorded no ERF snapshots (set \"ERF every N epochs\" in its experiment).").arg(runId));
+        snapshotLabel_->setText(
+            tr("Run %1 recorded no ERF snapshots (set \"ERF every N epochs\" in its experiment).").arg(runId));
         return;
     }
     snapshotSlider_->setRange(0, int(snapshots_.size()) - 1);
     snapshotSlider_->setEnabled(snapshots_.size() > 1 && !worker_);
-    snapshotLabel_->setText(tr("%n ERF snapshot(s) recorded during training; drag to step through them.", "",
-                               int(snapshots_.size())));
+    snapshotLabel_->setText(
+        tr("%n ERF snapshot(s) recorded during training; drag to step through them.", "", int(snapshots_.size())));
 }
 
 void ErfPanel::setSnapshotIndex(int index) {
@@ -648,9 +656,15 @@ void ErfPanel::snapshotRecorded(const QString& runId) {
     if (atEnd && !snapshots_.empty()) setSnapshotIndex(int(snapshots_.size()) - 1);
 }
 
-void ErfPanel::setImages(int images) { images_->setValue(images); }
-void ErfPanel::setLogScale(bool on) { logScale_->setChecked(on); }
-void ErfPanel::setOverlay(bool on) { overlay_->setChecked(on); }
+void ErfPanel::setImages(int images) {
+    images_->setValue(images);
+}
+void ErfPanel::setLogScale(bool on) {
+    logScale_->setChecked(on);
+}
+void ErfPanel::setOverlay(bool on) {
+    overlay_->setChecked(on);
+}
 
 void ErfPanel::rebuildGrid() {
     while (QLayoutItem* item = gridLayout_->takeAt(0)) {
@@ -661,16 +675,19 @@ void ErfPanel::rebuildGrid() {
     int columns = 0;
     for (std::size_t r = 0; r < views_.size(); ++r) {
         const ErfView& view = views_[r];
-        auto* title = new QLabel(view.images > 0 ? tr("%1 — %n image(s)", "", int(view.images)).arg(view.label) : view.label);
+        auto* title =
+            new QLabel(view.images > 0 ? tr("%1 — %n image(s)", "", int(view.images)).arg(view.label) : view.label);
         QFont bold = title->font();
         bold.setBold(true);
         title->setFont(bold);
         gridLayout_->addWidget(title, int(2 * r), 0, 1, std::max(1, int(view.stages.size())));
         for (int c = 0; c < view.stages.size(); ++c) {
             const ErfStageView& stage = view.stages[c];
-            const QString caption = tr("50%: %1% · r %2 px").arg(100.0 * stage.areaRatio50, 0, 'f', 1).arg(stage.radiusPixels, 0, 'f', 1);
-            auto* cell = new HeatmapCell(stage.stage, renderErfHeatmap(stage, logScale, overlay_->isChecked() ? view.sample : QImage()),
-                                         caption);
+            const QString caption =
+                tr("50%: %1% · r %2 px").arg(100.0 * stage.areaRatio50, 0, 'f', 1).arg(stage.radiusPixels, 0, 'f', 1);
+            auto* cell = new HeatmapCell(
+                stage.stage, renderErfHeatmap(stage, logScale, overlay_->isChecked() ? view.sample : QImage()),
+                caption);
             cell->setObjectName(QStringLiteral("erf-%1-%2").arg(r).arg(stage.stage));
             gridLayout_->addWidget(cell, int(2 * r + 1), c);
         }
@@ -684,4 +701,4 @@ bool ErfPanel::exportPng(const QString& path) {
     return !pixmap.isNull() && pixmap.save(path, "PNG");
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

@@ -18,7 +18,7 @@ QComboBox* combo(const QStringList& items) {
     return c;
 }
 
-} // namespace
+}  // namespace
 
 ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
     name_ = new QLineEdit;
@@ -32,8 +32,8 @@ ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
     voidToBackground_ = new QCheckBox(tr("map void to background"));
     model_ = new QComboBox;
     for (const auto& entry : core::modelRegistry())
-        model_->addItem(QStringLiteral("%1   [%2]").arg(QString::fromStdString(entry.info.id),
-                                                        QString::fromStdString(entry.info.family)),
+        model_->addItem(QStringLiteral("%1   [%2]")
+                            .arg(QString::fromStdString(entry.info.id), QString::fromStdString(entry.info.family)),
                         QString::fromStdString(entry.info.id));
     model_->setMaxVisibleItems(20);
     parameters_ = new QLabel;
@@ -64,7 +64,8 @@ ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
     weightDecay_ = new QDoubleSpinBox;
     weightDecay_->setDecimals(6);
     weightDecay_->setRange(-1.0, 1.0);
-    schedule_ = combo({QStringLiteral("constant"), QStringLiteral("step"), QStringLiteral("poly"), QStringLiteral("cosine")});
+    schedule_ =
+        combo({QStringLiteral("constant"), QStringLiteral("step"), QStringLiteral("poly"), QStringLiteral("cosine")});
     epochs_ = new QSpinBox;
     epochs_->setRange(0, 100000);
     batch_ = new QSpinBox;
@@ -199,13 +200,14 @@ ExperimentEditor::ExperimentEditor(QWidget* parent) : QWidget(parent) {
     });
     connect(model_, &QComboBox::currentIndexChanged, this, [this] { followDerivedName(); });
     // A name typed by the user is kept; one the editor derived follows the architecture.
-    connect(name_, &QLineEdit::textEdited, this, [this](const QString& text) {
-        derivedName_ = text.isEmpty() ? derivedName() : QString();
-    });
+    connect(name_, &QLineEdit::textEdited, this,
+            [this](const QString& text) { derivedName_ = text.isEmpty() ? derivedName() : QString(); });
     name_->setToolTip(tr("Run name; follows the dataset and architecture until you edit it"));
-    kind_->setToolTip(tr("demo: generated shapes; voc: PASCAL VOC 2012 layout; pets: Oxford-IIIT Pets; folder: images/ + masks/"));
+    kind_->setToolTip(
+        tr("demo: generated shapes; voc: PASCAL VOC 2012 layout; pets: Oxford-IIIT Pets; folder: images/ + masks/"));
     root_->setToolTip(tr("Folder holding the dataset"));
-    petsMode_->setToolTip(tr("trimap: background, pet, border; binary: border ignored; binary-border-fg: border counted as pet"));
+    petsMode_->setToolTip(
+        tr("trimap: background, pet, border; binary: border ignored; binary-border-fg: border counted as pet"));
     voidToBackground_->setToolTip(tr("Count void pixels (label 255) as background instead of ignoring them"));
     model_->setToolTip(tr("Architecture (model zoo id and family)"));
     parameters_->setToolTip(tr("Exact parameter count at the dataset's class count (or model.classes when set)"));
@@ -221,7 +223,8 @@ void ExperimentEditor::addField(const QString& path, QWidget* widget) {
     fields_.insert(path, widget);
     // Re-validate on every edit so problems show before launch.
     if (auto* e = qobject_cast<QLineEdit*>(widget)) connect(e, &QLineEdit::textChanged, this, [this] { validate(); });
-    if (auto* c = qobject_cast<QComboBox*>(widget)) connect(c, &QComboBox::currentIndexChanged, this, [this] { validate(); });
+    if (auto* c = qobject_cast<QComboBox*>(widget))
+        connect(c, &QComboBox::currentIndexChanged, this, [this] { validate(); });
     if (auto* s = qobject_cast<QSpinBox*>(widget)) connect(s, &QSpinBox::valueChanged, this, [this] { validate(); });
     if (auto* d = qobject_cast<QDoubleSpinBox*>(widget))
         connect(d, &QDoubleSpinBox::valueChanged, this, [this] { validate(); });
@@ -303,15 +306,19 @@ nlohmann::json ExperimentEditor::document() const {
     nlohmann::json j = base_;
     j["name"] = name_->text().toStdString();
     j["dataset"]["kind"] = kind_->currentText().toStdString();
-    if (root_->text().isEmpty()) j["dataset"].erase("root");
-    else j["dataset"]["root"] = root_->text().toStdString();
+    if (root_->text().isEmpty())
+        j["dataset"].erase("root");
+    else
+        j["dataset"]["root"] = root_->text().toStdString();
     j["dataset"]["train_split"] = trainSplit_->text().toStdString();
     j["dataset"]["val_split"] = valSplit_->text().toStdString();
     j["dataset"]["pets_mode"] = petsMode_->currentText().toStdString();
     j["dataset"]["void_to_background"] = voidToBackground_->isChecked();
     j["model"]["id"] = model_->currentData().toString().toStdString();
-    if (pretrained_->text().isEmpty()) j["model"].erase("pretrained");
-    else j["model"]["pretrained"] = pretrained_->text().toStdString();
+    if (pretrained_->text().isEmpty())
+        j["model"].erase("pretrained");
+    else
+        j["model"]["pretrained"] = pretrained_->text().toStdString();
     j["transforms"]["height"] = height_->value();
     j["transforms"]["width"] = width_->value();
     j["transforms"]["mode"] = resizeMode_->currentText().toStdString();
@@ -346,7 +353,8 @@ void ExperimentEditor::validate() {
     } catch (const core::ExperimentError& e) {
         for (const auto& f : e.errors()) {
             const QString path = QString::fromStdString(f.path);
-            errors[path] += (errors[path].isEmpty() ? QString() : QStringLiteral("\n")) + QString::fromStdString(f.message);
+            errors[path] +=
+                (errors[path].isEmpty() ? QString() : QStringLiteral("\n")) + QString::fromStdString(f.message);
         }
     } catch (const std::exception& e) {
         errors[QString()] = QString::fromStdString(e.what());
@@ -366,17 +374,20 @@ void ExperimentEditor::validate() {
     if (changed) Q_EMIT validityChanged(errors_.isEmpty());
 }
 
-ExperimentEditor::~ExperimentEditor() { Worker::cancelAndWait(countWorker_); }
+ExperimentEditor::~ExperimentEditor() {
+    Worker::cancelAndWait(countWorker_);
+}
 
 void ExperimentEditor::showCount(const Count& c) {
-    parameters_->setText(c.parameters > 0
-                             ? tr("%1 (%2 classes, %3)").arg(QLocale().toString(c.parameters)).arg(c.classes).arg(c.source)
-                             : tr("unknown"));
+    parameters_->setText(
+        c.parameters > 0 ? tr("%1 (%2 classes, %3)").arg(QLocale().toString(c.parameters)).arg(c.classes).arg(c.source)
+                         : tr("unknown"));
     datasetProblem_->setText(c.datasetProblem);
     datasetProblem_->setVisible(!c.datasetProblem.isEmpty());
     pretrainedReport_->setText(c.pretrainedReport);
     pretrainedReport_->setVisible(!c.pretrainedReport.isEmpty());
-    pretrainedReport_->setStyleSheet(c.pretrainedRefused ? QStringLiteral("color: #b41e1e;") : QStringLiteral("color: #2a6a2a;"));
+    pretrainedReport_->setStyleSheet(c.pretrainedRefused ? QStringLiteral("color: #b41e1e;")
+                                                         : QStringLiteral("color: #2a6a2a;"));
     Q_EMIT parametersCounted();
     // An edit during the count asks again.
     updateParameterCount();
@@ -391,57 +402,60 @@ void ExperimentEditor::updateParameterCount() {
     parameters_->setText(tr("counting…"));
     // Building a large model and opening the dataset take a moment: off the GUI thread.
     auto result = std::make_shared<Count>();
-    countWorker_ = TaskWorker::start([id, document, result](const std::atomic<bool>&, const TaskWorker::Progress&) {
-        Count& count = *result;
-        try {
-            const core::Experiment e = core::parseExperiment(document);
-            if (e.model.classes) {
-                count.classes = *e.model.classes;
-                count.source = tr("model.classes");
-            } else {
-                try {
-                    const auto dataset = core::Dataset::open(core::datasetSpec(e, e.dataset.trainSplit));
-                    count.classes = dataset->numClasses();
-                    count.source = tr("from the dataset");
-                } catch (const std::exception& error) {
-                    // The demo is generated at start; any other dataset should be there now.
-                    if (e.dataset.kind != core::DataSource::Demo)
-                        count.datasetProblem = QString::fromStdString(error.what());
-                    if (e.dataset.kind == core::DataSource::Demo) {
-                        count.classes = int(core::demoClasses().size());
-                        count.source = tr("the demo's");
-                    } else {
-                        count.classes = 21;
-                        count.source = tr("dataset not readable yet: VOC's 21 assumed");
+    countWorker_ = TaskWorker::start(
+        [id, document, result](const std::atomic<bool>&, const TaskWorker::Progress&) {
+            Count& count = *result;
+            try {
+                const core::Experiment e = core::parseExperiment(document);
+                if (e.model.classes) {
+                    count.classes = *e.model.classes;
+                    count.source = tr("model.classes");
+                } else {
+                    try {
+                        const auto dataset = core::Dataset::open(core::datasetSpec(e, e.dataset.trainSplit));
+                        count.classes = dataset->numClasses();
+                        count.source = tr("from the dataset");
+                    } catch (const std::exception& error) {
+                        // The demo is generated at start; any other dataset should be there now.
+                        if (e.dataset.kind != core::DataSource::Demo)
+                            count.datasetProblem = QString::fromStdString(error.what());
+                        if (e.dataset.kind == core::DataSource::Demo) {
+                            count.classes = int(core::demoClasses().size());
+                            count.source = tr("the demo's");
+                        } else {
+                            count.classes = 21;
+                            count.source = tr("dataset not readable yet: VOC's 21 assumed");
+                        }
                     }
                 }
+            } catch (const std::exception&) {
+                count.classes = 21;
+                count.source = tr("experiment invalid: 21 assumed");
             }
-        } catch (const std::exception&) {
-            count.classes = 21;
-            count.source = tr("experiment invalid: 21 assumed");
-        }
-        try {
-            const auto model = core::createModel(id.toStdString(), count.classes);
-            count.parameters = core::countParameters(*model);
-            const auto pretrained = document["model"].find("pretrained");
-            if (pretrained != document["model"].end() && pretrained->is_string() && !pretrained->get<std::string>().empty()) {
-                const bool strict = document["model"].value("pretrained_strict", true);
-                try {
-                    count.pretrainedReport = QString::fromStdString(
-                        core::loadPretrainedStart(*model, id.toStdString(), pretrained->get<std::string>(), strict));
-                } catch (const std::exception& error) {
-                    count.pretrainedReport = QString::fromStdString(error.what());
-                    count.pretrainedRefused = true;
+            try {
+                const auto model = core::createModel(id.toStdString(), count.classes);
+                count.parameters = core::countParameters(*model);
+                const auto pretrained = document["model"].find("pretrained");
+                if (pretrained != document["model"].end() && pretrained->is_string() &&
+                    !pretrained->get<std::string>().empty()) {
+                    const bool strict = document["model"].value("pretrained_strict", true);
+                    try {
+                        count.pretrainedReport = QString::fromStdString(core::loadPretrainedStart(
+                            *model, id.toStdString(), pretrained->get<std::string>(), strict));
+                    } catch (const std::exception& error) {
+                        count.pretrainedReport = QString::fromStdString(error.what());
+                        count.pretrainedRefused = true;
+                    }
                 }
+            } catch (const std::exception&) {
+                count.parameters = -1;
             }
-        } catch (const std::exception&) {
-            count.parameters = -1;
-        }
-    }, this);
+        },
+        this);
     connect(countWorker_, &Worker::finished, this, [this, result] {
         countWorker_ = nullptr;
         showCount(*result);
     });
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

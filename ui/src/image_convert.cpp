@@ -21,4 +21,4 @@ QImage overlayLabel(const cv::Mat& rgb, const cv::Mat& label, const std::vector<
     return toQImage(core::blendLabels(rgb, label, colours, opacity));
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

@@ -2,14 +2,14 @@
 
 #include "segscope/core/error.h"
 #include "segscope/core/runs/run_store.h"
-#include "segscope/ui/workspace.h"
 #include "segscope/ui/curves_widget.h"
 #include "segscope/ui/dataset_panel.h"
 #include "segscope/ui/erf_panel.h"
-#include "segscope/ui/predictions_panel.h"
 #include "segscope/ui/experiment_editor.h"
+#include "segscope/ui/predictions_panel.h"
 #include "segscope/ui/runs_panel.h"
 #include "segscope/ui/training_worker.h"
+#include "segscope/ui/workspace.h"
 
 #include <QtWidgets>
 #include <nlohmann/json.hpp>
@@ -19,7 +19,10 @@ namespace {
 
 QString formatSeconds(double s) {
     const int total = int(s + 0.5);
-    return total >= 3600 ? QStringLiteral("%1:%2:%3").arg(total / 3600).arg(total / 60 % 60, 2, 10, QLatin1Char('0')).arg(total % 60, 2, 10, QLatin1Char('0'))
+    return total >= 3600 ? QStringLiteral("%1:%2:%3")
+                               .arg(total / 3600)
+                               .arg(total / 60 % 60, 2, 10, QLatin1Char('0'))
+                               .arg(total % 60, 2, 10, QLatin1Char('0'))
                          : QStringLiteral("%1:%2").arg(total / 60).arg(total % 60, 2, 10, QLatin1Char('0'));
 }
 
@@ -29,7 +32,7 @@ QString presetsFolder() {
     return QStringLiteral(SEGSCOPE_SOURCE_PRESETS);
 }
 
-} // namespace
+}  // namespace
 
 MainWindow::MainWindow(QString workspace, QWidget* parent) : QMainWindow(parent), workspace_(std::move(workspace)) {
     registerCoreMetaTypes();
@@ -66,7 +69,8 @@ MainWindow::MainWindow(QString workspace, QWidget* parent) : QMainWindow(parent)
     banner_ = new QLabel;
     banner_->setWordWrap(true);
     banner_->setVisible(false);
-    banner_->setStyleSheet(QStringLiteral("background: #fde2e2; color: #8a1010; padding: 8px; border: 1px solid #d99;"));
+    banner_->setStyleSheet(
+        QStringLiteral("background: #fde2e2; color: #8a1010; padding: 8px; border: 1px solid #d99;"));
     runStatus_ = new QLabel(tr("No run yet."));
     curves_ = new CurvesWidget;
     log_ = new QPlainTextEdit;
@@ -142,8 +146,10 @@ MainWindow::MainWindow(QString workspace, QWidget* parent) : QMainWindow(parent)
     updateRunControls();
     connect(runs_, &RunsPanel::resumeRequested, this, &MainWindow::resumeRun);
     connect(runs_, &RunsPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
-    connect(dataset_, &DatasetPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
-    connect(predictions_, &PredictionsPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
+    connect(dataset_, &DatasetPanel::statusMessage, this,
+            [this](const QString& m) { statusBar()->showMessage(m, 8000); });
+    connect(predictions_, &PredictionsPanel::statusMessage, this,
+            [this](const QString& m) { statusBar()->showMessage(m, 8000); });
     connect(erf_, &ErfPanel::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
     connect(tabs_, &QTabWidget::currentChanged, this, [this](int index) {
         if (tabs_->widget(index) == erf_ && !erf_->busy()) erf_->refreshRuns();
@@ -159,7 +165,8 @@ MainWindow::~MainWindow() {
 void MainWindow::buildMenus() {
     QMenu* file = menuBar()->addMenu(tr("&File"));
     file->addAction(tr("&Open experiment…"), QKeySequence::Open, this, [this] {
-        const QString path = QFileDialog::getOpenFileName(this, tr("Open experiment"), workspace_, tr("Experiments (*.json)"));
+        const QString path =
+            QFileDialog::getOpenFileName(this, tr("Open experiment"), workspace_, tr("Experiments (*.json)"));
         if (!path.isEmpty()) openExperiment(path);
     });
     file->addAction(tr("&Save experiment as…"), QKeySequence::SaveAs, this, [this] {
@@ -168,7 +175,8 @@ void MainWindow::buildMenus() {
             showError(tr("Experiment not saved"), tr("Fix the flagged fields first."));
             return;
         }
-        const QString path = QFileDialog::getSaveFileName(this, tr("Save experiment"), workspace_, tr("Experiments (*.json)"));
+        const QString path =
+            QFileDialog::getSaveFileName(this, tr("Save experiment"), workspace_, tr("Experiments (*.json)"));
         if (path.isEmpty()) return;
         try {
             core::saveExperiment(path.toStdString(), *e);
@@ -178,7 +186,8 @@ void MainWindow::buildMenus() {
     });
     file->addSeparator();
     file->addAction(tr("Export curves…"), this, [this] {
-        const QString path = QFileDialog::getSaveFileName(this, tr("Export curves"), workspace_, tr("PNG (*.png);;PDF (*.pdf);;SVG (*.svg)"));
+        const QString path = QFileDialog::getSaveFileName(this, tr("Export curves"), workspace_,
+                                                          tr("PNG (*.png);;PDF (*.pdf);;SVG (*.svg)"));
         if (!path.isEmpty() && !curves_->exportPlots(path)) showError(tr("Export failed"), path);
     });
     file->addAction(tr("Export metrics as CSV…"), this, [this] {
@@ -251,10 +260,9 @@ void MainWindow::updateRunControls() {
     progress_->setRange(0, int(std::max<std::int64_t>(1, totalSteps_)));
     progress_->setValue(int(std::min(lastStep_, std::max<std::int64_t>(1, totalSteps_))));
     QString text;
-    if (bestMiou_)
-        text = tr("best mIoU %1% (epoch %2)").arg(*bestMiou_ * 100, 0, 'f', 1).arg(bestEpoch_);
-    if (lastMiou_) text += (text.isEmpty() ? QString() : QStringLiteral(" · ")) +
-                           tr("last %1%").arg(*lastMiou_ * 100, 0, 'f', 1);
+    if (bestMiou_) text = tr("best mIoU %1% (epoch %2)").arg(*bestMiou_ * 100, 0, 'f', 1).arg(bestEpoch_);
+    if (lastMiou_)
+        text += (text.isEmpty() ? QString() : QStringLiteral(" · ")) + tr("last %1%").arg(*lastMiou_ * 100, 0, 'f', 1);
     readout_->setText(text.isEmpty() && active ? tr("no validation yet") : text);
 }
 
@@ -323,10 +331,11 @@ void MainWindow::launchNext() {
         lastStep_ = s.resumedAtStep;
         if (s.resumedAtStep > 0) {
             try {
-                curves_->loadFromStore(*core::RunStore::open(workspace_.toStdString(), core::StoreAccess::ReadOnly),
-                                       id, id);
+                curves_->loadFromStore(*core::RunStore::open(workspace_.toStdString(), core::StoreAccess::ReadOnly), id,
+                                       id);
             } catch (const std::exception& e) {
-                statusBar()->showMessage(tr("Cannot load the earlier steps of %1: %2").arg(id, QString::fromUtf8(e.what())));
+                statusBar()->showMessage(
+                    tr("Cannot load the earlier steps of %1: %2").arg(id, QString::fromUtf8(e.what())));
             }
         }
         runStatus_->setText(tr("%1: %2 (%3 parameters) on %4")
@@ -358,7 +367,8 @@ void MainWindow::launchNext() {
     });
     connect(worker, &TrainingWorker::erfRecorded, this,
             [this](const QString& id, int, qint64, const QString&) { erf_->snapshotRecorded(id); });
-    connect(worker, &TrainingWorker::logLine, this, [this](const QString&, const QString& line) { log_->appendPlainText(line); });
+    connect(worker, &TrainingWorker::logLine, this,
+            [this](const QString&, const QString& line) { log_->appendPlainText(line); });
     connect(worker, &TrainingWorker::pausedChanged, this, [this](const QString& id, bool paused) {
         paused_ = paused;
         updateRunControls();
@@ -370,10 +380,11 @@ void MainWindow::launchNext() {
     });
     // The thread has ended: the run is over, whatever happened to it.
     connect(worker, &Worker::finished, this, [this](const QString& error) {
-        Outcome ended = outcome_.value_or(
-            Outcome{activeRunId_,
-                    int(error == QStringLiteral("cancelled") ? core::TrainingOutcome::Cancelled : core::TrainingOutcome::Failed),
-                    error});
+        Outcome ended =
+            outcome_.value_or(Outcome{activeRunId_,
+                                      int(error == QStringLiteral("cancelled") ? core::TrainingOutcome::Cancelled
+                                                                               : core::TrainingOutcome::Failed),
+                                      error});
         // Recording the result can fail after the trainer reported its outcome.
         if (outcome_ && !error.isEmpty() && error != QStringLiteral("cancelled"))
             ended = Outcome{ended.runId, int(core::TrainingOutcome::Failed), error};
@@ -384,15 +395,17 @@ void MainWindow::launchNext() {
 
 void MainWindow::finishRun(const QString& id, int outcome, const QString& message) {
     const auto result = core::TrainingOutcome(outcome);
-    log_->appendPlainText(QStringLiteral("%1: %2").arg(QString::fromLatin1(core::trainingOutcomeName(result)), message));
+    log_->appendPlainText(
+        QStringLiteral("%1: %2").arg(QString::fromLatin1(core::trainingOutcomeName(result)), message));
     if (result == core::TrainingOutcome::Failed) {
         banner_->setText(tr("Run failed: %1").arg(message));
         banner_->setVisible(true);
     }
     // One outcome per run: the status line names the run and how it ended.
-    runStatus_->setText(tr("%1: %2%3")
-                            .arg(id, QString::fromLatin1(core::trainingOutcomeName(result)),
-                                 message.isEmpty() ? QString() : QStringLiteral(" — ") + message.section(QLatin1Char('\n'), 0, 0)));
+    runStatus_->setText(
+        tr("%1: %2%3")
+            .arg(id, QString::fromLatin1(core::trainingOutcomeName(result)),
+                 message.isEmpty() ? QString() : QStringLiteral(" — ") + message.section(QLatin1Char('\n'), 0, 0)));
     if (result == core::TrainingOutcome::Failed)
         statusBar()->showMessage(tr("Run %1 failed: %2").arg(id, message.section(QLatin1Char('\n'), 0, 0)), 15000);
     paused_ = false;
@@ -465,7 +478,9 @@ void MainWindow::dropEvent(QDropEvent* event) {
         if (url.isLocalFile() && url.toLocalFile().endsWith(QStringLiteral(".json"))) openExperiment(url.toLocalFile());
 }
 
-QString MainWindow::sessionPath() const { return QDir(workspace_).filePath(QStringLiteral("session.json")); }
+QString MainWindow::sessionPath() const {
+    return QDir(workspace_).filePath(QStringLiteral("session.json"));
+}
 
 bool MainWindow::saveSession() const {
     nlohmann::json session;
@@ -494,7 +509,8 @@ bool MainWindow::restoreSession() {
         QFile::remove(QDir(workspace_).filePath(QStringLiteral("session-previous.json")));
         QFile::rename(sessionPath(), QDir(workspace_).filePath(QStringLiteral("session-previous.json")));
         statusBar()->showMessage(tr("%1: unreadable session, kept as session-previous.json (%2)")
-                                     .arg(sessionPath(), QString::fromStdString(error.what())), 15000);
+                                     .arg(sessionPath(), QString::fromStdString(error.what())),
+                                 15000);
         return false;
     }
     bool experimentRestored = false;
@@ -551,4 +567,4 @@ void MainWindow::closeEvent(QCloseEvent* event) {
     QMainWindow::closeEvent(event);
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

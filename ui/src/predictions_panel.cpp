@@ -1,7 +1,8 @@
 #include "segscope/ui/predictions_panel.h"
 
-#include "segscope/core/data/image_io.h"
+#include "prediction_text.h"
 #include "segscope/core/analysis/inference.h"
+#include "segscope/core/data/image_io.h"
 #include "segscope/core/runs/run_loader.h"
 #include "segscope/core/runs/run_store.h"
 #include "segscope/ui/class_colors.h"
@@ -10,7 +11,6 @@
 #include "segscope/ui/runs_panel.h"
 #include "segscope/ui/side_by_side_view.h"
 #include "segscope/ui/worker.h"
-#include "prediction_text.h"
 
 #include <QtWidgets>
 
@@ -74,12 +74,13 @@ PredictionsPanel::PredictionsPanel(QString workspace, QWidget* parent)
     connect(predictButton_, &QPushButton::clicked, this, [this] { predict(); });
     connect(cancelButton_, &QPushButton::clicked, this, &PredictionsPanel::cancel);
     connect(openImage, &QPushButton::clicked, this, [this] {
-        const QString path = QFileDialog::getOpenFileName(this, tr("Open image"), workspace_,
-                                                          tr("Images (*.jpg *.jpeg *.png *.bmp)"));
+        const QString path =
+            QFileDialog::getOpenFileName(this, tr("Open image"), workspace_, tr("Images (*.jpg *.jpeg *.png *.bmp)"));
         if (!path.isEmpty()) openImageFile(path);
     });
     connect(images_, &PredictionImagesView::imageChosen, this, [this](int index) { showImage(std::size_t(index)); });
-    connect(images_, &PredictionImagesView::recolourRequested, this, [this](int c, const QColor& color) { setClassColor(c, color); });
+    connect(images_, &PredictionImagesView::recolourRequested, this,
+            [this](int c, const QColor& color) { setClassColor(c, color); });
     connect(images_, &PredictionImagesView::statusMessage, this, &PredictionsPanel::statusMessage);
     connect(gallery_, &FailureGallery::imageActivated, this, [this](int index) { showImage(std::size_t(index)); });
     connect(confusion_, &ConfusionView::cellImageActivated, this, [this](int index, int target, int prediction) {
@@ -91,7 +92,9 @@ PredictionsPanel::PredictionsPanel(QString workspace, QWidget* parent)
     refreshRuns();
 }
 
-PredictionsPanel::~PredictionsPanel() { Worker::cancelAndWait(worker_); }
+PredictionsPanel::~PredictionsPanel() {
+    Worker::cancelAndWait(worker_);
+}
 
 void PredictionsPanel::refreshRuns() {
     std::vector<core::RunSummary> runs;
@@ -153,7 +156,8 @@ bool PredictionsPanel::predict(bool force) {
         return false;
     }
     const std::string workspace = workspace_.toStdString(), id = runId.toStdString();
-    const std::string checkpoint = checkpoint_->currentText().toStdString(), split = split_->currentText().toStdString();
+    const std::string checkpoint = checkpoint_->currentText().toStdString(),
+                      split = split_->currentText().toStdString();
     auto result = std::make_shared<core::SplitPrediction>();
     auto loaded = std::make_shared<std::shared_ptr<core::LoadedRun>>();
     summary_->setText(tr("Predicting %1 (%2, %3)…").arg(runId, checkpoint_->currentText(), split_->currentText()));
@@ -165,7 +169,8 @@ bool PredictionsPanel::predict(bool force) {
             // The cache is checked from the key alone, so a valid cache opens without the model.
             if (!force) {
                 const core::PredictionKey key = core::predictionKey(*store, id, checkpoint, split);
-                core::CacheLookup lookup = core::openPredictions(core::predictionFolder(record->folder, key.checkpoint, split), key);
+                core::CacheLookup lookup =
+                    core::openPredictions(core::predictionFolder(record->folder, key.checkpoint, split), key);
                 if (lookup.set) {
                     result->set = std::move(lookup.set);
                     result->fromCache = true;
@@ -193,8 +198,8 @@ bool PredictionsPanel::predict(bool force) {
                 return;
             }
             lastFromCache_ = result->fromCache;
-            const QString label = QStringLiteral("%1 · %2 · %3").arg(runId, QString::fromStdString(checkpoint),
-                                                                   QString::fromStdString(split));
+            const QString label = QStringLiteral("%1 · %2 · %3")
+                                      .arg(runId, QString::fromStdString(checkpoint), QString::fromStdString(split));
             setPredictions(std::move(*result->set), label);
         });
     return true;
@@ -230,7 +235,9 @@ void PredictionsPanel::predictionsChanged() {
     Q_EMIT predictionsReady();
 }
 
-void PredictionsPanel::showImage(std::size_t index) { showImage(index, std::nullopt); }
+void PredictionsPanel::showImage(std::size_t index) {
+    showImage(index, std::nullopt);
+}
 
 void PredictionsPanel::showImage(std::size_t index, std::optional<std::pair<int, int>> cell) {
     if (!set_ || index >= set_->size()) return;
@@ -239,13 +246,27 @@ void PredictionsPanel::showImage(std::size_t index, std::optional<std::pair<int,
     rebuildComparison();
 }
 
-std::optional<std::size_t> PredictionsPanel::currentImage() const { return images_->currentImage(); }
-void PredictionsPanel::setOpacity(double opacity) { images_->setOpacity(opacity); }
-void PredictionsPanel::setErrorClass(int c) { images_->setErrorClass(c); }
-void PredictionsPanel::setClassVisible(int c, bool visible) { images_->setClassVisible(c, visible); }
-QImage PredictionsPanel::predictionPane() const { return images_->predictionPane(); }
-QImage PredictionsPanel::groundTruthPane() const { return images_->groundTruthPane(); }
-bool PredictionsPanel::exportOverlay(const QString& path) const { return images_->exportOverlay(path); }
+std::optional<std::size_t> PredictionsPanel::currentImage() const {
+    return images_->currentImage();
+}
+void PredictionsPanel::setOpacity(double opacity) {
+    images_->setOpacity(opacity);
+}
+void PredictionsPanel::setErrorClass(int c) {
+    images_->setErrorClass(c);
+}
+void PredictionsPanel::setClassVisible(int c, bool visible) {
+    images_->setClassVisible(c, visible);
+}
+QImage PredictionsPanel::predictionPane() const {
+    return images_->predictionPane();
+}
+QImage PredictionsPanel::groundTruthPane() const {
+    return images_->groundTruthPane();
+}
+bool PredictionsPanel::exportOverlay(const QString& path) const {
+    return images_->exportOverlay(path);
+}
 
 bool PredictionsPanel::setClassColor(int c, const QColor& color) {
     if (!set_ || c < 0 || c >= set_->classes()) return false;
@@ -297,9 +318,8 @@ bool PredictionsPanel::openImageFile(const QString& path) {
                 // Legend and colours come from the run's classes when no split was predicted yet.
                 core::PredictionKey none;
                 none.classes = int((*loaded)->classInfo.size());
-                set_ = std::make_shared<const core::PredictionSet>(none, (*loaded)->classInfo,
-                                                                   std::vector<core::PredictionImage>{},
-                                                                   std::vector<std::int64_t>{});
+                set_ = std::make_shared<const core::PredictionSet>(
+                    none, (*loaded)->classInfo, std::vector<core::PredictionImage>{}, std::vector<std::int64_t>{});
                 images_->setPredictions(set_, displayClasses(), /*showAll=*/true);
             }
             images_->showExternal(*image, *labels, path);
@@ -324,17 +344,37 @@ void PredictionsPanel::dropEvent(QDropEvent* event) {
 void PredictionsPanel::setGallery(GallerySort sort, GalleryFilter filter, int classIndex) {
     gallery_->setGallery(sort, filter, classIndex);
 }
-const std::vector<std::size_t>& PredictionsPanel::galleryList() const { return gallery_->list(); }
-QListWidget* PredictionsPanel::galleryWidget() const { return gallery_->listWidget(); }
-void PredictionsPanel::activateGalleryItem(int row) { gallery_->activate(row); }
+const std::vector<std::size_t>& PredictionsPanel::galleryList() const {
+    return gallery_->list();
+}
+QListWidget* PredictionsPanel::galleryWidget() const {
+    return gallery_->listWidget();
+}
+void PredictionsPanel::activateGalleryItem(int row) {
+    gallery_->activate(row);
+}
 
-void PredictionsPanel::setRowNormalised(bool on) { confusion_->setRowNormalised(on); }
-void PredictionsPanel::clickCell(int target, int prediction) { confusion_->clickCell(target, prediction); }
-const std::vector<std::size_t>& PredictionsPanel::cellList() const { return confusion_->cellList(); }
-QListWidget* PredictionsPanel::cellListWidget() const { return confusion_->cellListWidget(); }
-void PredictionsPanel::activateCellItem(int row) { confusion_->activateCellItem(row); }
-QTableWidget* PredictionsPanel::confusionTable() const { return confusion_->confusionTable(); }
-QTableWidget* PredictionsPanel::metricsTable() const { return confusion_->metricsTable(); }
+void PredictionsPanel::setRowNormalised(bool on) {
+    confusion_->setRowNormalised(on);
+}
+void PredictionsPanel::clickCell(int target, int prediction) {
+    confusion_->clickCell(target, prediction);
+}
+const std::vector<std::size_t>& PredictionsPanel::cellList() const {
+    return confusion_->cellList();
+}
+QListWidget* PredictionsPanel::cellListWidget() const {
+    return confusion_->cellListWidget();
+}
+void PredictionsPanel::activateCellItem(int row) {
+    confusion_->activateCellItem(row);
+}
+QTableWidget* PredictionsPanel::confusionTable() const {
+    return confusion_->confusionTable();
+}
+QTableWidget* PredictionsPanel::metricsTable() const {
+    return confusion_->metricsTable();
+}
 
 bool PredictionsPanel::compareRuns(const QStringList& runIds) {
     if (worker_) return false;
@@ -357,7 +397,8 @@ bool PredictionsPanel::compareRuns(const QStringList& runIds) {
                 const auto record = store->run(ids[r]);
                 if (!record) throw core::Error("unknown run " + ids[r]);
                 const core::PredictionKey key = core::predictionKey(*store, ids[r], checkpoint, split);
-                core::CacheLookup lookup = core::openPredictions(core::predictionFolder(record->folder, key.checkpoint, split), key);
+                core::CacheLookup lookup =
+                    core::openPredictions(core::predictionFolder(record->folder, key.checkpoint, split), key);
                 if (!lookup.set) {
                     const core::LoadedRun loaded = core::loadRun(*store, ids[r], checkpoint);
                     core::PredictionOptions options;
@@ -390,8 +431,12 @@ bool PredictionsPanel::compareRuns(const QStringList& runIds) {
     return true;
 }
 
-int PredictionsPanel::comparedRuns() const { return sideBySide_->compared(); }
+int PredictionsPanel::comparedRuns() const {
+    return sideBySide_->compared();
+}
 
-void PredictionsPanel::rebuildComparison() { sideBySide_->showImage(set_.get(), images_->currentImage(), images_->style()); }
+void PredictionsPanel::rebuildComparison() {
+    sideBySide_->showImage(set_.get(), images_->currentImage(), images_->style());
+}
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

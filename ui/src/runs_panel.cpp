@@ -12,17 +12,22 @@ namespace segscope::ui {
 QString runLabel(const core::RunSummary& run) {
     // The id as well as the name: runs of one experiment share their name.
     const QString id = QString::fromStdString(run.id);
-    const QString name = run.name.empty() || run.name == run.id ? id : QStringLiteral("%1 (%2)").arg(QString::fromStdString(run.name), id);
-    QString text = QStringLiteral("%1 · %2 · %3").arg(name,
-                                                    QString::fromStdString(run.model),
-                                                    QString::fromLatin1(core::runStatusName(run.status)));
-    if (run.bestMiou) text += QObject::tr(" · best mIoU %1").arg(QString::fromStdString(core::formatPercent(run.bestMiou)));
+    const QString name = run.name.empty() || run.name == run.id
+                             ? id
+                             : QStringLiteral("%1 (%2)").arg(QString::fromStdString(run.name), id);
+    QString text =
+        QStringLiteral("%1 · %2 · %3")
+            .arg(name, QString::fromStdString(run.model), QString::fromLatin1(core::runStatusName(run.status)));
+    if (run.bestMiou)
+        text += QObject::tr(" · best mIoU %1").arg(QString::fromStdString(core::formatPercent(run.bestMiou)));
     return text;
 }
 
 namespace {
 
-QVariant optionalNumber(const std::optional<double>& v) { return v ? QVariant(*v) : QVariant(); }
+QVariant optionalNumber(const std::optional<double>& v) {
+    return v ? QVariant(*v) : QVariant();
+}
 
 // Best evaluation's per-class IoU of a run.
 std::vector<core::ClassRecord> bestClasses(core::RunStore& store, const std::string& runId) {
@@ -37,7 +42,7 @@ std::vector<core::ClassRecord> bestClasses(core::RunStore& store, const std::str
     return best < 0 ? std::vector<core::ClassRecord>{} : store.classMetrics(runId, best);
 }
 
-} // namespace
+}  // namespace
 
 RunsModel::RunsModel(QObject* parent) : QAbstractTableModel(parent) {}
 
@@ -47,8 +52,12 @@ void RunsModel::setRuns(std::vector<core::RunSummary> runs) {
     endResetModel();
 }
 
-int RunsModel::rowCount(const QModelIndex& parent) const { return parent.isValid() ? 0 : int(runs_.size()); }
-int RunsModel::columnCount(const QModelIndex& parent) const { return parent.isValid() ? 0 : ColumnCount; }
+int RunsModel::rowCount(const QModelIndex& parent) const {
+    return parent.isValid() ? 0 : int(runs_.size());
+}
+int RunsModel::columnCount(const QModelIndex& parent) const {
+    return parent.isValid() ? 0 : ColumnCount;
+}
 
 QVariant RunsModel::data(const QModelIndex& index, int role) const {
     if (!index.isValid() || index.row() >= int(runs_.size())) return {};
@@ -65,30 +74,40 @@ QVariant RunsModel::data(const QModelIndex& index, int role) const {
     const bool display = role == Qt::DisplayRole;
     if (role != Qt::DisplayRole && role != Qt::UserRole) return {};
     switch (index.column()) {
-    case Name: return QString::fromStdString(r.name);
-    case Model: return QString::fromStdString(r.model);
-    case Dataset: return QString::fromStdString(r.dataset);
-    case Status: return QString::fromLatin1(core::runStatusName(r.status));
-    case Parameters: return display ? QLocale().toString(qlonglong(r.parameters)) : QVariant(qlonglong(r.parameters));
-    case BestMiou:
-        return display ? (r.bestMiou ? QString::number(*r.bestMiou, 'f', 4) : QString()) : optionalNumber(r.bestMiou);
-    case FinalMiou:
-        return display ? (r.finalMiou ? QString::number(*r.finalMiou, 'f', 4) : QString()) : optionalNumber(r.finalMiou);
-    case Seconds:
-        return display ? (r.seconds ? QString::number(*r.seconds, 'f', 1) : QString()) : optionalNumber(r.seconds);
-    case ImagesPerSecond:
-        return display ? (r.imagesPerSecond ? QString::number(*r.imagesPerSecond, 'f', 1) : QString())
-                       : optionalNumber(r.imagesPerSecond);
-    case Started: return QString::fromStdString(r.startedAt);
-    case Id: return QString::fromStdString(r.id);
-    default: return {};
+        case Name:
+            return QString::fromStdString(r.name);
+        case Model:
+            return QString::fromStdString(r.model);
+        case Dataset:
+            return QString::fromStdString(r.dataset);
+        case Status:
+            return QString::fromLatin1(core::runStatusName(r.status));
+        case Parameters:
+            return display ? QLocale().toString(qlonglong(r.parameters)) : QVariant(qlonglong(r.parameters));
+        case BestMiou:
+            return display ? (r.bestMiou ? QString::number(*r.bestMiou, 'f', 4) : QString())
+                           : optionalNumber(r.bestMiou);
+        case FinalMiou:
+            return display ? (r.finalMiou ? QString::number(*r.finalMiou, 'f', 4) : QString())
+                           : optionalNumber(r.finalMiou);
+        case Seconds:
+            return display ? (r.seconds ? QString::number(*r.seconds, 'f', 1) : QString()) : optionalNumber(r.seconds);
+        case ImagesPerSecond:
+            return display ? (r.imagesPerSecond ? QString::number(*r.imagesPerSecond, 'f', 1) : QString())
+                           : optionalNumber(r.imagesPerSecond);
+        case Started:
+            return QString::fromStdString(r.startedAt);
+        case Id:
+            return QString::fromStdString(r.id);
+        default:
+            return {};
     }
 }
 
 QVariant RunsModel::headerData(int section, Qt::Orientation orientation, int role) const {
     if (orientation != Qt::Horizontal || role != Qt::DisplayRole) return {};
-    static const char* const names[] = {"Name", "Model", "Dataset", "Status", "Parameters", "Best mIoU",
-                                        "Final mIoU", "Time (s)", "img/s", "Started", "Id"};
+    static const char* const names[] = {"Name",       "Model",    "Dataset", "Status",  "Parameters", "Best mIoU",
+                                        "Final mIoU", "Time (s)", "img/s",   "Started", "Id"};
     return section < ColumnCount ? tr(names[section]) : QVariant();
 }
 
@@ -173,15 +192,15 @@ RunsPanel::RunsPanel(const QString& workspace, QWidget* parent) : QWidget(parent
         const auto ids = selectedRunIds();
         if (ids.size() == 1) Q_EMIT resumeRequested(ids.front());
     });
-    connect(replay, &QPushButton::clicked, this, [this, speed] {
-        replaying() ? stopReplay() : replaySelected(speed->value());
-    });
+    connect(replay, &QPushButton::clicked, this,
+            [this, speed] { replaying() ? stopReplay() : replaySelected(speed->value()); });
     replayTimer_ = new QTimer(this);
     replayTimer_->setInterval(50);
     connect(replayTimer_, &QTimer::timeout, this, [this] {
         replayClock_ += 0.05 * replaySpeed_;
         QVector<core::StepEvent> steps;
-        for (; replayStep_ < replaySteps_.size() && replaySteps_[replayStep_].wallSeconds <= replayClock_; ++replayStep_)
+        for (; replayStep_ < replaySteps_.size() && replaySteps_[replayStep_].wallSeconds <= replayClock_;
+             ++replayStep_)
             steps.push_back(replaySteps_[replayStep_]);
         if (!steps.isEmpty()) curves_->appendSteps(replayRun_, steps);
         for (; replayEpoch_ < replayEpochs_.size() && replayEpochs_[replayEpoch_].wallSeconds <= replayClock_;
@@ -266,7 +285,8 @@ void RunsPanel::compareSelected() {
             curves_->loadFromStore(*store_, id, label);
             perRun.push_back(bestClasses(*store_, id.toStdString()));
             for (const auto& c : perRun.back())
-                if (!classNames.contains(QString::fromStdString(c.className))) classNames << QString::fromStdString(c.className);
+                if (!classNames.contains(QString::fromStdString(c.className)))
+                    classNames << QString::fromStdString(c.className);
         }
         // Grouped bars: one group per class, one bar per run.
         auto* group = new QCPBarsGroup(classBars_);
@@ -320,9 +340,13 @@ void RunsPanel::replaySelected(double speed) {
     replayTimer_->start();
 }
 
-void RunsPanel::stopReplay() { replayTimer_->stop(); }
+void RunsPanel::stopReplay() {
+    replayTimer_->stop();
+}
 
-bool RunsPanel::replaying() const { return replayTimer_->isActive(); }
+bool RunsPanel::replaying() const {
+    return replayTimer_->isActive();
+}
 
 void RunsPanel::diffSelected() {
     const QStringList ids = selectedRunIds();
@@ -345,7 +369,8 @@ void RunsPanel::diffSelected() {
                   [&](const QString& a, const QString& b) { return rowOf(a) > rowOf(b); });
         const auto a = bestClasses(*store_, ordered[0].toStdString());
         const auto b = bestClasses(*store_, ordered[1].toStdString());
-        diffTitle_->setText(tr("B = %1 against A = %2 (best evaluations); regressions in red").arg(ordered[1], ordered[0]));
+        diffTitle_->setText(
+            tr("B = %1 against A = %2 (best evaluations); regressions in red").arg(ordered[1], ordered[0]));
         for (const auto& ca : a) {
             const core::ClassRecord* cb = nullptr;
             for (const auto& c : b)
@@ -374,4 +399,4 @@ void RunsPanel::diffSelected() {
     }
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

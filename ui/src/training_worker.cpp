@@ -20,7 +20,9 @@ TrainingWorker::TrainingWorker(core::Experiment experiment, QString workspace, Q
     registerCoreMetaTypes();
 }
 
-TrainingWorker::~TrainingWorker() { cancel(); }
+TrainingWorker::~TrainingWorker() {
+    cancel();
+}
 
 void TrainingWorker::pause() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -89,7 +91,8 @@ void TrainingWorker::work() {
             std::lock_guard<std::mutex> lock(mutex_);
             trainer_ = nullptr;
         }
-        if (!outcomeReported_) Q_EMIT runFinished(id, int(core::TrainingOutcome::Failed), QString::fromStdString(e.what()));
+        if (!outcomeReported_)
+            Q_EMIT runFinished(id, int(core::TrainingOutcome::Failed), QString::fromStdString(e.what()));
         outcomeReported_ = true;
         throw;  // Worker::run() reports it in finished(error) too
     } catch (...) {
@@ -103,7 +106,9 @@ void TrainingWorker::work() {
     }
 }
 
-void TrainingWorker::onStarted(const core::TrainingStart& start) { Q_EMIT started(runId(), start); }
+void TrainingWorker::onStarted(const core::TrainingStart& start) {
+    Q_EMIT started(runId(), start);
+}
 
 void TrainingWorker::onStep(const core::StepEvent& event) {
     pendingSteps_.push_back(event);
@@ -129,7 +134,9 @@ void TrainingWorker::onErf(const core::ErfEvent& event) {
     Q_EMIT erfRecorded(runId(), event.epoch, qint64(event.step), QString::fromStdString(event.directory.string()));
 }
 
-void TrainingWorker::onLog(const std::string& line) { Q_EMIT logLine(runId(), QString::fromStdString(line)); }
+void TrainingWorker::onLog(const std::string& line) {
+    Q_EMIT logLine(runId(), QString::fromStdString(line));
+}
 
 void TrainingWorker::onPaused(bool paused) {
     flushSteps();
@@ -142,4 +149,4 @@ void TrainingWorker::onFinished(core::TrainingOutcome outcome, const std::string
     Q_EMIT runFinished(runId(), int(outcome), QString::fromStdString(reason));
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

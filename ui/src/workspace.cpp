@@ -46,4 +46,4 @@ bool prepareWorkspace(const QString& workspace, QWidget* parent, QString* summar
     return false;
 }
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

@@ -1,22 +1,21 @@
 #include "segscope/core/analysis/erf.h"
 
+#include "segscope/core/data/loader.h"
 #include "segscope/core/error.h"
 #include "segscope/core/file_output.h"
-#include "segscope/core/data/loader.h"
 #include "segscope/core/models/registry.h"
-#include "segscope/core/runtime.h"
 #include "segscope/core/models/weights.h"
+#include "segscope/core/runtime.h"
 
+#include <torch/autograd.h>
+#include <torch/torch.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <torch/autograd.h>
-#include <torch/torch.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <fstream>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -95,8 +94,8 @@ struct Accumulator {
 
 // One forward of `inputs`, then one gradient per stage over the retained graph. Returns false
 // (adding nothing) when cancelled between stages.
-bool accumulateBatch(SegmentationModel& model, const torch::Tensor& inputs, const ErfOptions& options,
-                     Accumulator& acc, const CancelToken& cancel) {
+bool accumulateBatch(SegmentationModel& model, const torch::Tensor& inputs, const ErfOptions& options, Accumulator& acc,
+                     const CancelToken& cancel) {
     checkInputs(inputs);
     const int height = int(inputs.size(2)), width = int(inputs.size(3));
     if (acc.sums.empty()) {
@@ -222,9 +221,8 @@ ErfResult computeErf(SegmentationModel& model, const torch::Tensor& inputs, cons
     return finish(acc, options, !done);
 }
 
-ErfResult computeErf(SegmentationModel& model, std::shared_ptr<const Dataset> dataset,
-                     const TransformConfig& transform, std::int64_t images, const ErfOptions& options,
-                     const ErfProgress& progress, CancelToken cancel) {
+ErfResult computeErf(SegmentationModel& model, std::shared_ptr<const Dataset> dataset, const TransformConfig& transform,
+                     std::int64_t images, const ErfOptions& options, const ErfProgress& progress, CancelToken cancel) {
     if (images < 1) throw Error("ERF needs at least one image, got " + std::to_string(images));
     if (options.batchSize < 1) throw Error("ERF batch size must be >= 1, got " + std::to_string(options.batchSize));
     if (!dataset || dataset->size() == 0) throw Error("ERF needs a dataset with at least one image");
@@ -275,10 +273,9 @@ ErfAreaRatio erfAreaRatio(const torch::Tensor& map, double fraction) {
     const double* data = m.data_ptr<double>();
     for (int y = 0; y < h; ++y)
         for (int x = 0; x < w; ++x)
-            integral[std::size_t(y + 1) * (w + 1) + x + 1] = data[std::size_t(y) * w + x] +
-                                                             integral[std::size_t(y) * (w + 1) + x + 1] +
-                                                             integral[std::size_t(y + 1) * (w + 1) + x] -
-                                                             integral[std::size_t(y) * (w + 1) + x];
+            integral[std::size_t(y + 1) * (w + 1) + x + 1] =
+                data[std::size_t(y) * w + x] + integral[std::size_t(y) * (w + 1) + x + 1] +
+                integral[std::size_t(y + 1) * (w + 1) + x] - integral[std::size_t(y) * (w + 1) + x];
     const double total = integral.back();
     if (!(total > 0)) return out;
     const int cy = h / 2, cx = w / 2;
@@ -450,7 +447,8 @@ ErfResult loadErf(const std::filesystem::path& directory) {
     }
     result.images = doc.value("images", std::int64_t(0));
     result.cancelled = doc.value("cancelled", false);
-    if (doc.value("objective", std::string()) == erfObjectiveName(ErfObjective::Sum)) result.objective = ErfObjective::Sum;
+    if (doc.value("objective", std::string()) == erfObjectiveName(ErfObjective::Sum))
+        result.objective = ErfObjective::Sum;
     if (doc.value("reduction", std::string()) == erfReductionName(ErfReduction::ReluSum))
         result.reduction = ErfReduction::ReluSum;
     return result;

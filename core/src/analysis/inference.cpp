@@ -26,36 +26,37 @@ Evaluation evaluate(SegmentationModel& model, BatchLoader& loader, int classes, 
     batches.channelsLast = options.channelsLast;
     // Resizing logits to each original size leaves glibc holding freed pages, as in predictSplit.
     batches.trimHeapAfterBatch = original;
-    const bool done = forEachPredictedBatch(model, loader, batches, options.cancel, [&](const Batch& batch,
-                                                                                        const torch::Tensor& logits) {
-        const torch::Tensor labels = batch.labels.to(options.device);
-        if (options.loss) {
-            lossSum += options.loss(logits, labels).to(torch::kFloat64);
-            ++lossBatches;
-        }
-        if (!original) {
-            const torch::Tensor prediction = logits.argmax(1);
-            matrix.update(prediction, labels);
-            auto ious = batchImageIou(prediction, labels, classes);
-            for (std::size_t i = 0; i < ious.size(); ++i) {
-                result.imageIds.push_back(batch.ids[i]);
-                result.images.push_back(std::move(ious[i]));
+    const bool done = forEachPredictedBatch(
+        model, loader, batches, options.cancel, [&](const Batch& batch, const torch::Tensor& logits) {
+            const torch::Tensor labels = batch.labels.to(options.device);
+            if (options.loss) {
+                lossSum += options.loss(logits, labels).to(torch::kFloat64);
+                ++lossBatches;
             }
-        } else {
-            for (std::size_t i = 0; i < batch.indices.size(); ++i) {
-                const cv::Mat label = originalLabel(loader.dataset(), batch.indices[i], options.voidToBackground);
-                const torch::Tensor target = torch::from_blob(label.data, {1, label.rows, label.cols}, torch::kUInt8)
-                                                 .to(torch::kInt64)
-                                                 .to(options.device);
-                const torch::Tensor prediction = predictAtSize(logits, i, label.rows, label.cols);
-                matrix.update(prediction, target);
-                auto ious = batchImageIou(prediction, target, classes);
-                result.imageIds.push_back(batch.ids[i]);
-                result.images.push_back(std::move(ious.front()));
+            if (!original) {
+                const torch::Tensor prediction = logits.argmax(1);
+                matrix.update(prediction, labels);
+                auto ious = batchImageIou(prediction, labels, classes);
+                for (std::size_t i = 0; i < ious.size(); ++i) {
+                    result.imageIds.push_back(batch.ids[i]);
+                    result.images.push_back(std::move(ious[i]));
+                }
+            } else {
+                for (std::size_t i = 0; i < batch.indices.size(); ++i) {
+                    const cv::Mat label = originalLabel(loader.dataset(), batch.indices[i], options.voidToBackground);
+                    const torch::Tensor target =
+                        torch::from_blob(label.data, {1, label.rows, label.cols}, torch::kUInt8)
+                            .to(torch::kInt64)
+                            .to(options.device);
+                    const torch::Tensor prediction = predictAtSize(logits, i, label.rows, label.cols);
+                    matrix.update(prediction, target);
+                    auto ious = batchImageIou(prediction, target, classes);
+                    result.imageIds.push_back(batch.ids[i]);
+                    result.images.push_back(std::move(ious.front()));
+                }
             }
-        }
-        if (options.progress) options.progress(result.imageIds.size(), total);
-    });
+            if (options.progress) options.progress(result.imageIds.size(), total);
+        });
     result.cancelled = !done;
     result.metrics = computeMetrics(matrix, options.classNames);
     if (lossBatches) result.meanLoss = lossSum.item<double>() / double(lossBatches);

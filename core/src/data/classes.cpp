@@ -22,10 +22,10 @@ Rgb vocColor(int index) {
 }
 
 std::vector<ClassInfo> vocClasses() {
-    static const char* const names[] = {
-        "background", "aeroplane", "bicycle", "bird",  "boat",        "bottle", "bus",
-        "car",        "cat",       "chair",   "cow",   "diningtable", "dog",    "horse",
-        "motorbike",  "person",    "pottedplant", "sheep", "sofa",    "train",  "tvmonitor"};
+    static const char* const names[] = {"background", "aeroplane", "bicycle",   "bird",   "boat",        "bottle",
+                                        "bus",        "car",       "cat",       "chair",  "cow",         "diningtable",
+                                        "dog",        "horse",     "motorbike", "person", "pottedplant", "sheep",
+                                        "sofa",       "train",     "tvmonitor"};
     std::vector<ClassInfo> classes;
     for (int i = 0; i < 21; ++i) classes.push_back({names[i], vocColor(i)});
     return classes;
@@ -87,4 +87,4 @@ void writeClassesFile(const std::filesystem::path& path, const std::vector<Class
     if (!out) throw FileError(path.string(), "write failed");
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

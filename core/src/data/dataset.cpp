@@ -15,9 +15,12 @@ namespace fs = std::filesystem;
 
 const char* datasetKindName(DatasetKind kind) {
     switch (kind) {
-    case DatasetKind::Voc: return "voc";
-    case DatasetKind::Pets: return "pets";
-    case DatasetKind::Folder: return "folder";
+        case DatasetKind::Voc:
+            return "voc";
+        case DatasetKind::Pets:
+            return "pets";
+        case DatasetKind::Folder:
+            return "folder";
     }
     return "voc";
 }
@@ -31,9 +34,12 @@ std::optional<DatasetKind> parseDatasetKind(const std::string& text) {
 
 const char* petsModeName(PetsMode mode) {
     switch (mode) {
-    case PetsMode::Trimap: return "trimap";
-    case PetsMode::Binary: return "binary";
-    case PetsMode::BinaryBorderForeground: return "binary-border-fg";
+        case PetsMode::Trimap:
+            return "trimap";
+        case PetsMode::Binary:
+            return "binary";
+        case PetsMode::BinaryBorderForeground:
+            return "binary-border-fg";
     }
     return "trimap";
 }
@@ -94,7 +100,9 @@ std::vector<ListedId> readIdList(const fs::path& path, bool firstFieldOnly) {
     while (std::getline(in, line)) {
         ++number;
         if (number == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
-        const auto isSpace = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; };
+        const auto isSpace = [](char c) {
+            return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+        };
         std::size_t begin = 0, end = line.size();
         while (begin < end && isSpace(line[begin])) ++begin;
         while (end > begin && isSpace(line[end - 1])) --end;
@@ -190,35 +198,35 @@ std::vector<std::string> carvedSplit(const std::vector<std::string>& all, const 
     return split == "val" ? val : train;
 }
 
-} // namespace
+}  // namespace
 
 std::vector<std::string> availableSplits(DatasetKind kind, const fs::path& root) {
     std::vector<std::string> splits;
     try {
         switch (kind) {
-        case DatasetKind::Voc: {
-            const fs::path dir = resolveVocRoot(root) / "ImageSets" / "Segmentation";
-            for (const auto& entry : fs::directory_iterator(dir))
-                if (entry.path().extension() == ".txt") splits.push_back(entry.path().stem().string());
-            std::sort(splits.begin(), splits.end());
-            break;
-        }
-        case DatasetKind::Pets:
-            resolvePetsRoot(root);
-            splits = {"train", "val", "trainval", "test"};
-            break;
-        case DatasetKind::Folder: {
-            const fs::path dir = root / "splits";
-            std::error_code ec;
-            if (fs::is_directory(dir, ec)) {
+            case DatasetKind::Voc: {
+                const fs::path dir = resolveVocRoot(root) / "ImageSets" / "Segmentation";
                 for (const auto& entry : fs::directory_iterator(dir))
                     if (entry.path().extension() == ".txt") splits.push_back(entry.path().stem().string());
                 std::sort(splits.begin(), splits.end());
-            } else {
-                splits = {"train", "val", "all"};
+                break;
             }
-            break;
-        }
+            case DatasetKind::Pets:
+                resolvePetsRoot(root);
+                splits = {"train", "val", "trainval", "test"};
+                break;
+            case DatasetKind::Folder: {
+                const fs::path dir = root / "splits";
+                std::error_code ec;
+                if (fs::is_directory(dir, ec)) {
+                    for (const auto& entry : fs::directory_iterator(dir))
+                        if (entry.path().extension() == ".txt") splits.push_back(entry.path().stem().string());
+                    std::sort(splits.begin(), splits.end());
+                } else {
+                    splits = {"train", "val", "all"};
+                }
+                break;
+            }
         }
     } catch (const std::exception&) {
         splits.clear();
@@ -240,109 +248,109 @@ std::shared_ptr<const Dataset> Dataset::open(const DatasetSpec& spec) {
     auto& samples = dataset->samples_;
 
     switch (spec.kind) {
-    case DatasetKind::Voc: {
-        const fs::path root = resolveVocRoot(spec.root);
-        dataset->resolvedRoot_ = root;
-        const fs::path classesFile = root / "classes.txt";
-        dataset->classes_ = fs::is_regular_file(classesFile, ec) ? readClassesFile(classesFile) : vocClasses();
-        // SBD's augmented set ships its own list and grayscale index masks.
-        const bool aug = spec.split == "trainaug" || spec.split == "train_aug";
-        fs::path listFile = root / "ImageSets" / "Segmentation" / (spec.split + ".txt");
-        if (aug && !fs::is_regular_file(listFile, ec)) {
-            for (const char* name : {"trainaug.txt", "train_aug.txt"})
-                if (fs::is_regular_file(root / "ImageSets" / "Segmentation" / name, ec))
-                    listFile = root / "ImageSets" / "Segmentation" / name;
+        case DatasetKind::Voc: {
+            const fs::path root = resolveVocRoot(spec.root);
+            dataset->resolvedRoot_ = root;
+            const fs::path classesFile = root / "classes.txt";
+            dataset->classes_ = fs::is_regular_file(classesFile, ec) ? readClassesFile(classesFile) : vocClasses();
+            // SBD's augmented set ships its own list and grayscale index masks.
+            const bool aug = spec.split == "trainaug" || spec.split == "train_aug";
+            fs::path listFile = root / "ImageSets" / "Segmentation" / (spec.split + ".txt");
+            if (aug && !fs::is_regular_file(listFile, ec)) {
+                for (const char* name : {"trainaug.txt", "train_aug.txt"})
+                    if (fs::is_regular_file(root / "ImageSets" / "Segmentation" / name, ec))
+                        listFile = root / "ImageSets" / "Segmentation" / name;
+            }
+            if (!fs::is_regular_file(listFile, ec)) {
+                throwIfUnreadable(listFile, "split file");
+                throw Error("split '" + spec.split + "' not found: " + listFile.string() + " does not exist");
+            }
+            dataset->splitFile_ = listFile;
+            const fs::path maskDir = root / (aug ? "SegmentationClassAug" : "SegmentationClass");
+            for (const ListedId& listed : readIdList(listFile, false)) {
+                const std::string& id = listed.id;
+                SampleFiles s;
+                s.id = id;
+                s.line = listed.line;
+                s.expectedImage = root / "JPEGImages" / (id + ".jpg");
+                s.expectedMask = maskDir / (id + ".png");
+                s.image = existingOrEmpty(s.expectedImage);
+                s.mask = existingOrEmpty(s.expectedMask);
+                samples.push_back(std::move(s));
+            }
+            break;
         }
-        if (!fs::is_regular_file(listFile, ec)) {
-            throwIfUnreadable(listFile, "split file");
-            throw Error("split '" + spec.split + "' not found: " + listFile.string() + " does not exist");
+        case DatasetKind::Pets: {
+            const fs::path root = resolvePetsRoot(spec.root);
+            dataset->resolvedRoot_ = root;
+            if (spec.petsMode == PetsMode::Trimap)
+                dataset->classes_ = {{"background", vocColor(0)}, {"pet", vocColor(1)}, {"border", vocColor(2)}};
+            else
+                dataset->classes_ = {{"background", vocColor(0)}, {"pet", vocColor(1)}};
+            std::vector<ListedId> ids;
+            if (spec.split == "trainval" || spec.split == "test") {
+                dataset->splitFile_ = root / "annotations" / (spec.split + ".txt");
+                ids = readIdList(dataset->splitFile_, true);
+            } else if (spec.split == "train" || spec.split == "val") {
+                for (const std::string& id :
+                     carvedSplit(idsOf(readIdList(root / "annotations" / "trainval.txt", true)), spec, spec.split))
+                    ids.push_back({id, 0});
+            } else {
+                throw Error("Pets split '" + spec.split + "' is unknown: use train, val, trainval or test");
+            }
+            for (const ListedId& listed : ids) {
+                const std::string& id = listed.id;
+                SampleFiles s;
+                s.id = id;
+                s.line = listed.line;
+                s.expectedImage = root / "images" / (id + ".jpg");
+                s.expectedMask = root / "annotations" / "trimaps" / (id + ".png");
+                s.image = existingOrEmpty(s.expectedImage);
+                s.mask = existingOrEmpty(s.expectedMask);
+                samples.push_back(std::move(s));
+            }
+            break;
         }
-        dataset->splitFile_ = listFile;
-        const fs::path maskDir = root / (aug ? "SegmentationClassAug" : "SegmentationClass");
-        for (const ListedId& listed : readIdList(listFile, false)) {
-            const std::string& id = listed.id;
-            SampleFiles s;
-            s.id = id;
-            s.line = listed.line;
-            s.expectedImage = root / "JPEGImages" / (id + ".jpg");
-            s.expectedMask = maskDir / (id + ".png");
-            s.image = existingOrEmpty(s.expectedImage);
-            s.mask = existingOrEmpty(s.expectedMask);
-            samples.push_back(std::move(s));
+        case DatasetKind::Folder: {
+            const fs::path root = spec.root;
+            dataset->resolvedRoot_ = root;
+            for (const fs::path& part : {root / "images", root / "masks"}) throwIfUnreadable(part, "dataset folder");
+            if (!fs::is_directory(root / "images", ec) || !fs::is_directory(root / "masks", ec))
+                throw Error("folder dataset " + root.string() + " needs images/ and masks/ subfolders");
+            const fs::path classesFile = root / "classes.txt";
+            throwIfUnreadable(classesFile, "classes file");
+            if (!fs::is_regular_file(classesFile, ec))
+                throw Error("folder dataset " + root.string() + " needs classes.txt (one class name per line)");
+            dataset->classes_ = readClassesFile(classesFile);
+            const auto images = indexFolder(root / "images");
+            std::vector<std::string> all;
+            for (const auto& [stem, path] : images) all.push_back(stem);
+            std::vector<ListedId> ids;
+            const fs::path splitFile = root / "splits" / (spec.split + ".txt");
+            throwIfUnreadable(splitFile, "split file");
+            if (fs::is_regular_file(splitFile, ec)) {
+                dataset->splitFile_ = splitFile;
+                ids = readIdList(splitFile, false);
+            } else if (spec.split == "all" || spec.split == "train" || spec.split == "val") {
+                for (const std::string& id : spec.split == "all" ? all : carvedSplit(all, spec, spec.split))
+                    ids.push_back({id, 0});
+            } else {
+                throw Error("split '" + spec.split + "' not found: " + splitFile.string() + " does not exist");
+            }
+            for (const ListedId& listed : ids) {
+                const std::string& id = listed.id;
+                SampleFiles s;
+                s.id = id;
+                s.line = listed.line;
+                const auto it = images.find(id);
+                s.expectedImage = it != images.end() ? it->second : root / "images" / (id + ".jpg");
+                s.expectedMask = root / "masks" / (id + ".png");
+                s.image = existingOrEmpty(s.expectedImage);
+                s.mask = existingOrEmpty(s.expectedMask);
+                samples.push_back(std::move(s));
+            }
+            break;
         }
-        break;
-    }
-    case DatasetKind::Pets: {
-        const fs::path root = resolvePetsRoot(spec.root);
-        dataset->resolvedRoot_ = root;
-        if (spec.petsMode == PetsMode::Trimap)
-            dataset->classes_ = {{"background", vocColor(0)}, {"pet", vocColor(1)}, {"border", vocColor(2)}};
-        else
-            dataset->classes_ = {{"background", vocColor(0)}, {"pet", vocColor(1)}};
-        std::vector<ListedId> ids;
-        if (spec.split == "trainval" || spec.split == "test") {
-            dataset->splitFile_ = root / "annotations" / (spec.split + ".txt");
-            ids = readIdList(dataset->splitFile_, true);
-        } else if (spec.split == "train" || spec.split == "val") {
-            for (const std::string& id :
-                 carvedSplit(idsOf(readIdList(root / "annotations" / "trainval.txt", true)), spec, spec.split))
-                ids.push_back({id, 0});
-        } else {
-            throw Error("Pets split '" + spec.split + "' is unknown: use train, val, trainval or test");
-        }
-        for (const ListedId& listed : ids) {
-            const std::string& id = listed.id;
-            SampleFiles s;
-            s.id = id;
-            s.line = listed.line;
-            s.expectedImage = root / "images" / (id + ".jpg");
-            s.expectedMask = root / "annotations" / "trimaps" / (id + ".png");
-            s.image = existingOrEmpty(s.expectedImage);
-            s.mask = existingOrEmpty(s.expectedMask);
-            samples.push_back(std::move(s));
-        }
-        break;
-    }
-    case DatasetKind::Folder: {
-        const fs::path root = spec.root;
-        dataset->resolvedRoot_ = root;
-        for (const fs::path& part : {root / "images", root / "masks"}) throwIfUnreadable(part, "dataset folder");
-        if (!fs::is_directory(root / "images", ec) || !fs::is_directory(root / "masks", ec))
-            throw Error("folder dataset " + root.string() + " needs images/ and masks/ subfolders");
-        const fs::path classesFile = root / "classes.txt";
-        throwIfUnreadable(classesFile, "classes file");
-        if (!fs::is_regular_file(classesFile, ec))
-            throw Error("folder dataset " + root.string() + " needs classes.txt (one class name per line)");
-        dataset->classes_ = readClassesFile(classesFile);
-        const auto images = indexFolder(root / "images");
-        std::vector<std::string> all;
-        for (const auto& [stem, path] : images) all.push_back(stem);
-        std::vector<ListedId> ids;
-        const fs::path splitFile = root / "splits" / (spec.split + ".txt");
-        throwIfUnreadable(splitFile, "split file");
-        if (fs::is_regular_file(splitFile, ec)) {
-            dataset->splitFile_ = splitFile;
-            ids = readIdList(splitFile, false);
-        } else if (spec.split == "all" || spec.split == "train" || spec.split == "val") {
-            for (const std::string& id : spec.split == "all" ? all : carvedSplit(all, spec, spec.split))
-                ids.push_back({id, 0});
-        } else {
-            throw Error("split '" + spec.split + "' not found: " + splitFile.string() + " does not exist");
-        }
-        for (const ListedId& listed : ids) {
-            const std::string& id = listed.id;
-            SampleFiles s;
-            s.id = id;
-            s.line = listed.line;
-            const auto it = images.find(id);
-            s.expectedImage = it != images.end() ? it->second : root / "images" / (id + ".jpg");
-            s.expectedMask = root / "masks" / (id + ".png");
-            s.image = existingOrEmpty(s.expectedImage);
-            s.mask = existingOrEmpty(s.expectedMask);
-            samples.push_back(std::move(s));
-        }
-        break;
-    }
     }
     return dataset;
 }
@@ -353,8 +361,8 @@ DecodedMask Dataset::decodeMask(const fs::path& path) const {
     const int classes = numClasses();
     if (stored.encoding == MaskEncoding::Rgb) {
         if (spec_.kind == DatasetKind::Pets) throw FileError(path.string(), "Pets trimaps must be single-channel PNGs");
-        decoded.label = colorMaskToIndices(stored.values, classes_, &decoded.unknownColorPixels,
-                                           &decoded.firstUnknownColor);
+        decoded.label =
+            colorMaskToIndices(stored.values, classes_, &decoded.unknownColorPixels, &decoded.firstUnknownColor);
         return decoded;
     }
     cv::Mat& label = stored.values;
@@ -365,9 +373,15 @@ DecodedMask Dataset::decodeMask(const fs::path& path) const {
         lut[1] = 1;
         lut[2] = 0;
         switch (spec_.petsMode) {
-        case PetsMode::Trimap: lut[3] = 2; break;
-        case PetsMode::Binary: lut[3] = kIgnoreIndex; break;
-        case PetsMode::BinaryBorderForeground: lut[3] = 1; break;
+            case PetsMode::Trimap:
+                lut[3] = 2;
+                break;
+            case PetsMode::Binary:
+                lut[3] = kIgnoreIndex;
+                break;
+            case PetsMode::BinaryBorderForeground:
+                lut[3] = 1;
+                break;
         }
         for (int y = 0; y < label.rows; ++y) {
             auto* row = label.ptr<std::uint8_t>(y);
@@ -415,12 +429,11 @@ LabeledImage Dataset::load(std::size_t index) const {
                                              std::to_string(c.b) + ")");
     }
     if (decoded.invalidPixels > 0) {
-        throw FileError(s.mask.string(),
-                        std::to_string(decoded.invalidPixels) + " pixels have label value " +
-                            std::to_string(decoded.firstInvalidValue) +
-                            (spec_.kind == DatasetKind::Pets
-                                 ? " (trimap values must be 1, 2 or 3)"
-                                 : " outside [0, " + std::to_string(numClasses()) + ") and not 255"));
+        throw FileError(s.mask.string(), std::to_string(decoded.invalidPixels) + " pixels have label value " +
+                                             std::to_string(decoded.firstInvalidValue) +
+                                             (spec_.kind == DatasetKind::Pets
+                                                  ? " (trimap values must be 1, 2 or 3)"
+                                                  : " outside [0, " + std::to_string(numClasses()) + ") and not 255"));
     }
     if (decoded.label.size() != out.image.size()) {
         throw FileError(s.mask.string(), "mask is " + std::to_string(decoded.label.cols) + "x" +
@@ -431,4 +444,4 @@ LabeledImage Dataset::load(std::size_t index) const {
     return out;
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -21,9 +21,13 @@ std::size_t DatasetReport::errorCount() const {
     return n;
 }
 
-std::size_t DatasetReport::warningCount() const { return problems.size() - errorCount(); }
+std::size_t DatasetReport::warningCount() const {
+    return problems.size() - errorCount();
+}
 
-bool DatasetReport::ok() const { return !cancelled && images > 0 && errorCount() == 0; }
+bool DatasetReport::ok() const {
+    return !cancelled && images > 0 && errorCount() == 0;
+}
 
 std::string DatasetReport::toJson(int indent) const {
     nlohmann::json problemsJson = nlohmann::json::array();
@@ -51,12 +55,13 @@ std::string DatasetReport::toText(std::size_t maxProblems) const {
     std::size_t width = 5;
     for (const auto& name : classes) width = std::max(width, name.size());
     out << "  " << std::left << std::setw(int(width)) << "class" << std::right << std::setw(14) << "pixels"
-        << std::setw(9) << "share" << std::setw(9) << "images" << "\n";
+        << std::setw(9) << "share" << std::setw(9) << "images"
+        << "\n";
     for (std::size_t i = 0; i < classes.size(); ++i) {
         const double share = total ? 100.0 * double(classPixels[i]) / double(total) : 0.0;
-        out << "  " << std::left << std::setw(int(width)) << classes[i] << std::right << std::setw(14)
-            << classPixels[i] << std::setw(8) << std::fixed << std::setprecision(2) << share << "%"
-            << std::setw(9) << classImages[i] << "\n";
+        out << "  " << std::left << std::setw(int(width)) << classes[i] << std::right << std::setw(14) << classPixels[i]
+            << std::setw(8) << std::fixed << std::setprecision(2) << share << "%" << std::setw(9) << classImages[i]
+            << "\n";
     }
     out << "  " << std::left << std::setw(int(width)) << "(ignore)" << std::right << std::setw(14) << ignorePixels
         << "\n";
@@ -83,7 +88,8 @@ SampleResult checkSample(const Dataset& dataset, const SampleFiles& s) {
         r.problems.push_back({Severity::Error, file, message});
     };
     if (s.image.empty() && s.mask.empty()) {
-        error(s.expectedImage.string(), "id '" + s.id + "' is listed in the split but has no image and no mask (expected " +
+        error(s.expectedImage.string(), "id '" + s.id +
+                                            "' is listed in the split but has no image and no mask (expected " +
                                             s.expectedImage.string() + " and " + s.expectedMask.string() + ")");
         return r;
     }
@@ -97,9 +103,9 @@ SampleResult checkSample(const Dataset& dataset, const SampleFiles& s) {
             const cv::Mat image = readImageRgb(s.image, &info);
             imageSize = image.size();
             if (extensionMismatch(s.image, info.format))
-                r.problems.push_back({Severity::Warning, s.image.string(),
-                                      std::string("contains ") + imageFormatName(info.format) +
-                                          " data; decoded by content"});
+                r.problems.push_back(
+                    {Severity::Warning, s.image.string(),
+                     std::string("contains ") + imageFormatName(info.format) + " data; decoded by content"});
         } catch (const FileError& e) {
             error(e.path(), e.reason());
         }
@@ -115,20 +121,20 @@ SampleResult checkSample(const Dataset& dataset, const SampleFiles& s) {
     if (decoded.unknownColorPixels > 0) {
         const Rgb c = decoded.firstUnknownColor;
         error(s.mask.string(), std::to_string(decoded.unknownColorPixels) +
-                                   " pixels have colours outside the class table, e.g. (" + std::to_string(c.r) +
-                                   ", " + std::to_string(c.g) + ", " + std::to_string(c.b) + ")");
+                                   " pixels have colours outside the class table, e.g. (" + std::to_string(c.r) + ", " +
+                                   std::to_string(c.g) + ", " + std::to_string(c.b) + ")");
     }
     if (decoded.invalidPixels > 0) {
-        error(s.mask.string(),
-              std::to_string(decoded.invalidPixels) + " pixels have label value " +
-                  std::to_string(decoded.firstInvalidValue) +
-                  (dataset.spec().kind == DatasetKind::Pets ? " (trimap values must be 1, 2 or 3)"
-                                                            : " outside [0, " + std::to_string(classes) + ") and not 255"));
+        error(s.mask.string(), std::to_string(decoded.invalidPixels) + " pixels have label value " +
+                                   std::to_string(decoded.firstInvalidValue) +
+                                   (dataset.spec().kind == DatasetKind::Pets
+                                        ? " (trimap values must be 1, 2 or 3)"
+                                        : " outside [0, " + std::to_string(classes) + ") and not 255"));
     }
     if (!imageSize.empty() && decoded.label.size() != imageSize) {
-        error(s.mask.string(), "mask is " + std::to_string(decoded.label.cols) + "x" + std::to_string(decoded.label.rows) +
-                                   " but its image is " + std::to_string(imageSize.width) + "x" +
-                                   std::to_string(imageSize.height));
+        error(s.mask.string(), "mask is " + std::to_string(decoded.label.cols) + "x" +
+                                   std::to_string(decoded.label.rows) + " but its image is " +
+                                   std::to_string(imageSize.width) + "x" + std::to_string(imageSize.height));
     }
     std::uint64_t histogram[256] = {};
     for (int y = 0; y < decoded.label.rows; ++y) {
@@ -151,7 +157,8 @@ std::string counterpartSplit(const std::string& split) {
 
 std::string quotedIds(const std::vector<std::string>& ids, std::size_t most) {
     std::string text;
-    for (std::size_t i = 0; i < ids.size() && i < most; ++i) text += (i ? ", '" : "'") + truncateForMessage(ids[i]) + "'";
+    for (std::size_t i = 0; i < ids.size() && i < most; ++i)
+        text += (i ? ", '" : "'") + truncateForMessage(ids[i]) + "'";
     if (ids.size() > most) text += ", ...";
     return text;
 }
@@ -203,7 +210,7 @@ std::vector<DatasetProblem> listingProblems(const Dataset& dataset) {
     return problems;
 }
 
-} // namespace
+}  // namespace
 
 DatasetReport checkDataset(const Dataset& dataset, const CheckOptions& options) {
     DatasetReport report;
@@ -273,11 +280,11 @@ DatasetReport checkDataset(const Dataset& dataset, const CheckOptions& options) 
         report.ignorePixels += r.ignore;
     }
     if (samples.empty())
-        report.problems.push_back({Severity::Error, dataset.resolvedRoot().string(),
-                                   "split '" + report.split + "' lists no images"});
+        report.problems.push_back(
+            {Severity::Error, dataset.resolvedRoot().string(), "split '" + report.split + "' lists no images"});
     for (auto& problem : listingProblems(dataset)) report.problems.push_back(std::move(problem));
     report.cancelled = cancelled;
     return report;
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -1,8 +1,8 @@
 #include "segscope/core/data/demo_data.h"
 
-#include "segscope/core/error.h"
 #include "segscope/core/data/image_io.h"
 #include "segscope/core/data/random.h"
+#include "segscope/core/error.h"
 
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
@@ -17,8 +17,11 @@ namespace segscope::core {
 namespace fs = std::filesystem;
 
 std::vector<ClassInfo> demoClasses() {
-    return {{"background", vocColor(0)}, {"circle", vocColor(1)}, {"square", vocColor(2)},
-            {"triangle", vocColor(3)},   {"cross", vocColor(4)}};
+    return {{"background", vocColor(0)},
+            {"circle", vocColor(1)},
+            {"square", vocColor(2)},
+            {"triangle", vocColor(3)},
+            {"cross", vocColor(4)}};
 }
 
 namespace {
@@ -55,34 +58,35 @@ void drawShape(cv::Mat& mask, int cls, cv::Point2d centre, double radius, double
         std::vector<cv::Point> out;
         const double c = std::cos(angle), s = std::sin(angle);
         for (const auto& p : pts)
-            out.emplace_back(int(std::lround(centre.x + c * p.x - s * p.y)), int(std::lround(centre.y + s * p.x + c * p.y)));
+            out.emplace_back(int(std::lround(centre.x + c * p.x - s * p.y)),
+                             int(std::lround(centre.y + s * p.x + c * p.y)));
         return out;
     };
     switch (cls) {
-    case 1:
-        cv::circle(mask, cv::Point(int(std::lround(centre.x)), int(std::lround(centre.y))), int(std::lround(radius)), on,
-                   cv::FILLED, cv::LINE_8);
-        break;
-    case 2: {
-        const double r = radius * 0.85;
-        cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{rotated({{-r, -r}, {r, -r}, {r, r}, {-r, r}})}, on);
-        break;
-    }
-    case 3: {
-        std::vector<cv::Point2d> pts;
-        for (int k = 0; k < 3; ++k) {
-            const double a = -M_PI / 2 + k * 2 * M_PI / 3;
-            pts.emplace_back(radius * std::cos(a), radius * std::sin(a));
+        case 1:
+            cv::circle(mask, cv::Point(int(std::lround(centre.x)), int(std::lround(centre.y))),
+                       int(std::lround(radius)), on, cv::FILLED, cv::LINE_8);
+            break;
+        case 2: {
+            const double r = radius * 0.85;
+            cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{rotated({{-r, -r}, {r, -r}, {r, r}, {-r, r}})}, on);
+            break;
         }
-        cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{rotated(pts)}, on);
-        break;
-    }
-    default: {
-        const double r = radius, t = radius * 0.33;
-        cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{rotated({{-r, -t}, {r, -t}, {r, t}, {-r, t}})}, on);
-        cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{rotated({{-t, -r}, {t, -r}, {t, r}, {-t, r}})}, on);
-        break;
-    }
+        case 3: {
+            std::vector<cv::Point2d> pts;
+            for (int k = 0; k < 3; ++k) {
+                const double a = -M_PI / 2 + k * 2 * M_PI / 3;
+                pts.emplace_back(radius * std::cos(a), radius * std::sin(a));
+            }
+            cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{rotated(pts)}, on);
+            break;
+        }
+        default: {
+            const double r = radius, t = radius * 0.33;
+            cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{rotated({{-r, -t}, {r, -t}, {r, t}, {-r, t}})}, on);
+            cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{rotated({{-t, -r}, {t, -r}, {t, r}, {-t, r}})}, on);
+            break;
+        }
     }
 }
 
@@ -142,7 +146,8 @@ void requireGeneratedOrEmpty(const fs::path& root) {
     if (ec && ec != std::errc::no_such_file_or_directory)
         throw FileError(root.string(), "cannot be read: " + ec.message());
     if (!fs::exists(status)) return;
-    if (!fs::is_directory(status)) throw FileError(root.string(), "exists and is not a folder; refusing to write demo data");
+    if (!fs::is_directory(status))
+        throw FileError(root.string(), "exists and is not a folder; refusing to write demo data");
     fs::directory_iterator it(root, ec);
     if (ec) throw FileError(root.string(), "cannot be read: " + ec.message());
     if (it == fs::directory_iterator()) return;  // empty
@@ -166,7 +171,7 @@ void writeMarker(const fs::path& root, const DemoOptions& options, bool complete
     if (!out) throw FileError((root / kDemoMarkerFile).string(), "cannot write");
 }
 
-} // namespace
+}  // namespace
 
 std::uint64_t estimatedDemoBytes(const DemoOptions& options) {
     // Measured: a 128x128 image is about 9 KB of JPEG (quality 92, textured) and 0.5 KB of PNG;
@@ -204,7 +209,8 @@ DemoSummary writeDemoDataset(const fs::path& root, const DemoOptions& options) {
     std::vector<Rgb> palette;
     for (const auto& c : classes) palette.push_back(c.color);
     const int w = options.width, h = options.height;
-    const int valEvery = options.validationFraction > 0 ? std::max(2, int(std::lround(1.0 / options.validationFraction))) : 0;
+    const int valEvery =
+        options.validationFraction > 0 ? std::max(2, int(std::lround(1.0 / options.validationFraction))) : 0;
     std::vector<std::string> train, val, all;
     for (int i = 0; i < options.images; ++i) {
         Random random(mixSeed(options.seed, std::uint64_t(i)));
@@ -214,11 +220,12 @@ DemoSummary writeDemoDataset(const fs::path& root, const DemoOptions& options) {
         for (int k = 0; k < objects; ++k) {
             const int cls = 1 + int(random.below(classes.size() - 1));
             const double radius = random.uniform(0.12, 0.24) * std::min(w, h);
-            const cv::Point2d centre(random.uniform(radius * 0.6, w - radius * 0.6), random.uniform(radius * 0.6, h - radius * 0.6));
+            const cv::Point2d centre(random.uniform(radius * 0.6, w - radius * 0.6),
+                                     random.uniform(radius * 0.6, h - radius * 0.6));
             cv::Mat shape(h, w, CV_8UC1, cv::Scalar(0));
             drawShape(shape, cls, centre, radius, random.uniform(0, M_PI));
-            const cv::Vec3b colour = hsvToRgb(kHueCentre[cls] + random.uniform(-25, 25), random.uniform(0.6, 1.0),
-                                              random.uniform(0.6, 1.0));
+            const cv::Vec3b colour =
+                hsvToRgb(kHueCentre[cls] + random.uniform(-25, 25), random.uniform(0.6, 1.0), random.uniform(0.6, 1.0));
             for (int y = 0; y < h; ++y) {
                 const auto* s = shape.ptr<std::uint8_t>(y);
                 auto* px = image.ptr<cv::Vec3b>(y);
@@ -277,4 +284,4 @@ void ensureDemoDataset(const fs::path& root) {
     if (!isDemoDataset(root)) writeDemoDataset(root);
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -2,9 +2,9 @@
 
 #include "segscope/core/error.h"
 
+#include <spng.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <spng.h>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,8 +42,14 @@ bool parseJpegFrame(const std::uint8_t* data, std::size_t size, ImageInfo* info,
     while (pos + 4 <= size) {
         if (data[pos] != 0xFF) return false;
         std::uint8_t marker = data[pos + 1];
-        if (marker == 0xFF) { ++pos; continue; }  // fill bytes
-        if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) { pos += 2; continue; }
+        if (marker == 0xFF) {
+            ++pos;
+            continue;
+        }  // fill bytes
+        if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) {
+            pos += 2;
+            continue;
+        }
         const std::size_t length = (std::size_t(data[pos + 2]) << 8) | data[pos + 3];
         if (length < 2 || pos + 2 + length > size) return false;
         const bool frame = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
@@ -67,7 +73,9 @@ std::uint32_t readBe32(const std::uint8_t* p) {
 std::uint32_t readLe32(const std::uint8_t* p) {
     return (std::uint32_t(p[3]) << 24) | (std::uint32_t(p[2]) << 16) | (std::uint32_t(p[1]) << 8) | p[0];
 }
-std::uint16_t readLe16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] | (p[1] << 8)); }
+std::uint16_t readLe16(const std::uint8_t* p) {
+    return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
+}
 
 std::uint32_t crc32(const std::uint8_t* data, std::size_t size) {
     static const auto table = [] {
@@ -108,8 +116,8 @@ PngLayout inspectPng(const std::uint8_t* data, std::size_t size, const std::stri
         const std::uint32_t length = readBe32(data + pos);
         const std::uint8_t* type = data + pos + 4;
         const std::string at = " at byte " + std::to_string(pos);
-        if (length > 0x7FFFFFFFu) throw FileError(name, "corrupt PNG (chunk" + at + " declares length " +
-                                                            std::to_string(length) + ")");
+        if (length > 0x7FFFFFFFu)
+            throw FileError(name, "corrupt PNG (chunk" + at + " declares length " + std::to_string(length) + ")");
         if (length > size - pos - 12)
             throw FileError(name, "truncated PNG (chunk " + chunkName(type) + at + " runs past the end of the file)");
         if (readBe32(data + pos + 8 + length) != crc32(type, std::size_t(length) + 4))
@@ -135,12 +143,18 @@ PngLayout inspectPng(const std::uint8_t* data, std::size_t size, const std::stri
 
 int pngChannels(int colorType) {
     switch (colorType) {
-    case 0: return 1;   // gray
-    case 2: return 3;   // RGB
-    case 3: return 1;   // palette
-    case 4: return 2;   // gray + alpha
-    case 6: return 4;   // RGBA
-    default: return 0;
+        case 0:
+            return 1;  // gray
+        case 2:
+            return 3;  // RGB
+        case 3:
+            return 1;  // palette
+        case 4:
+            return 2;  // gray + alpha
+        case 6:
+            return 4;  // RGBA
+        default:
+            return 0;
     }
 }
 
@@ -157,8 +171,7 @@ void checkPngLayout(const PngLayout& layout, const std::string& name) {
         throw FileError(name, "PNG declares " + std::to_string(layout.width) + "x" + std::to_string(layout.height) +
                                   " pixels (" + std::to_string(rawBytes) + " bytes of rows) but holds only " +
                                   std::to_string(layout.idatBytes) + " bytes of image data, which can hold at most " +
-                                  std::to_string(kDeflateMaxRatio * layout.idatBytes) +
-                                  " (corrupt or hostile file)");
+                                  std::to_string(kDeflateMaxRatio * layout.idatBytes) + " (corrupt or hostile file)");
 }
 
 // Declared sizes of the formats OpenCV decodes besides JPEG and PNG, checked against the pixel
@@ -288,7 +301,7 @@ cv::Mat unpackSamples(const std::vector<std::uint8_t>& packed, int width, int he
     return out;
 }
 
-} // namespace
+}  // namespace
 
 ImageFormat sniffImageFormat(const std::uint8_t* data, std::size_t size) {
     if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return ImageFormat::Jpeg;
@@ -303,12 +316,18 @@ ImageFormat sniffImageFormat(const std::uint8_t* data, std::size_t size) {
 
 const char* imageFormatName(ImageFormat format) {
     switch (format) {
-    case ImageFormat::Jpeg: return "JPEG";
-    case ImageFormat::Png: return "PNG";
-    case ImageFormat::Bmp: return "BMP";
-    case ImageFormat::Tiff: return "TIFF";
-    case ImageFormat::Webp: return "WebP";
-    case ImageFormat::Unknown: break;
+        case ImageFormat::Jpeg:
+            return "JPEG";
+        case ImageFormat::Png:
+            return "PNG";
+        case ImageFormat::Bmp:
+            return "BMP";
+        case ImageFormat::Tiff:
+            return "TIFF";
+        case ImageFormat::Webp:
+            return "WebP";
+        case ImageFormat::Unknown:
+            break;
     }
     return "unknown";
 }
@@ -379,41 +398,55 @@ cv::Mat decodeImageRgb(const std::vector<std::uint8_t>& bytes, const std::string
     ImageInfo info;
     info.format = sniffImageFormat(bytes.data(), bytes.size());
     switch (info.format) {
-    case ImageFormat::Unknown:
-        throw FileError(name, "not an image (unrecognised content)");
-    case ImageFormat::Jpeg: {
-        bool arithmetic = false;
-        if (!parseJpegFrame(bytes.data(), bytes.size(), &info, &arithmetic))
-            throw FileError(name, "truncated or corrupt JPEG (no frame header)");
-        if (!jpegHasEndMarker(bytes.data(), bytes.size()))
-            throw FileError(name, "truncated JPEG (no end-of-image marker)");
-        checkImagePixels(name, std::uint64_t(info.width), std::uint64_t(info.height));
-        // Huffman coding spends at least one bit on each 8x8 block of the full-resolution
-        // component, so the file holds at least width * height / 512 bytes.
-        const std::uint64_t pixels = std::uint64_t(info.width) * std::uint64_t(info.height);
-        if (!arithmetic && pixels > 512 * std::uint64_t(bytes.size()))
-            throw FileError(name, "JPEG declares " + std::to_string(info.width) + "x" + std::to_string(info.height) +
-                                      " pixels but its " + std::to_string(bytes.size()) +
-                                      " bytes can hold at most " + std::to_string(512 * std::uint64_t(bytes.size())) +
-                                      " (corrupt or hostile file)");
-        break;
-    }
-    case ImageFormat::Png: {
-        const PngLayout layout = inspectPng(bytes.data(), bytes.size(), name);
-        checkPngLayout(layout, name);
-        info.width = int(layout.width);
-        info.height = int(layout.height);
-        switch (layout.colorType) {
-        case 0: info.channelsOnDisk = 1; break;
-        case 4: info.channelsOnDisk = 2; break;
-        case 6: info.channelsOnDisk = 4; break;
-        default: info.channelsOnDisk = 3; break;
+        case ImageFormat::Unknown:
+            throw FileError(name, "not an image (unrecognised content)");
+        case ImageFormat::Jpeg: {
+            bool arithmetic = false;
+            if (!parseJpegFrame(bytes.data(), bytes.size(), &info, &arithmetic))
+                throw FileError(name, "truncated or corrupt JPEG (no frame header)");
+            if (!jpegHasEndMarker(bytes.data(), bytes.size()))
+                throw FileError(name, "truncated JPEG (no end-of-image marker)");
+            checkImagePixels(name, std::uint64_t(info.width), std::uint64_t(info.height));
+            // Huffman coding spends at least one bit on each 8x8 block of the full-resolution
+            // component, so the file holds at least width * height / 512 bytes.
+            const std::uint64_t pixels = std::uint64_t(info.width) * std::uint64_t(info.height);
+            if (!arithmetic && pixels > 512 * std::uint64_t(bytes.size()))
+                throw FileError(name,
+                                "JPEG declares " + std::to_string(info.width) + "x" + std::to_string(info.height) +
+                                    " pixels but its " + std::to_string(bytes.size()) + " bytes can hold at most " +
+                                    std::to_string(512 * std::uint64_t(bytes.size())) + " (corrupt or hostile file)");
+            break;
         }
-        break;
-    }
-    case ImageFormat::Bmp: checkBmp(bytes.data(), bytes.size(), name, info); break;
-    case ImageFormat::Tiff: checkTiff(bytes.data(), bytes.size(), name, info); break;
-    case ImageFormat::Webp: checkWebp(bytes.data(), bytes.size(), name, info); break;
+        case ImageFormat::Png: {
+            const PngLayout layout = inspectPng(bytes.data(), bytes.size(), name);
+            checkPngLayout(layout, name);
+            info.width = int(layout.width);
+            info.height = int(layout.height);
+            switch (layout.colorType) {
+                case 0:
+                    info.channelsOnDisk = 1;
+                    break;
+                case 4:
+                    info.channelsOnDisk = 2;
+                    break;
+                case 6:
+                    info.channelsOnDisk = 4;
+                    break;
+                default:
+                    info.channelsOnDisk = 3;
+                    break;
+            }
+            break;
+        }
+        case ImageFormat::Bmp:
+            checkBmp(bytes.data(), bytes.size(), name, info);
+            break;
+        case ImageFormat::Tiff:
+            checkTiff(bytes.data(), bytes.size(), name, info);
+            break;
+        case ImageFormat::Webp:
+            checkWebp(bytes.data(), bytes.size(), name, info);
+            break;
     }
     cv::Mat rgb;
     try {
@@ -457,37 +490,37 @@ StoredMask decodeMaskPng(const std::filesystem::path& path, const std::vector<st
 
     StoredMask mask;
     switch (ihdr.color_type) {
-    case SPNG_COLOR_TYPE_INDEXED:
-    case SPNG_COLOR_TYPE_GRAYSCALE: {
-        mask.encoding = ihdr.color_type == SPNG_COLOR_TYPE_INDEXED ? MaskEncoding::Indexed : MaskEncoding::Gray;
-        // SPNG_FMT_PNG keeps the stored sample values: palette indices stay indices.
-        const std::vector<std::uint8_t> raw = decode(SPNG_FMT_PNG);
-        if (ihdr.bit_depth == 8)
-            mask.values = cv::Mat(height, width, CV_8UC1, const_cast<std::uint8_t*>(raw.data())).clone();
-        else
-            mask.values = unpackSamples(raw, width, height, ihdr.bit_depth);
-        break;
-    }
-    case SPNG_COLOR_TYPE_GRAYSCALE_ALPHA: {
-        mask.encoding = MaskEncoding::Gray;
-        const std::vector<std::uint8_t> raw = decode(SPNG_FMT_GA8);
-        mask.values.create(height, width, CV_8UC1);
-        for (int y = 0; y < height; ++y)
-            for (int x = 0; x < width; ++x)
-                mask.values.at<std::uint8_t>(y, x) = raw[(std::size_t(y) * width + x) * 2];
-        break;
-    }
-    default: {
-        mask.encoding = MaskEncoding::Rgb;
-        const std::vector<std::uint8_t> raw = decode(SPNG_FMT_RGB8);
-        mask.values = cv::Mat(height, width, CV_8UC3, const_cast<std::uint8_t*>(raw.data())).clone();
-        break;
-    }
+        case SPNG_COLOR_TYPE_INDEXED:
+        case SPNG_COLOR_TYPE_GRAYSCALE: {
+            mask.encoding = ihdr.color_type == SPNG_COLOR_TYPE_INDEXED ? MaskEncoding::Indexed : MaskEncoding::Gray;
+            // SPNG_FMT_PNG keeps the stored sample values: palette indices stay indices.
+            const std::vector<std::uint8_t> raw = decode(SPNG_FMT_PNG);
+            if (ihdr.bit_depth == 8)
+                mask.values = cv::Mat(height, width, CV_8UC1, const_cast<std::uint8_t*>(raw.data())).clone();
+            else
+                mask.values = unpackSamples(raw, width, height, ihdr.bit_depth);
+            break;
+        }
+        case SPNG_COLOR_TYPE_GRAYSCALE_ALPHA: {
+            mask.encoding = MaskEncoding::Gray;
+            const std::vector<std::uint8_t> raw = decode(SPNG_FMT_GA8);
+            mask.values.create(height, width, CV_8UC1);
+            for (int y = 0; y < height; ++y)
+                for (int x = 0; x < width; ++x)
+                    mask.values.at<std::uint8_t>(y, x) = raw[(std::size_t(y) * width + x) * 2];
+            break;
+        }
+        default: {
+            mask.encoding = MaskEncoding::Rgb;
+            const std::vector<std::uint8_t> raw = decode(SPNG_FMT_RGB8);
+            mask.values = cv::Mat(height, width, CV_8UC3, const_cast<std::uint8_t*>(raw.data())).clone();
+            break;
+        }
     }
     return mask;
 }
 
-} // namespace
+}  // namespace
 
 StoredMask readMaskPng(const std::filesystem::path& path) {
     const std::vector<std::uint8_t> bytes = readFileBytes(path);
@@ -506,8 +539,8 @@ StoredMask readMaskPng(const std::filesystem::path& path) {
     }
 }
 
-cv::Mat colorMaskToIndices(const cv::Mat& rgb, const std::vector<ClassInfo>& classes,
-                           std::uint64_t* unknownPixels, Rgb* firstUnknown) {
+cv::Mat colorMaskToIndices(const cv::Mat& rgb, const std::vector<ClassInfo>& classes, std::uint64_t* unknownPixels,
+                           Rgb* firstUnknown) {
     CV_Assert(rgb.type() == CV_8UC3);
     std::unordered_map<std::uint32_t, std::uint8_t> table;
     auto key = [](std::uint8_t r, std::uint8_t g, std::uint8_t b) {
@@ -553,7 +586,8 @@ void encodePng(const std::filesystem::path& path, const cv::Mat& indices, const 
         spng_plte plte{};
         plte.n_entries = 256;
         for (int i = 0; i < 256; ++i) {
-            const Rgb c = i < static_cast<int>(palette->size()) ? (*palette)[i] : (i == 255 ? kVocVoidColor : vocColor(i));
+            const Rgb c =
+                i < static_cast<int>(palette->size()) ? (*palette)[i] : (i == 255 ? kVocVoidColor : vocColor(i));
             plte.entries[i] = {c.r, c.g, c.b, 0};
         }
         if (int rc = spng_set_plte(ctx.get(), &plte)) throwSpng(path, "PNG palette", rc);
@@ -568,13 +602,15 @@ void encodePng(const std::filesystem::path& path, const cv::Mat& indices, const 
     out.write(static_cast<const char*>(buffer.get()), static_cast<std::streamsize>(size));
     if (!out) throw FileError(path.string(), "cannot write");
 }
-} // namespace
+}  // namespace
 
 void writePalettePng(const std::filesystem::path& path, const cv::Mat& indices, const std::vector<Rgb>& palette) {
     encodePng(path, indices, &palette);
 }
 
-void writeGrayPng(const std::filesystem::path& path, const cv::Mat& indices) { encodePng(path, indices, nullptr); }
+void writeGrayPng(const std::filesystem::path& path, const cv::Mat& indices) {
+    encodePng(path, indices, nullptr);
+}
 
 void writeImageRgb(const std::filesystem::path& path, const cv::Mat& rgb, int jpegQuality) {
     cv::Mat bgr;
@@ -591,4 +627,4 @@ void writeImageRgb(const std::filesystem::path& path, const cv::Mat& rgb, int jp
     if (!ok) throw FileError(path.string(), "cannot write image");
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

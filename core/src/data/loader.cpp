@@ -139,4 +139,4 @@ std::optional<Batch> BatchLoader::next() {
     return std::move(slot.batch);
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -11,7 +11,9 @@ const char* resizeModeName(ResizeMode mode) {
     return mode == ResizeMode::Fixed ? "fixed" : "random-scale-crop";
 }
 
-const char* normalizationName(Normalization n) { return n == Normalization::ImageNet ? "imagenet" : "half"; }
+const char* normalizationName(Normalization n) {
+    return n == Normalization::ImageNet ? "imagenet" : "half";
+}
 
 NormalizationStats normalizationStats(Normalization n) {
     if (n == Normalization::ImageNet) return {{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
@@ -43,7 +45,7 @@ void photometricJitter(cv::Mat& rgb, Random& random) {
     }
 }
 
-} // namespace
+}  // namespace
 
 LabeledImage applyTrainTransform(const LabeledImage& sample, const TransformConfig& config, Random& random) {
     LabeledImage out;
@@ -90,8 +92,10 @@ LabeledImage applyEvalTransform(const LabeledImage& sample, const TransformConfi
     out.id = sample.id;
     const cv::Size target(config.width, config.height);
     cv::resize(sample.image, out.image, target, 0, 0, cv::INTER_LINEAR);
-    if (keepLabelResolution) out.label = sample.label.clone();
-    else cv::resize(sample.label, out.label, target, 0, 0, cv::INTER_NEAREST);
+    if (keepLabelResolution)
+        out.label = sample.label.clone();
+    else
+        cv::resize(sample.label, out.label, target, 0, 0, cv::INTER_NEAREST);
     if (config.voidToBackground) mapVoid(out.label);
     return out;
 }
@@ -118,4 +122,4 @@ void normalizeToChw(const cv::Mat& rgb, Normalization normalization, float* out)
     }
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -18,4 +18,4 @@ private:
     bool wasTraining_;
 };
 
-} // namespace segscope::core
+}  // namespace segscope::core

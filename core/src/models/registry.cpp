@@ -37,10 +37,11 @@ std::shared_ptr<SegmentationModel> createModel(const std::string& id, int numCla
         const std::string family = id.substr(0, id.find('-'));
         for (const auto& e : modelRegistry())
             if (e.info.id.rfind(family, 0) == 0) close += (close.empty() ? "" : ", ") + e.info.id;
-        throw Error("unknown model '" + id + "'" + (close.empty() ? std::string(" (segscope-cli models lists them)")
-                                                                  : "; did you mean one of: " + close));
+        throw Error(
+            "unknown model '" + id + "'" +
+            (close.empty() ? std::string(" (segscope-cli models lists them)") : "; did you mean one of: " + close));
     }
     return entry->create(numClasses);
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

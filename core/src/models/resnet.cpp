@@ -90,7 +90,7 @@ private:
 };
 TORCH_MODULE(Bottleneck);
 
-} // namespace
+}  // namespace
 
 std::array<std::int64_t, 4> ResNetSpec::channels() const {
     const std::int64_t expansion = bottleneck ? BottleneckImpl::expansion : 1;
@@ -99,17 +99,21 @@ std::array<std::int64_t, 4> ResNetSpec::channels() const {
 
 ResNetSpec resNetSpec(int depth) {
     switch (depth) {
-    case 18: return {18, false, {2, 2, 2, 2}};
-    case 34: return {34, false, {3, 4, 6, 3}};
-    case 50: return {50, true, {3, 4, 6, 3}};
-    case 101: return {101, true, {3, 4, 23, 3}};
-    default: throw Error("unsupported ResNet depth " + std::to_string(depth) + " (18, 34, 50 or 101)");
+        case 18:
+            return {18, false, {2, 2, 2, 2}};
+        case 34:
+            return {34, false, {3, 4, 6, 3}};
+        case 50:
+            return {50, true, {3, 4, 6, 3}};
+        case 101:
+            return {101, true, {3, 4, 23, 3}};
+        default:
+            throw Error("unsupported ResNet depth " + std::to_string(depth) + " (18, 34, 50 or 101)");
     }
 }
 
-Chain makeResNetLayer(const ResNetSpec& spec, std::int64_t& inplanes, std::int64_t planes,
-                                      std::int64_t blocks, std::int64_t stride, std::int64_t firstDilation,
-                                      std::int64_t dilation) {
+Chain makeResNetLayer(const ResNetSpec& spec, std::int64_t& inplanes, std::int64_t planes, std::int64_t blocks,
+                      std::int64_t stride, std::int64_t firstDilation, std::int64_t dilation) {
     const std::int64_t expansion = spec.bottleneck ? BottleneckImpl::expansion : 1;
     Chain layer;
     torch::nn::Sequential down{nullptr};
@@ -157,9 +161,9 @@ ResNetEncoderImpl::ResNetEncoderImpl(int depth, ResNetDilation dilation) : spec_
     std::int64_t inplanes = 64;
     const std::array<std::int64_t, 4> planes{64, 128, 256, 512};
     for (std::size_t i = 0; i < 4; ++i) {
-        layers_[i] = register_module("layer" + std::to_string(i + 1),
-                                    makeResNetLayer(spec_, inplanes, planes[i], spec_.blocks[i], plan[i][0],
-                                                    plan[i][1], plan[i][2]));
+        layers_[i] = register_module(
+            "layer" + std::to_string(i + 1),
+            makeResNetLayer(spec_, inplanes, planes[i], spec_.blocks[i], plan[i][0], plan[i][1], plan[i][2]));
     }
     initializeResNet(*this);
 }
@@ -175,4 +179,4 @@ ResNetEncoderImpl::Features ResNetEncoderImpl::forward(const torch::Tensor& inpu
     return features;
 }
 
-} // namespace segscope::core::models
+}  // namespace segscope::core::models

@@ -3,9 +3,9 @@
 // encoder, with torchvision's module names (conv1, bn1, layer1.0.conv1, layer1.0.downsample.0, …),
 // so a torchvision ImageNet checkpoint loads into it by renaming prefixes only.
 #include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
-#include <torch/nn/modules/batchnorm.h>
 #include <torch/types.h>
 
 #include <array>
@@ -49,9 +49,8 @@ enum class ResNetDilation {
 // torchvision's `_make_layer`: a Sequential of blocks named "0", "1", …; `inplanes` is updated to
 // the layer's output channels. `firstDilation` applies to block 0's 3x3 convolution, `dilation`
 // to the others.
-Chain makeResNetLayer(const ResNetSpec& spec, std::int64_t& inplanes, std::int64_t planes,
-                                      std::int64_t blocks, std::int64_t stride, std::int64_t firstDilation,
-                                      std::int64_t dilation);
+Chain makeResNetLayer(const ResNetSpec& spec, std::int64_t& inplanes, std::int64_t planes, std::int64_t blocks,
+                      std::int64_t stride, std::int64_t firstDilation, std::int64_t dilation);
 
 // torchvision's initialisation: kaiming_normal_(fan_out, relu) for convolutions, BN weight 1 and
 // bias 0, applied to every convolution/BN below `module` (not `module` itself: it may not be owned
@@ -64,7 +63,7 @@ public:
     ResNetEncoderImpl(int depth, ResNetDilation dilation);
 
     struct Features {
-        torch::Tensor stem;  // after conv1/bn1/relu, stride 2, 64 channels
+        torch::Tensor stem;                   // after conv1/bn1/relu, stride 2, 64 channels
         std::array<torch::Tensor, 4> layers;  // layer1..layer4
     };
     Features forward(const torch::Tensor& input);
@@ -82,4 +81,4 @@ TORCH_MODULE(ResNetEncoder);
 // torchvision's stem: 7x7/2 convolution without bias, and its BN.
 torch::nn::Conv2d makeResNetStemConv();
 
-} // namespace segscope::core::models
+}  // namespace segscope::core::models

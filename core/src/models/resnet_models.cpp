@@ -28,7 +28,9 @@ using models::ResNetEncoder;
 
 namespace {
 
-bool startsWith(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
+bool startsWith(const std::string& text, const std::string& prefix) {
+    return text.rfind(prefix, 0) == 0;
+}
 
 // Zero-pads right/bottom so H and W are multiples of `multiple`; the reference requires that.
 torch::Tensor padToMultiple(const torch::Tensor& x, std::int64_t multiple) {
@@ -50,13 +52,10 @@ torch::Tensor upsampleBilinear(const torch::Tensor& x, double scale, bool alignC
                                  .align_corners(alignCorners));
 }
 
-torch::nn::Conv2d conv2d(std::int64_t in, std::int64_t out, std::int64_t kernel, bool bias,
-                         std::int64_t padding = 0, std::int64_t dilation = 1, std::int64_t groups = 1) {
-    return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel)
-                                 .padding(padding)
-                                 .dilation(dilation)
-                                 .groups(groups)
-                                 .bias(bias));
+torch::nn::Conv2d conv2d(std::int64_t in, std::int64_t out, std::int64_t kernel, bool bias, std::int64_t padding = 0,
+                         std::int64_t dilation = 1, std::int64_t groups = 1) {
+    return torch::nn::Conv2d(
+        torch::nn::Conv2dOptions(in, out, kernel).padding(padding).dilation(dilation).groups(groups).bias(bias));
 }
 
 // In-place ReLU after batch norm (smp's Conv2dReLU, torchvision): same values, no extra buffer.
@@ -70,8 +69,7 @@ models::Chain convBnRelu(std::int64_t in, std::int64_t out, std::int64_t kernel,
 }
 
 // smp's SeparableConv2d: depthwise (no bias) then pointwise.
-models::Chain separableConv(std::int64_t in, std::int64_t out, std::int64_t padding, std::int64_t dilation,
-                                    bool bias) {
+models::Chain separableConv(std::int64_t in, std::int64_t out, std::int64_t padding, std::int64_t dilation, bool bias) {
     return models::Chain(conv2d(in, in, 3, false, padding, dilation, in), conv2d(in, out, 1, bias));
 }
 
@@ -117,8 +115,7 @@ public:
         : conv1_(register_module("conv1", convBnRelu(in + skip, out, 3, 1))),
           conv2_(register_module("conv2", convBnRelu(out, out, 3, 1))) {}
 
-    torch::Tensor forward(const torch::Tensor& x, std::int64_t height, std::int64_t width,
-                          const torch::Tensor& skip) {
+    torch::Tensor forward(const torch::Tensor& x, std::int64_t height, std::int64_t width, const torch::Tensor& skip) {
         torch::Tensor y = F::interpolate(
             x, F::InterpolateFuncOptions().size(std::vector<std::int64_t>{height, width}).mode(torch::kNearest));
         if (skip.defined()) y = torch::cat({y, skip}, 1);
@@ -198,10 +195,9 @@ class ConvGnReluImpl : public torch::nn::Module {
 public:
     ConvGnReluImpl(std::int64_t in, std::int64_t out, bool upsample)
         : upsample_(upsample),
-          block_(register_module("block",
-                                 models::Chain(conv2d(in, out, 3, false, 1),
-                                                       torch::nn::GroupNorm(torch::nn::GroupNormOptions(32, out)),
-                                                       torch::nn::ReLU()))) {}
+          block_(register_module(
+              "block", models::Chain(conv2d(in, out, 3, false, 1),
+                                     torch::nn::GroupNorm(torch::nn::GroupNormOptions(32, out)), torch::nn::ReLU()))) {}
 
     torch::Tensor forward(const torch::Tensor& x) {
         torch::Tensor y = block_->forward(x);
@@ -251,8 +247,7 @@ public:
         decoder->register_module("seg_blocks", segBlocks);
         dropout_ = decoder->register_module("dropout", torch::nn::Dropout2d(kDropout));
         decoder_ = register_module("decoder", decoder);
-        head_ = register_module("segmentation_head",
-                                models::Chain(conv2d(kSegmentationChannels, numClasses, 1, true)));
+        head_ = register_module("segmentation_head", models::Chain(conv2d(kSegmentationChannels, numClasses, 1, true)));
         initializeSmpDecoder(*decoder_);
         initializeSmpHead(*head_);
     }
@@ -297,26 +292,25 @@ public:
         torch::nn::ModuleList convs;
         branches_.push_back(convBnRelu(in, out, 1));
         for (std::int64_t rate : rates)
-            branches_.push_back(models::Chain(separableConv(in, out, rate, rate, false),
-                                                      torch::nn::BatchNorm2d(out), torch::nn::ReLU()));
+            branches_.push_back(models::Chain(separableConv(in, out, rate, rate, false), torch::nn::BatchNorm2d(out),
+                                              torch::nn::ReLU()));
         pooling_ = models::Chain(torch::nn::AdaptiveAvgPool2d(torch::nn::AdaptiveAvgPool2dOptions({1, 1})),
-                                         conv2d(in, out, 1, false), torch::nn::BatchNorm2d(out), torch::nn::ReLU());
+                                 conv2d(in, out, 1, false), torch::nn::BatchNorm2d(out), torch::nn::ReLU());
         for (auto& branch : branches_) convs->push_back(branch);
         convs->push_back(pooling_);
         register_module("convs", convs);
-        project_ = register_module("project", models::Chain(conv2d(5 * out, out, 1, false),
-                                                                    torch::nn::BatchNorm2d(out), torch::nn::ReLU(),
-                                                                    torch::nn::Dropout(dropout)));
+        project_ = register_module("project", models::Chain(conv2d(5 * out, out, 1, false), torch::nn::BatchNorm2d(out),
+                                                            torch::nn::ReLU(), torch::nn::Dropout(dropout)));
     }
 
     torch::Tensor forward(const torch::Tensor& x) {
         std::vector<torch::Tensor> results;
         for (auto& branch : branches_) results.push_back(branch->forward(x));
-        results.push_back(F::interpolate(pooling_->forward(x),
-                                         F::InterpolateFuncOptions()
-                                             .size(std::vector<std::int64_t>{x.size(2), x.size(3)})
-                                             .mode(torch::kBilinear)
-                                             .align_corners(false)));
+        results.push_back(
+            F::interpolate(pooling_->forward(x), F::InterpolateFuncOptions()
+                                                     .size(std::vector<std::int64_t>{x.size(2), x.size(3)})
+                                                     .mode(torch::kBilinear)
+                                                     .align_corners(false)));
         return project_->forward(torch::cat(results, 1));
     }
 
@@ -338,16 +332,14 @@ public:
         auto decoder = std::make_shared<torch::nn::Module>("DeepLabV3PlusDecoder");
         aspp_ = decoder->register_module(
             "aspp", models::Chain(Aspp(channels[3], kDecoderChannels, std::array<std::int64_t, 3>{12, 24, 36}, 0.5),
-                                          separableConv(kDecoderChannels, kDecoderChannels, 1, 1, false),
-                                          torch::nn::BatchNorm2d(kDecoderChannels), torch::nn::ReLU()));
+                                  separableConv(kDecoderChannels, kDecoderChannels, 1, 1, false),
+                                  torch::nn::BatchNorm2d(kDecoderChannels), torch::nn::ReLU()));
         block1_ = decoder->register_module("block1", convBnRelu(channels[0], kHighResChannels, 1));
         block2_ = decoder->register_module(
-            "block2", models::Chain(
-                          separableConv(kHighResChannels + kDecoderChannels, kDecoderChannels, 1, 1, false),
-                          torch::nn::BatchNorm2d(kDecoderChannels), torch::nn::ReLU()));
+            "block2", models::Chain(separableConv(kHighResChannels + kDecoderChannels, kDecoderChannels, 1, 1, false),
+                                    torch::nn::BatchNorm2d(kDecoderChannels), torch::nn::ReLU()));
         decoder_ = register_module("decoder", decoder);
-        head_ = register_module("segmentation_head",
-                                models::Chain(conv2d(kDecoderChannels, numClasses, 1, true)));
+        head_ = register_module("segmentation_head", models::Chain(conv2d(kDecoderChannels, numClasses, 1, true)));
         initializeSmpDecoder(*decoder_);
         initializeSmpHead(*head_);
     }
@@ -382,10 +374,10 @@ public:
         backbone_ = register_module("backbone", ResNetEncoder(depth, ResNetDilation::TorchvisionStride8));
         const std::int64_t in = backbone_->spec().channels()[3];
         const std::int64_t inter = in / 4;
-        classifier_ = register_module(
-            "classifier", models::Chain(conv2d(in, inter, 3, false, 1), torch::nn::BatchNorm2d(inter),
-                                                torch::nn::ReLU(), torch::nn::Dropout(0.1),
-                                                conv2d(inter, numClasses, 1, true)));
+        classifier_ =
+            register_module("classifier", models::Chain(conv2d(in, inter, 3, false, 1), torch::nn::BatchNorm2d(inter),
+                                                        torch::nn::ReLU(), torch::nn::Dropout(0.1),
+                                                        conv2d(inter, numClasses, 1, true)));
     }
 
     // Any size: the head's output is resized (bilinear, align_corners false) to the input.
@@ -414,12 +406,10 @@ private:
 class DoubleConvImpl : public torch::nn::Module {
 public:
     DoubleConvImpl(std::int64_t in, std::int64_t out)
-        : doubleConv_(register_module("double_conv", models::Chain(conv2d(in, out, 3, false, 1),
-                                                                           torch::nn::BatchNorm2d(out),
-                                                                           inplaceRelu(),
-                                                                           conv2d(out, out, 3, false, 1),
-                                                                           torch::nn::BatchNorm2d(out),
-                                                                           inplaceRelu()))) {}
+        : doubleConv_(register_module(
+              "double_conv",
+              models::Chain(conv2d(in, out, 3, false, 1), torch::nn::BatchNorm2d(out), inplaceRelu(),
+                            conv2d(out, out, 3, false, 1), torch::nn::BatchNorm2d(out), inplaceRelu()))) {}
     torch::Tensor forward(const torch::Tensor& x) { return doubleConv_->forward(x); }
 
 private:
@@ -431,13 +421,12 @@ class SeedUnetResNetImpl : public SegmentationModel {
 public:
     SeedUnetResNetImpl(int depth, int numClasses) : SegmentationModel(numClasses) {
         const models::ResNetSpec spec = models::resNetSpec(depth);
-        encoder1_ = register_module("encoder1", models::Chain(models::makeResNetStemConv(),
-                                                                      torch::nn::BatchNorm2d(64), inplaceRelu()));
+        encoder1_ = register_module(
+            "encoder1", models::Chain(models::makeResNetStemConv(), torch::nn::BatchNorm2d(64), inplaceRelu()));
         std::int64_t inplanes = 64;
         encoder2_ = register_module(
-            "encoder2",
-            models::Chain(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(2).padding(1)),
-                                  models::makeResNetLayer(spec, inplanes, 64, spec.blocks[0], 1, 1, 1)));
+            "encoder2", models::Chain(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(2).padding(1)),
+                                      models::makeResNetLayer(spec, inplanes, 64, spec.blocks[0], 1, 1, 1)));
         encoder3_ = register_module("encoder3", models::makeResNetLayer(spec, inplanes, 128, spec.blocks[1], 2, 1, 1));
         encoder4_ = register_module("encoder4", models::makeResNetLayer(spec, inplanes, 256, spec.blocks[2], 2, 1, 1));
         encoder5_ = register_module("encoder5", models::makeResNetLayer(spec, inplanes, 512, spec.blocks[3], 2, 1, 1));
@@ -485,8 +474,7 @@ public:
     }
 
 private:
-    models::Chain encoder1_{nullptr}, encoder2_{nullptr}, encoder3_{nullptr}, encoder4_{nullptr},
-        encoder5_{nullptr};
+    models::Chain encoder1_{nullptr}, encoder2_{nullptr}, encoder3_{nullptr}, encoder4_{nullptr}, encoder5_{nullptr};
     std::array<torch::nn::ConvTranspose2d, 4> up_{nullptr, nullptr, nullptr, nullptr};
     std::array<DoubleConv, 4> fuse_{nullptr, nullptr, nullptr, nullptr};
     torch::nn::Conv2d finalConv_{nullptr};
@@ -513,19 +501,20 @@ std::shared_ptr<SegmentationModel> make(int depth, int numClasses) {
 const std::vector<CnnModel>& cnnModels() {
     static const std::vector<CnnModel> all = {
         {"unet-resnet18", "unet",
-         "segmentation_models_pytorch 0.5.0 smp.Unet(encoder_name=\"resnet18\", encoder_weights=None, classes=K)",
-         18, Naming::Smp, make<SmpUnetImpl>},
+         "segmentation_models_pytorch 0.5.0 smp.Unet(encoder_name=\"resnet18\", encoder_weights=None, classes=K)", 18,
+         Naming::Smp, make<SmpUnetImpl>},
         {"unet-resnet34", "unet",
-         "segmentation_models_pytorch 0.5.0 smp.Unet(encoder_name=\"resnet34\", encoder_weights=None, classes=K)",
-         34, Naming::Smp, make<SmpUnetImpl>},
+         "segmentation_models_pytorch 0.5.0 smp.Unet(encoder_name=\"resnet34\", encoder_weights=None, classes=K)", 34,
+         Naming::Smp, make<SmpUnetImpl>},
         {"unet-resnet50", "unet",
-         "segmentation_models_pytorch 0.5.0 smp.Unet(encoder_name=\"resnet50\", encoder_weights=None, classes=K)",
-         50, Naming::Smp, make<SmpUnetImpl>},
+         "segmentation_models_pytorch 0.5.0 smp.Unet(encoder_name=\"resnet50\", encoder_weights=None, classes=K)", 50,
+         Naming::Smp, make<SmpUnetImpl>},
         {"unet-resnet101", "unet",
-         "segmentation_models_pytorch 0.5.0 smp.Unet(encoder_name=\"resnet101\", encoder_weights=None, classes=K)",
-         101, Naming::Smp, make<SmpUnetImpl>},
-        {"fpn-resnet50", "fpn", "segmentation_models_pytorch 0.5.0 smp.FPN(\"resnet50\", encoder_weights=None, classes=K)",
-         50, Naming::Smp, make<SmpFpnImpl>},
+         "segmentation_models_pytorch 0.5.0 smp.Unet(encoder_name=\"resnet101\", encoder_weights=None, classes=K)", 101,
+         Naming::Smp, make<SmpUnetImpl>},
+        {"fpn-resnet50", "fpn",
+         "segmentation_models_pytorch 0.5.0 smp.FPN(\"resnet50\", encoder_weights=None, classes=K)", 50, Naming::Smp,
+         make<SmpFpnImpl>},
         {"deeplabv3plus-resnet50", "deeplabv3plus",
          "segmentation_models_pytorch 0.5.0 smp.DeepLabV3Plus(\"resnet50\", encoder_weights=None, classes=K)", 50,
          Naming::Smp, make<SmpDeepLabV3PlusImpl>},
@@ -540,12 +529,11 @@ const std::vector<CnnModel>& cnnModels() {
     return all;
 }
 
-} // namespace
+}  // namespace
 
 void registerResNetModels(std::vector<ModelEntry>& registry) {
     for (const auto& model : cnnModels()) {
-        ModelInfo info{model.id, model.family, model.reference,
-                       {"stage1", "stage2", "stage3", "stage4", "decoder"}};
+        ModelInfo info{model.id, model.family, model.reference, {"stage1", "stage2", "stage3", "stage4", "decoder"}};
         const int depth = model.depth;
         const auto build = model.build;
         registry.push_back({std::move(info), [depth, build](int numClasses) { return build(depth, numClasses); }});
@@ -567,18 +555,25 @@ TensorMap mapPretrainedResNet(const std::string& modelId, const TensorMap& torch
             if (startsWith(key, "layer" + std::to_string(i) + ".")) layer = i;
         if (!stem && layer == 0) throw Error("'" + key + "' is not a torchvision ResNet parameter");
         switch (model->naming) {
-        case Naming::Smp: mapped["encoder." + key] = tensor; break;
-        case Naming::Torchvision: mapped["backbone." + key] = tensor; break;
-        case Naming::Seed: {
-            const std::string rest = key.substr(key.find('.') + 1);
-            if (stem) mapped[std::string(startsWith(key, "conv1.") ? "encoder1.0." : "encoder1.1.") + rest] = tensor;
-            else if (layer == 1) mapped["encoder2.1." + rest] = tensor;
-            else mapped["encoder" + std::to_string(layer + 1) + "." + rest] = tensor;
-            break;
-        }
+            case Naming::Smp:
+                mapped["encoder." + key] = tensor;
+                break;
+            case Naming::Torchvision:
+                mapped["backbone." + key] = tensor;
+                break;
+            case Naming::Seed: {
+                const std::string rest = key.substr(key.find('.') + 1);
+                if (stem)
+                    mapped[std::string(startsWith(key, "conv1.") ? "encoder1.0." : "encoder1.1.") + rest] = tensor;
+                else if (layer == 1)
+                    mapped["encoder2.1." + rest] = tensor;
+                else
+                    mapped["encoder" + std::to_string(layer + 1) + "." + rest] = tensor;
+                break;
+            }
         }
     }
     return mapped;
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

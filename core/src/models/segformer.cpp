@@ -31,7 +31,7 @@ struct SegFormerConfig {
     std::array<std::int64_t, 4> patchSizes{7, 3, 3, 3};
     std::array<std::int64_t, 4> strides{4, 2, 2, 2};
     std::int64_t mlpRatio = 4;
-    double dropPathRate = 0.1;       // SegformerConfig defaults
+    double dropPathRate = 0.1;  // SegformerConfig defaults
     double classifierDropout = 0.1;
 };
 
@@ -44,9 +44,10 @@ class OverlapPatchEmbeddingsImpl : public torch::nn::Module {
 public:
     OverlapPatchEmbeddingsImpl(std::int64_t patchSize, std::int64_t stride, std::int64_t inChannels,
                                std::int64_t hiddenSize) {
-        proj_ = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(inChannels, hiddenSize, patchSize)
-                                                              .stride(stride)
-                                                              .padding(patchSize / 2)));
+        proj_ = register_module(
+            "proj",
+            torch::nn::Conv2d(
+                torch::nn::Conv2dOptions(inChannels, hiddenSize, patchSize).stride(stride).padding(patchSize / 2)));
         layerNorm_ = register_module("layer_norm", layerNorm(hiddenSize, kLayerNormEps));
     }
     // Returns (B, h*w, C) tokens and the grid size.
@@ -71,7 +72,8 @@ public:
         key_ = register_module("key", torch::nn::Linear(hidden, hidden));
         value_ = register_module("value", torch::nn::Linear(hidden, hidden));
         if (ratio > 1) {
-            sr_ = register_module("sr", torch::nn::Conv2d(torch::nn::Conv2dOptions(hidden, hidden, ratio).stride(ratio)));
+            sr_ =
+                register_module("sr", torch::nn::Conv2d(torch::nn::Conv2dOptions(hidden, hidden, ratio).stride(ratio)));
             layerNorm_ = register_module("layer_norm", layerNorm(hidden, kLayerNormEps));
         }
     }
@@ -104,7 +106,9 @@ TORCH_MODULE(EfficientSelfAttention);
 
 class SelfOutputImpl : public torch::nn::Module {
 public:
-    explicit SelfOutputImpl(std::int64_t hidden) { dense_ = register_module("dense", torch::nn::Linear(hidden, hidden)); }
+    explicit SelfOutputImpl(std::int64_t hidden) {
+        dense_ = register_module("dense", torch::nn::Linear(hidden, hidden));
+    }
     torch::Tensor forward(const torch::Tensor& x) { return dense_->forward(x); }
 
 private:
@@ -131,8 +135,8 @@ TORCH_MODULE(Attention);
 class DepthwiseConvImpl : public torch::nn::Module {
 public:
     explicit DepthwiseConvImpl(std::int64_t dim) {
-        dwconv_ = register_module(
-            "dwconv", torch::nn::Conv2d(torch::nn::Conv2dOptions(dim, dim, 3).padding(1).groups(dim)));
+        dwconv_ =
+            register_module("dwconv", torch::nn::Conv2d(torch::nn::Conv2dOptions(dim, dim, 3).padding(1).groups(dim)));
     }
     torch::Tensor forward(const torch::Tensor& x, std::int64_t height, std::int64_t width) {
         return detail::gridToTokens(dwconv_->forward(detail::tokensToGrid(x, height, width)));
@@ -172,7 +176,8 @@ public:
         mlp_ = register_module("mlp", MixFfn(hidden, hidden * mlpRatio));
     }
     torch::Tensor forward(const torch::Tensor& x, std::int64_t height, std::int64_t width) {
-        auto h = x + detail::dropPath(attention_->forward(layerNorm1_->forward(x), height, width), dropPath_, is_training());
+        auto h =
+            x + detail::dropPath(attention_->forward(layerNorm1_->forward(x), height, width), dropPath_, is_training());
         return h + detail::dropPath(mlp_->forward(layerNorm2_->forward(h), height, width), dropPath_, is_training());
     }
 
@@ -198,7 +203,8 @@ public:
         for (std::size_t stage = 0; stage < 4; ++stage) {
             const auto hidden = config.hiddenSizes[stage];
             const auto inChannels = stage == 0 ? 3 : config.hiddenSizes[stage - 1];
-            embeddings_[stage] = OverlapPatchEmbeddings(config.patchSizes[stage], config.strides[stage], inChannels, hidden);
+            embeddings_[stage] =
+                OverlapPatchEmbeddings(config.patchSizes[stage], config.strides[stage], inChannels, hidden);
             embeddings->push_back(embeddings_[stage]);
             auto stageLayers = torch::nn::ModuleList();
             for (std::int64_t j = 0; j < config.depths[stage]; ++j) {
@@ -273,7 +279,8 @@ public:
         }
         register_module("linear_c", linears);
         const auto d = config.decoderHiddenSize;
-        linearFuse_ = register_module("linear_fuse", torch::nn::Conv2d(torch::nn::Conv2dOptions(4 * d, d, 1).bias(false)));
+        linearFuse_ =
+            register_module("linear_fuse", torch::nn::Conv2d(torch::nn::Conv2dOptions(4 * d, d, 1).bias(false)));
         batchNorm_ = register_module("batch_norm", torch::nn::BatchNorm2d(d));
         classifier_ = register_module("classifier", torch::nn::Conv2d(torch::nn::Conv2dOptions(d, numClasses, 1)));
     }
@@ -287,8 +294,8 @@ public:
             auto y = linearC_[i]->forward(detail::gridToTokens(f));
             y = detail::tokensToGrid(y, f.size(2), f.size(3));
             // The decoder concatenates the coarsest stage first (c4, c3, c2, c1).
-            unified[3 - i] = F::interpolate(
-                y, F::InterpolateFuncOptions().size(size).mode(torch::kBilinear).align_corners(false));
+            unified[3 - i] =
+                F::interpolate(y, F::InterpolateFuncOptions().size(size).mode(torch::kBilinear).align_corners(false));
         }
         auto x = torch::relu(batchNorm_->forward(linearFuse_->forward(torch::cat(unified, 1))));
         x = F::dropout(x, F::DropoutFuncOptions().p(dropout_).training(is_training()));
@@ -355,17 +362,17 @@ private:
 };
 
 SegFormerConfig segFormerConfig(int variant) {
-    static const std::array<std::array<std::int64_t, 4>, 6> depths{{
-        {2, 2, 2, 2}, {2, 2, 2, 2}, {3, 4, 6, 3}, {3, 4, 18, 3}, {3, 8, 27, 3}, {3, 6, 40, 3}}};
+    static const std::array<std::array<std::int64_t, 4>, 6> depths{
+        {{2, 2, 2, 2}, {2, 2, 2, 2}, {3, 4, 6, 3}, {3, 4, 18, 3}, {3, 8, 27, 3}, {3, 6, 40, 3}}};
     SegFormerConfig config;
-    config.hiddenSizes = variant == 0 ? std::array<std::int64_t, 4>{32, 64, 160, 256}
-                                      : std::array<std::int64_t, 4>{64, 128, 320, 512};
+    config.hiddenSizes =
+        variant == 0 ? std::array<std::int64_t, 4>{32, 64, 160, 256} : std::array<std::int64_t, 4>{64, 128, 320, 512};
     config.depths = depths[static_cast<std::size_t>(variant)];
     config.decoderHiddenSize = variant < 2 ? 256 : 768;
     return config;
 }
 
-} // namespace
+}  // namespace
 
 void registerSegFormerModels(std::vector<ModelEntry>& registry) {
     for (int variant = 0; variant <= 5; ++variant) {
@@ -380,4 +387,4 @@ void registerSegFormerModels(std::vector<ModelEntry>& registry) {
     }
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -39,7 +39,9 @@ inline torch::Tensor tokensToGrid(const torch::Tensor& tokens, std::int64_t heig
 }
 
 // (B, C, h, w) -> (B, h*w, C).
-inline torch::Tensor gridToTokens(const torch::Tensor& grid) { return grid.flatten(2).transpose(1, 2); }
+inline torch::Tensor gridToTokens(const torch::Tensor& grid) {
+    return grid.flatten(2).transpose(1, 2);
+}
 
 // Initialisations the references use: N(0, std), or N(0, std) truncated to [-2, 2] as
 // timm's trunc_normal_ does (inverse-CDF sampling, like torch.nn.init.trunc_normal_).
@@ -66,4 +68,4 @@ inline torch::nn::LayerNorm layerNorm(std::int64_t dim, double eps) {
     return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(eps));
 }
 
-} // namespace segscope::core::detail
+}  // namespace segscope::core::detail

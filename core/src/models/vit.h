@@ -53,7 +53,8 @@ public:
 private:
     torch::Tensor attention(const torch::Tensor& x) {
         const auto batch = x.size(0), tokens = x.size(1), dim = x.size(2);
-        auto qkv = qkv_->forward(x).reshape({batch, tokens, 3, options_.heads, dim / options_.heads}).permute({2, 0, 3, 1, 4});
+        auto qkv =
+            qkv_->forward(x).reshape({batch, tokens, 3, options_.heads, dim / options_.heads}).permute({2, 0, 3, 1, 4});
         auto out = at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], {},
                                                     is_training() ? options_.attentionDropout : 0.0);
         return out.transpose(1, 2).reshape({batch, tokens, dim});
@@ -180,4 +181,4 @@ private:
 };
 TORCH_MODULE(VisionTransformer);
 
-} // namespace segscope::core::detail
+}  // namespace segscope::core::detail

@@ -27,8 +27,8 @@ struct VitSize {
     std::int64_t depth;
     std::int64_t heads;
 };
-constexpr std::array<VitSize, 4> kVitSizes{{{"tiny", 192, 12, 3}, {"small", 384, 12, 6}, {"base", 768, 12, 12},
-                                            {"large", 1024, 24, 16}}};
+constexpr std::array<VitSize, 4> kVitSizes{
+    {{"tiny", 192, 12, 3}, {"small", 384, 12, 6}, {"base", 768, 12, 12}, {"large", 1024, 24, 16}}};
 
 // Zeros on the right and bottom up to a multiple of the patch size (Segmenter's padding(), mmseg's
 // AdaptivePadding in "corner" mode).
@@ -53,7 +53,8 @@ std::vector<std::int64_t> quarterTaps(std::int64_t depth) {
     return {depth / 4 - 1, depth / 2 - 1, 3 * depth / 4 - 1, depth - 1};
 }
 
-void reportStages(StageMap* stages, const detail::VitOutput& out, const torch::Tensor& last, const torch::Tensor& logits) {
+void reportStages(StageMap* stages, const detail::VitOutput& out, const torch::Tensor& last,
+                  const torch::Tensor& logits) {
     if (!stages) return;
     for (std::size_t i = 0; i < 3; ++i)
         (*stages)["stage" + std::to_string(i + 1)] = detail::tokensToGrid(out.tapped[i], out.gridHeight, out.gridWidth);
@@ -184,9 +185,10 @@ private:
 class ConvModuleImpl : public torch::nn::Module {
 public:
     ConvModuleImpl(std::int64_t inChannels, std::int64_t outChannels, std::int64_t kernel) {
-        conv_ = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(inChannels, outChannels, kernel)
-                                                              .padding((kernel - 1) / 2)
-                                                              .bias(false)));
+        conv_ = register_module(
+            "conv",
+            torch::nn::Conv2d(
+                torch::nn::Conv2dOptions(inChannels, outChannels, kernel).padding((kernel - 1) / 2).bias(false)));
         bn_ = register_module("bn", torch::nn::BatchNorm2d(outChannels));
         // mmcv kaiming_init(mode='fan_out', nonlinearity='relu', distribution='normal').
         torch::nn::init::kaiming_normal_(conv_->weight, 0.0, torch::kFanOut, torch::kReLU);
@@ -339,16 +341,16 @@ public:
         options.dropout = 0.1;      // drop_rate=0.1
         backbone_ = register_module("backbone", VisionTransformer(options));
         switch (head) {
-        case SetrHead::Naive:
-            upHead_ = register_module("decode_head", SetrUpHead(size.dim, 256, numClasses, 1, 4.0, 1));
-            break;
-        case SetrHead::Pup:
-            upHead_ = register_module("decode_head", SetrUpHead(size.dim, 256, numClasses, 4, 2.0, 3));
-            break;
-        case SetrHead::Mla:
-            neck_ = register_module("neck", MlaNeck(size.dim, 256));
-            mlaHead_ = register_module("decode_head", SetrMlaHead(256, 128, numClasses));
-            break;
+            case SetrHead::Naive:
+                upHead_ = register_module("decode_head", SetrUpHead(size.dim, 256, numClasses, 1, 4.0, 1));
+                break;
+            case SetrHead::Pup:
+                upHead_ = register_module("decode_head", SetrUpHead(size.dim, 256, numClasses, 4, 2.0, 3));
+                break;
+            case SetrHead::Mla:
+                neck_ = register_module("neck", MlaNeck(size.dim, 256));
+                mlaHead_ = register_module("decode_head", SetrMlaHead(256, 128, numClasses));
+                break;
         }
     }
 
@@ -356,7 +358,8 @@ public:
         const auto padded = padToPatch(input, 16);
         const auto out = backbone_->forward(padded, quarterTaps(backbone_->options().depth));
         std::array<torch::Tensor, 4> grids;
-        for (std::size_t i = 0; i < 4; ++i) grids[i] = detail::tokensToGrid(out.tapped[i], out.gridHeight, out.gridWidth);
+        for (std::size_t i = 0; i < 4; ++i)
+            grids[i] = detail::tokensToGrid(out.tapped[i], out.gridHeight, out.gridWidth);
         auto logits = upHead_ ? upHead_->forward(grids[3]) : mlaHead_->forward(neck_->forward(grids));
         // mmseg's EncoderDecoder resizes the head output straight to the unpadded input size.
         logits = resizeBilinear(logits, input.size(2), input.size(3));
@@ -375,7 +378,7 @@ private:
     SetrMlaHead mlaHead_{nullptr};
 };
 
-} // namespace
+}  // namespace
 
 void registerVitModels(std::vector<ModelEntry>& registry) {
     const std::vector<std::string> stageNames{"stage1", "stage2", "stage3", "stage4", "decoder"};
@@ -389,11 +392,13 @@ void registerVitModels(std::vector<ModelEntry>& registry) {
                 info.family = "segmenter";
                 info.reference = std::string("Segmenter (rstrudel/segmenter) ") +
                                  (decoder == SegmenterDecoder::Linear ? "DecoderLinear" : "MaskTransformer") +
-                                 " on timm VisionTransformer (vit_" + size.name + "_patch" + std::to_string(patch) + ")";
+                                 " on timm VisionTransformer (vit_" + size.name + "_patch" + std::to_string(patch) +
+                                 ")";
                 info.stages = stageNames;
-                registry.push_back({std::move(info), [size, patch, decoder](int numClasses) -> std::shared_ptr<SegmentationModel> {
-                                        return std::make_shared<Segmenter>(size, patch, decoder, numClasses);
-                                    }});
+                registry.push_back(
+                    {std::move(info), [size, patch, decoder](int numClasses) -> std::shared_ptr<SegmentationModel> {
+                         return std::make_shared<Segmenter>(size, patch, decoder, numClasses);
+                     }});
             }
         }
     }
@@ -408,11 +413,12 @@ void registerVitModels(std::vector<ModelEntry>& registry) {
                              (head == SetrHead::Mla ? "MLANeck + SETRMLAHead" : "SETRUPHead") +
                              " on timm VisionTransformer (vit_" + size.name + "_patch16)";
             info.stages = stageNames;
-            registry.push_back({std::move(info), [size, head = head](int numClasses) -> std::shared_ptr<SegmentationModel> {
-                                    return std::make_shared<Setr>(size, head, numClasses);
-                                }});
+            registry.push_back(
+                {std::move(info), [size, head = head](int numClasses) -> std::shared_ptr<SegmentationModel> {
+                     return std::make_shared<Setr>(size, head, numClasses);
+                 }});
         }
     }
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

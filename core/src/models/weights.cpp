@@ -1,10 +1,10 @@
 #include "segscope/core/models/weights.h"
 
-#include "segscope/core/error.h"
 #include "segscope/core/data/image_io.h"
+#include "segscope/core/error.h"
 
-#include <nlohmann/json.hpp>
 #include <torch/serialize.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -59,7 +59,7 @@ std::string shapeText(at::IntArrayRef shape) {
     return out.str();
 }
 
-} // namespace
+}  // namespace
 
 TensorMap readSafetensors(const std::filesystem::path& path, std::map<std::string, std::string>* metadata) {
     const std::vector<std::uint8_t> bytes = readFileBytes(path);
@@ -243,7 +243,8 @@ LoadReport loadStateDict(torch::nn::Module& module, const TensorMap& tensors, co
         const auto it = target.find(key);
         if (it == target.end() || it->second.sizes() != value.sizes()) continue;
         const bool fileFloat = value.is_floating_point(), modelFloat = it->second.is_floating_point();
-        if (fileFloat != modelFloat || (value.scalar_type() == torch::kBool) != (it->second.scalar_type() == torch::kBool))
+        if (fileFloat != modelFloat ||
+            (value.scalar_type() == torch::kBool) != (it->second.scalar_type() == torch::kBool))
             wrongKind.push_back(key + " (" + std::string(c10::toString(value.scalar_type())) + " in the file, " +
                                 c10::toString(it->second.scalar_type()) + " in the model)");
         else if (fileFloat && !options.allowNonFinite && value.numel() > 0) {
@@ -251,8 +252,8 @@ LoadReport loadStateDict(torch::nn::Module& module, const TensorMap& tensors, co
             if (!finite.all().item<bool>()) {
                 const auto nan = torch::isnan(value).sum().item<std::int64_t>();
                 const auto bad = value.numel() - finite.sum().item<std::int64_t>();
-                nonFinite.push_back(key + " (" + std::to_string(nan) + " NaN, " + std::to_string(bad - nan) + " Inf of " +
-                                    std::to_string(value.numel()) + ")");
+                nonFinite.push_back(key + " (" + std::to_string(nan) + " NaN, " + std::to_string(bad - nan) +
+                                    " Inf of " + std::to_string(value.numel()) + ")");
             }
         }
     }
@@ -263,12 +264,15 @@ LoadReport loadStateDict(torch::nn::Module& module, const TensorMap& tensors, co
         return out;
     };
     if (!wrongKind.empty())
-        throw Error(std::to_string(wrongKind.size()) + " tensors have a dtype that does not convert to the model's "
+        throw Error(std::to_string(wrongKind.size()) +
+                    " tensors have a dtype that does not convert to the model's "
                     "without changing their meaning (integer or bool for a float parameter, or the reverse): " +
                     names(wrongKind));
     if (!nonFinite.empty())
-        throw Error(std::to_string(nonFinite.size()) + " tensors hold NaN or Inf values (a model with them computes "
-                    "NaN): " + names(nonFinite));
+        throw Error(std::to_string(nonFinite.size()) +
+                    " tensors hold NaN or Inf values (a model with them computes "
+                    "NaN): " +
+                    names(nonFinite));
     for (const auto& [key, value] : tensors) {
         bool ignored = false;
         for (const auto& prefix : options.ignorePrefixes) ignored = ignored || key.rfind(prefix, 0) == 0;
@@ -296,4 +300,4 @@ LoadReport loadStateDict(torch::nn::Module& module, const TensorMap& tensors, co
     return report;
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -104,7 +104,7 @@ void RunRecorder::onPaused(bool paused) {
 }
 
 void RunRecorder::onFinished(TrainingOutcome outcome, const std::string& reason) {
-    const RunStatus status = outcome == TrainingOutcome::Finished ? RunStatus::Finished
+    const RunStatus status = outcome == TrainingOutcome::Finished    ? RunStatus::Finished
                              : outcome == TrainingOutcome::Cancelled ? RunStatus::Cancelled
                                                                      : RunStatus::Failed;
     store_.updateStatus(runId_, status, reason);
@@ -119,4 +119,4 @@ void RunRecorder::recordResult(const TrainingResult& result) {
     store_.updateTotals(runId_, result.seconds, result.imagesPerSecond);
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

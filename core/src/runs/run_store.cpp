@@ -513,8 +513,8 @@ void RunStore::insertRun(const std::string& id, const NewRun& run, const std::st
 
 std::string RunStore::createRun(const NewRun& run) {
     std::lock_guard lock(mutex_);
-    if (run.name.size() > 1000) throw Error("run name too long (" + std::to_string(run.name.size()) +
-                                            " bytes; at most 1000)");
+    if (run.name.size() > 1000)
+        throw Error("run name too long (" + std::to_string(run.name.size()) + " bytes; at most 1000)");
     static thread_local std::mt19937_64 random{std::random_device{}()};
     for (int attempt = 0; attempt < 8; ++attempt) {
         std::ostringstream suffix;
@@ -579,7 +579,12 @@ void RunStore::updateStatus(const std::string& runId, RunStatus status, const st
     const std::string host = hostName();
     requireRun(runId);
     journal(runId, "status",
-            {{"status", runStatusName(status)}, {"message", journalText(message)}, {"at", now}, {"pid", pid}, {"host", journalText(host)}}, true);
+            {{"status", runStatusName(status)},
+             {"message", journalText(message)},
+             {"at", now},
+             {"pid", pid},
+             {"host", journalText(host)}},
+            true);
     applyStatus(runId, status, message, now, pid, host);
     ++ownCommits_;
 }
@@ -738,7 +743,10 @@ void RunStore::addCheckpoint(const std::string& runId, const CheckpointRecord& c
     const fs::path stored = storedCheckpointPath(runId, checkpoint.path);
     const std::string createdAt = checkpoint.createdAt.empty() ? isoNow() : checkpoint.createdAt;
     journal(runId, "checkpoint",
-            {{"epoch", checkpoint.epoch}, {"step", checkpoint.step}, {"path", journalText(stored.string())}, {"created_at", createdAt}},
+            {{"epoch", checkpoint.epoch},
+             {"step", checkpoint.step},
+             {"path", journalText(stored.string())},
+             {"created_at", createdAt}},
             true);
     Statement s(prepare("INSERT INTO checkpoints (run_id, epoch, step, path, created_at) VALUES (?,?,?,?,?)"));
     s.bind(1, runId).bind(2, checkpoint.epoch).bind(3, checkpoint.step).bind(4, stored.string());
@@ -888,8 +896,8 @@ std::vector<CheckpointRecord> RunStore::checkpoints(const std::string& runId) {
     std::vector<CheckpointRecord> out;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW)
-        out.push_back({static_cast<int>(s.integer(0)), s.integer(1), resolvedCheckpointPath(runId, s.text(2)),
-                       s.text(3)});
+        out.push_back(
+            {static_cast<int>(s.integer(0)), s.integer(1), resolvedCheckpointPath(runId, s.text(2)), s.text(3)});
     if (rc != SQLITE_DONE) fail("cannot read checkpoints of " + runId, rc);
     return out;
 }
@@ -976,6 +984,5 @@ int RunStore::markInterrupted() {
         updateStatus(id, RunStatus::Interrupted, "the process running it ended without finishing");
     return static_cast<int>(dead.size());
 }
-
 
 }  // namespace segscope::core

@@ -2,16 +2,16 @@
 
 #include "models/autocast_scope.h"
 
-#include "segscope/core/data/dataset_check.h"
 #include "segscope/core/analysis/erf.h"
-#include "segscope/core/file_output.h"
 #include "segscope/core/analysis/inference.h"
+#include "segscope/core/data/dataset_check.h"
 #include "segscope/core/data/loader.h"
+#include "segscope/core/file_output.h"
 #include "segscope/core/models/pretrained.h"
 #include "segscope/core/models/registry.h"
+#include "segscope/core/models/weights.h"
 #include "segscope/core/runtime.h"
 #include "segscope/core/training/training_parts.h"
-#include "segscope/core/models/weights.h"
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -20,20 +20,23 @@
 
 #include <c10/util/Exception.h>
 
+#include <unistd.h>
 #include <chrono>
 #include <cmath>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 namespace segscope::core {
 namespace fs = std::filesystem;
 
 const char* trainingOutcomeName(TrainingOutcome outcome) {
     switch (outcome) {
-    case TrainingOutcome::Finished: return "finished";
-    case TrainingOutcome::Failed: return "failed";
-    case TrainingOutcome::Cancelled: return "cancelled";
+        case TrainingOutcome::Finished:
+            return "finished";
+        case TrainingOutcome::Failed:
+            return "failed";
+        case TrainingOutcome::Cancelled:
+            return "cancelled";
     }
     return "failed";
 }
@@ -131,7 +134,7 @@ std::string formatSeconds(double s) {
     return out.str();
 }
 
-} // namespace
+}  // namespace
 
 // One training attempt's state: everything that a resume restores lives here.
 class Trainer::Session {
@@ -168,9 +171,7 @@ private:
     void checkControl() {
         if (trainer_.waitWhilePaused()) throw Cancelled();
     }
-    double wallSeconds() const {
-        return wallOffset_ + std::chrono::duration<double>(Clock::now() - started_).count();
-    }
+    double wallSeconds() const { return wallOffset_ + std::chrono::duration<double>(Clock::now() - started_).count(); }
     bool finished() const { return step_ >= totalSteps_; }
 
     Trainer& trainer_;
@@ -240,8 +241,8 @@ void Trainer::Session::setUp() {
             const DatasetReport report = checkDataset(*dataset, checkOptions);
             if (report.cancelled) throw Cancelled();
             if (!report.ok())
-                throw Error("the " + dataset->spec().split + " split has problems; fix them or choose another split:\n" +
-                            report.toText(20));
+                throw Error("the " + dataset->spec().split +
+                            " split has problems; fix them or choose another split:\n" + report.toText(20));
         }
     }
     classes_ = e_.model.classes.value_or(trainSet_->numClasses());
@@ -288,8 +289,8 @@ void Trainer::Session::buildLoaders() {
     totalSteps_ = e_.training.iterations ? std::int64_t(*e_.training.iterations)
                                          : std::int64_t(*e_.training.epochs) * stepsPerEpoch_;
     totalEpochs_ = int((totalSteps_ + stepsPerEpoch_ - 1) / stepsPerEpoch_);
-    schedule_ = std::make_unique<LearningRateSchedule>(e_.schedule, e_.optimizer.learningRate, totalSteps_,
-                                                       stepsPerEpoch_);
+    schedule_ =
+        std::make_unique<LearningRateSchedule>(e_.schedule, e_.optimizer.learningRate, totalSteps_, stepsPerEpoch_);
 }
 
 void Trainer::Session::loadPretrained() {
@@ -429,20 +430,22 @@ void Trainer::Session::trainLoop() {
             ++epoch_;
             batchInEpoch_ = 0;
             accumulated_ = 0;
-            const bool validateNow = e_.training.valEveryUnit == ScheduleUnit::Epoch &&
-                                     (epoch_ % e_.training.valEvery == 0 || finished());
-            if (validateNow) validate();
+            const bool validateNow =
+                e_.training.valEveryUnit == ScheduleUnit::Epoch && (epoch_ % e_.training.valEvery == 0 || finished());
+            if (validateNow)
+                validate();
             else if (!options_.runFolder.empty() &&
                      (finished() || (e_.training.checkpointEvery > 0 && epoch_ % e_.training.checkpointEvery == 0)))
                 checkpoint(false);
-            if (e_.training.erfEveryEpochs > 0 && (epoch_ % e_.training.erfEveryEpochs == 0 || finished()))
-                recordErf();
+            if (e_.training.erfEveryEpochs > 0 && (epoch_ % e_.training.erfEveryEpochs == 0 || finished())) recordErf();
         }
     }
     // A run measured in training.iterations can end within an epoch (or between per-iteration
     // evaluations): it still validates, checkpoints and takes its ERF snapshot at its last step.
-    if (lastValidationStep_ != step_) validate();  // checkpoints too: finished()
-    else if (!options_.runFolder.empty() && lastCheckpointStep_ != step_) checkpoint(false);
+    if (lastValidationStep_ != step_)
+        validate();  // checkpoints too: finished()
+    else if (!options_.runFolder.empty() && lastCheckpointStep_ != step_)
+        checkpoint(false);
     if (e_.training.erfEveryEpochs > 0 && lastErfStep_ != step_ && !options_.runFolder.empty() && !erfSnapshotExists())
         recordErf();
 }
@@ -579,8 +582,8 @@ void Trainer::Session::recordErf() {
     // ERF gradients are taken in float32 without autocast; a few images at a time keeps the
     // snapshot within a training step's memory.
     erfOptions.batchSize = std::max(1, std::min(batchSize_, 4));
-    const ErfResult erf = computeErf(*model_, valSet_, transformConfig(e_), e_.training.erfImages, erfOptions, {},
-                                     &trainer_.cancelled_);
+    const ErfResult erf =
+        computeErf(*model_, valSet_, transformConfig(e_), e_.training.erfImages, erfOptions, {}, &trainer_.cancelled_);
     if (erf.cancelled) throw Cancelled();
     const fs::path folder = options_.runFolder / "erf" / erfSnapshotName(epoch_, step_);
     saveErf(folder, erf, e_.model.id, "training, epoch " + std::to_string(epoch_) + ", step " + std::to_string(step_));
@@ -588,11 +591,13 @@ void Trainer::Session::recordErf() {
     ErfEvent event{epoch_, step_, folder, std::chrono::duration<double>(Clock::now() - begun).count()};
     std::ostringstream line;
     line.precision(3);
-    line << "ERF snapshot at epoch " << epoch_ << " (" << erf.images << " images, " << event.seconds << " s): "
-         << folder.string();
+    line << "ERF snapshot at epoch " << epoch_ << " (" << erf.images << " images, " << event.seconds
+         << " s): " << folder.string();
     log(line.str());
-    if (deferErfEvents_) deferredErfEvents_.push_back(event);
-    else notifyObserver(trainer_.observer_, "ERF snapshot", [&](TrainingObserver& o) { o.onErf(event); });
+    if (deferErfEvents_)
+        deferredErfEvents_.push_back(event);
+    else
+        notifyObserver(trainer_.observer_, "ERF snapshot", [&](TrainingObserver& o) { o.onErf(event); });
 }
 
 void Trainer::Session::writeCheckpointState(const fs::path& state) {
@@ -697,7 +702,8 @@ void Trainer::Session::removeCheckpointFiles(const std::pair<fs::path, fs::path>
         removed.epoch = name->epoch;
         removed.step = name->step;
     }
-    notifyObserver(trainer_.observer_, "checkpoint removal", [&](TrainingObserver& o) { o.onCheckpointRemoved(removed); });
+    notifyObserver(trainer_.observer_, "checkpoint removal",
+                   [&](TrainingObserver& o) { o.onCheckpointRemoved(removed); });
 }
 
 // Temporary files of checkpoint and snapshot writers that were cut off (a crash, a full disk).
@@ -791,8 +797,7 @@ void Trainer::Session::adoptEarlierCheckpoints(std::optional<std::int64_t> bestS
     std::vector<std::pair<CheckpointName, fs::path>> found;
     for (const auto& entry : fs::directory_iterator(folder, ec))
         if (const auto name = parseStateName(entry.path().filename().string())) found.emplace_back(*name, entry.path());
-    std::sort(found.begin(), found.end(),
-              [](const auto& a, const auto& b) { return a.first.step < b.first.step; });
+    std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first.step < b.first.step; });
     for (const auto& [name, state] : found) {
         const fs::path weights = folder / (checkpointStem(name.epoch, name.step) + ".safetensors");
         if (fs::equivalent(state, *options_.resumeFrom, ec)) continue;
@@ -878,4 +883,4 @@ bool Trainer::waitWhilePaused() {
     return cancelled_;
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

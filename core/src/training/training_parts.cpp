@@ -2,9 +2,9 @@
 
 #include "segscope/core/models/model.h"
 
+#include <ATen/ATen.h>
 #include <ATen/ops/_foreach_add.h>
 #include <ATen/ops/_fused_adamw.h>
-#include <ATen/ATen.h>
 #include <torch/cuda.h>
 #include <torch/nn/functional.h>
 #include <torch/optim.h>
@@ -16,7 +16,10 @@ namespace F = torch::nn::functional;
 
 SegmentationLoss::SegmentationLoss(LossType type, int classes, std::optional<std::vector<double>> classWeights,
                                    double diceWeight, int ignoreIndex)
-    : type_(type), classes_(classes), classWeights_(std::move(classWeights)), diceWeight_(diceWeight),
+    : type_(type),
+      classes_(classes),
+      classWeights_(std::move(classWeights)),
+      diceWeight_(diceWeight),
       ignoreIndex_(ignoreIndex) {
     if (classWeights_ && int(classWeights_->size()) != classes_)
         throw Error("training.class_weights: has " + std::to_string(classWeights_->size()) + " values for " +
@@ -42,9 +45,8 @@ torch::Tensor SegmentationLoss::operator()(const torch::Tensor& rawLogits, const
     const torch::Tensor perPixel = F::cross_entropy(logits, labels, options);
     // Mean over valid pixels (weighted as PyTorch does), without reading the count on the host;
     // an all-ignored batch gives 0 rather than 0/0.
-    torch::Tensor denominator = classWeights_
-                                    ? weights.index({labels.masked_fill(~valid, 0)}).mul(valid).sum()
-                                    : valid.sum().to(torch::kFloat32);
+    torch::Tensor denominator = classWeights_ ? weights.index({labels.masked_fill(~valid, 0)}).mul(valid).sum()
+                                              : valid.sum().to(torch::kFloat32);
     torch::Tensor loss = perPixel.sum() / denominator.clamp_min(1e-12);
     if (type_ == LossType::CrossEntropyDice) {
         const torch::Tensor probabilities = torch::softmax(logits, 1);
@@ -64,7 +66,9 @@ torch::Tensor SegmentationLoss::operator()(const torch::Tensor& rawLogits, const
 
 LearningRateSchedule::LearningRateSchedule(const ExperimentSchedule& schedule, double baseLearningRate,
                                            std::int64_t totalIterations, std::int64_t iterationsPerEpoch)
-    : schedule_(schedule), base_(baseLearningRate), total_(std::max<std::int64_t>(1, totalIterations)),
+    : schedule_(schedule),
+      base_(baseLearningRate),
+      total_(std::max<std::int64_t>(1, totalIterations)),
       perEpoch_(std::max<std::int64_t>(1, iterationsPerEpoch)) {}
 
 double LearningRateSchedule::learningRate(std::int64_t iteration) const {
@@ -72,19 +76,19 @@ double LearningRateSchedule::learningRate(std::int64_t iteration) const {
     const double minimum = schedule_.minLearningRate;
     double rate = base_;
     switch (schedule_.type) {
-    case ScheduleType::Constant:
-        break;
-    case ScheduleType::Step: {
-        const std::int64_t t = schedule_.per == ScheduleUnit::Epoch ? iteration / perEpoch_ : iteration;
-        rate = base_ * std::pow(schedule_.gamma, double(t / std::max(1, schedule_.stepSize)));
-        break;
-    }
-    case ScheduleType::Poly:
-        rate = (base_ - minimum) * std::pow(1.0 - progress, schedule_.power) + minimum;
-        break;
-    case ScheduleType::Cosine:
-        rate = minimum + (base_ - minimum) * 0.5 * (1.0 + std::cos(M_PI * progress));
-        break;
+        case ScheduleType::Constant:
+            break;
+        case ScheduleType::Step: {
+            const std::int64_t t = schedule_.per == ScheduleUnit::Epoch ? iteration / perEpoch_ : iteration;
+            rate = base_ * std::pow(schedule_.gamma, double(t / std::max(1, schedule_.stepSize)));
+            break;
+        }
+        case ScheduleType::Poly:
+            rate = (base_ - minimum) * std::pow(1.0 - progress, schedule_.power) + minimum;
+            break;
+        case ScheduleType::Cosine:
+            rate = minimum + (base_ - minimum) * 0.5 * (1.0 + std::cos(M_PI * progress));
+            break;
     }
     if (schedule_.warmupIterations > 0 && iteration < schedule_.warmupIterations) {
         const double k = (1.0 - double(iteration) / schedule_.warmupIterations) * (1.0 - schedule_.warmupRatio);
@@ -95,7 +99,10 @@ double LearningRateSchedule::learningRate(std::int64_t iteration) const {
 
 GradScaler::GradScaler(bool enabled, double initialScale, double growthFactor, double backoffFactor,
                        std::int64_t growthInterval)
-    : enabled_(enabled), initialScale_(initialScale), growthFactor_(growthFactor), backoffFactor_(backoffFactor),
+    : enabled_(enabled),
+      initialScale_(initialScale),
+      growthFactor_(growthFactor),
+      backoffFactor_(backoffFactor),
       growthInterval_(growthInterval) {}
 
 void GradScaler::ensureInitialised(const torch::Device& device) {
@@ -148,7 +155,9 @@ void GradScaler::update() {
     unscaled_ = false;
 }
 
-double GradScaler::currentScale() const { return scale_.defined() ? scale_.item<double>() : initialScale_; }
+double GradScaler::currentScale() const {
+    return scale_.defined() ? scale_.item<double>() : initialScale_;
+}
 
 std::vector<torch::Tensor> GradScaler::state() const {
     if (!scale_.defined()) return {};
@@ -188,40 +197,44 @@ OptimizerSetup makeOptimizer(SegmentationModel& model, const ExperimentOptimizer
     const double lr = config.learningRate;
     std::vector<torch::optim::OptimizerParamGroup> paramGroups;
     switch (config.type) {
-    case OptimizerType::Sgd: {
-        auto options = torch::optim::SGDOptions(lr).momentum(config.momentum).nesterov(config.nesterov)
-                           .weight_decay(config.weightDecay);
-        for (auto& [params, multiplier] : groups) {
-            auto groupOptions = std::make_unique<torch::optim::SGDOptions>(options);
-            groupOptions->lr(lr * multiplier);
-            paramGroups.emplace_back(params, std::move(groupOptions));
-            setup.groupMultipliers.push_back(multiplier);
+        case OptimizerType::Sgd: {
+            auto options = torch::optim::SGDOptions(lr)
+                               .momentum(config.momentum)
+                               .nesterov(config.nesterov)
+                               .weight_decay(config.weightDecay);
+            for (auto& [params, multiplier] : groups) {
+                auto groupOptions = std::make_unique<torch::optim::SGDOptions>(options);
+                groupOptions->lr(lr * multiplier);
+                paramGroups.emplace_back(params, std::move(groupOptions));
+                setup.groupMultipliers.push_back(multiplier);
+            }
+            setup.optimizer = std::make_unique<torch::optim::SGD>(paramGroups, options);
+            break;
         }
-        setup.optimizer = std::make_unique<torch::optim::SGD>(paramGroups, options);
-        break;
-    }
-    case OptimizerType::Adam: {
-        auto options = torch::optim::AdamOptions(lr).betas({config.beta1, config.beta2}).weight_decay(config.weightDecay);
-        for (auto& [params, multiplier] : groups) {
-            auto groupOptions = std::make_unique<torch::optim::AdamOptions>(options);
-            groupOptions->lr(lr * multiplier);
-            paramGroups.emplace_back(params, std::move(groupOptions));
-            setup.groupMultipliers.push_back(multiplier);
+        case OptimizerType::Adam: {
+            auto options =
+                torch::optim::AdamOptions(lr).betas({config.beta1, config.beta2}).weight_decay(config.weightDecay);
+            for (auto& [params, multiplier] : groups) {
+                auto groupOptions = std::make_unique<torch::optim::AdamOptions>(options);
+                groupOptions->lr(lr * multiplier);
+                paramGroups.emplace_back(params, std::move(groupOptions));
+                setup.groupMultipliers.push_back(multiplier);
+            }
+            setup.optimizer = std::make_unique<torch::optim::Adam>(paramGroups, options);
+            break;
         }
-        setup.optimizer = std::make_unique<torch::optim::Adam>(paramGroups, options);
-        break;
-    }
-    case OptimizerType::AdamW: {
-        auto options = torch::optim::AdamWOptions(lr).betas({config.beta1, config.beta2}).weight_decay(config.weightDecay);
-        for (auto& [params, multiplier] : groups) {
-            auto groupOptions = std::make_unique<torch::optim::AdamWOptions>(options);
-            groupOptions->lr(lr * multiplier);
-            paramGroups.emplace_back(params, std::move(groupOptions));
-            setup.groupMultipliers.push_back(multiplier);
+        case OptimizerType::AdamW: {
+            auto options =
+                torch::optim::AdamWOptions(lr).betas({config.beta1, config.beta2}).weight_decay(config.weightDecay);
+            for (auto& [params, multiplier] : groups) {
+                auto groupOptions = std::make_unique<torch::optim::AdamWOptions>(options);
+                groupOptions->lr(lr * multiplier);
+                paramGroups.emplace_back(params, std::move(groupOptions));
+                setup.groupMultipliers.push_back(multiplier);
+            }
+            setup.optimizer = std::make_unique<FusedAdamW>(paramGroups, options);
+            break;
         }
-        setup.optimizer = std::make_unique<FusedAdamW>(paramGroups, options);
-        break;
-    }
     }
     return setup;
 }
@@ -253,7 +266,8 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
             auto& state = static_cast<torch::optim::AdamWParamState&>(*found->second);
             auto& counter = stepTensors_[key];
             if (!counter.defined())
-                counter = torch::full({}, double(state.step()), torch::TensorOptions().dtype(torch::kFloat32).device(p.device()));
+                counter = torch::full({}, double(state.step()),
+                                      torch::TensorOptions().dtype(torch::kFloat32).device(p.device()));
             state.step(state.step() + 1);
             params.push_back(p);
             grads.push_back(p.grad());
@@ -283,4 +297,4 @@ void setLearningRate(torch::optim::Optimizer& optimizer, const std::vector<doubl
         groups[i].options().set_lr(baseRate * groupMultipliers[i]);
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -25,4 +25,4 @@ private:
     std::string reason_;
 };
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -12,9 +12,9 @@
 // All functions are pure or touch only the named files; they are safe from any thread.
 #include "segscope/core/data/dataset.h"
 #include "segscope/core/data/demo_data.h"
-#include "segscope/core/error.h"
 #include "segscope/core/data/loader.h"
 #include "segscope/core/data/transforms.h"
+#include "segscope/core/error.h"
 
 #include <nlohmann/json_fwd.hpp>
 

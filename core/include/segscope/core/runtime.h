@@ -82,4 +82,4 @@ std::vector<std::string> availableDevices();
 // The current UTC time as "YYYY-MM-DDTHH:MM:SSZ" (the store's and the caches' timestamps).
 std::string isoNow();
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -38,4 +38,4 @@ private:
     QString error_;
 };
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

@@ -106,4 +106,4 @@ private:
     QTimer* replotTimer_ = nullptr;
 };
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

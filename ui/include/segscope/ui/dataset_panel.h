@@ -70,4 +70,4 @@ private:
     QLabel* summary_ = nullptr;
 };
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

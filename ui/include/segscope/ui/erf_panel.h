@@ -47,9 +47,9 @@ struct ErfStageView {
 
 // One row of the grid.
 struct ErfView {
-    QString label;            // e.g. "segformer-b0 · run 2026… · best (epoch 7)"
+    QString label;  // e.g. "segformer-b0 · run 2026… · best (epoch 7)"
     QVector<ErfStageView> stages;
-    QImage sample;            // the first image, as the model saw it (RGB), for the overlay
+    QImage sample;  // the first image, as the model saw it (RGB), for the overlay
     qint64 images = 0;
 };
 
@@ -66,11 +66,11 @@ QImage renderErfHeatmap(const ErfStageView& stage, double logScale, const QImage
 struct ErfSource {
     enum class Kind { Run, UntrainedModel };
     Kind kind = Kind::Run;
-    QString runId;       // Run; for UntrainedModel: the run whose experiment (dataset, size,
-                         // classes, seed) the untrained model takes, or empty
+    QString runId;                                // Run; for UntrainedModel: the run whose experiment (dataset, size,
+                                                  // classes, seed) the untrained model takes, or empty
     QString checkpoint = QStringLiteral("best");  // Run: "best", "latest" or a path
-    QString modelId;     // UntrainedModel
-    QString label;       // shown above the row; empty: made from the above
+    QString modelId;                              // UntrainedModel
+    QString label;                                // shown above the row; empty: made from the above
 };
 
 class ErfPanel : public QWidget {
@@ -150,5 +150,4 @@ private:
     QPointer<TaskWorker> worker_;
 };
 
-} // namespace segscope::ui
-
+}  // namespace segscope::ui

@@ -111,4 +111,4 @@ private:
     class QFormLayout* form_ = nullptr;
 };
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

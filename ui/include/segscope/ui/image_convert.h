@@ -17,4 +17,4 @@ QImage toQImage(const cv::Mat& rgb);
 QImage overlayLabel(const cv::Mat& rgb, const cv::Mat& label, const std::vector<core::ClassInfo>& classes,
                     double opacity);
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

@@ -141,4 +141,4 @@ private:
     std::optional<std::int64_t> memoryBytes_;
 };
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

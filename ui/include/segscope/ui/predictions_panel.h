@@ -149,4 +149,4 @@ private:
     QPointer<TaskWorker> worker_;
 };
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

@@ -28,8 +28,20 @@ QString runLabel(const core::RunSummary& run);
 class RunsModel : public QAbstractTableModel {
     Q_OBJECT
 public:
-    enum Column { Name, Model, Dataset, Status, Parameters, BestMiou, FinalMiou, Seconds, ImagesPerSecond, Started, Id,
-                  ColumnCount };
+    enum Column {
+        Name,
+        Model,
+        Dataset,
+        Status,
+        Parameters,
+        BestMiou,
+        FinalMiou,
+        Seconds,
+        ImagesPerSecond,
+        Started,
+        Id,
+        ColumnCount
+    };
     explicit RunsModel(QObject* parent = nullptr);
     void setRuns(std::vector<core::RunSummary> runs);
     const core::RunSummary& run(int row) const { return runs_.at(std::size_t(row)); }
@@ -98,4 +110,4 @@ private:
     double replayClock_ = 0.0, replaySpeed_ = 1.0;
 };
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

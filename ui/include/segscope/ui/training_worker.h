@@ -76,4 +76,4 @@ private:
     bool outcomeReported_ = false;  // worker thread only
 };
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

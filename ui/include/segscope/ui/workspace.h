@@ -19,4 +19,4 @@ QString demoDatasetPath(const QString& workspace);
 // given, receives the text shown (empty when nothing was shown). Never throws.
 bool prepareWorkspace(const QString& workspace, QWidget* parent, QString* summary = nullptr);
 
-} // namespace segscope::ui
+}  // namespace segscope::ui

@@ -29,8 +29,8 @@
 
 #include <opencv2/core.hpp>
 
-#include <nlohmann/json_fwd.hpp>
 #include <torch/types.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include <atomic>
 #include <cstdint>
@@ -58,7 +58,7 @@ struct ErfOptions {
     std::vector<std::string> stages;  // empty: every name of model.stageNames()
     ErfObjective objective = ErfObjective::ReluSum;
     ErfReduction reduction = ErfReduction::AbsSum;
-    int batchSize = 4;               // images per forward pass (dataset input; >= 1)
+    int batchSize = 4;  // images per forward pass (dataset input; >= 1)
 };
 
 // Progress after each batch: images done so far, and the total.
@@ -73,7 +73,7 @@ struct ErfAreaRatio {
 
 struct StageErf {
     std::string stage;
-    torch::Tensor map;  // (H, W) float32 on the CPU: the mean gradient map over the images
+    torch::Tensor map;                     // (H, W) float32 on the CPU: the mean gradient map over the images
     std::vector<ErfAreaRatio> areaRatios;  // one per erfAreaFractions() entry, in that order
     double effectiveRadiusPixels = 0;      // erfEffectiveRadius(map)
     double maxValue = 0;
@@ -101,9 +101,9 @@ ErfResult computeErf(SegmentationModel& model, const torch::Tensor& inputs, cons
 // (applyEvalTransform + normalizeToChw, i.e. a BatchLoader with training = false), in batches of
 // options.batchSize. `cancel` is checked between batches; a cancelled call returns the mean over
 // the batches done so far with cancelled = true. Throws Error for images < 1 or an empty dataset.
-ErfResult computeErf(SegmentationModel& model, std::shared_ptr<const Dataset> dataset,
-                     const TransformConfig& transform, std::int64_t images, const ErfOptions& options = {},
-                     const ErfProgress& progress = {}, CancelToken cancel = {});
+ErfResult computeErf(SegmentationModel& model, std::shared_ptr<const Dataset> dataset, const TransformConfig& transform,
+                     std::int64_t images, const ErfOptions& options = {}, const ErfProgress& progress = {},
+                     CancelToken cancel = {});
 
 // The ERF of a run, as the GUI's ERF panel computes it for each of its sources.
 struct RunErf {
@@ -123,8 +123,7 @@ LoadedRun untrainedRun(const Experiment& experiment, const std::string& modelId)
 // run.experiment's dataset, with run.experiment's eval transform. Prepares the demo dataset when
 // the experiment uses it. Errors and cancellation as computeErf().
 RunErf computeRunErf(const LoadedRun& run, std::int64_t images, const ErfOptions& options = {},
-                     const std::string& split = {}, const ErfProgress& progress = {},
-                     CancelToken cancel = {});
+                     const std::string& split = {}, const ErfProgress& progress = {}, CancelToken cancel = {});
 
 // Statistics of a non-negative (H, W) map, measured from the centre pixel (H / 2, W / 2):
 //
@@ -177,4 +176,4 @@ std::vector<ErfSnapshot> listErfSnapshots(const std::filesystem::path& runFolder
 // "epoch-EEEE-step-SSSSSSSS", the snapshot folder name.
 std::string erfSnapshotName(int epoch, std::int64_t step);
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -5,11 +5,11 @@
 // Threads: every function runs on the calling thread (evaluate() also uses the loader's worker
 // threads) and may be called from any thread, one call per model at a time: a model is not
 // safe to run from two threads at once.
+#include "segscope/core/analysis/metrics.h"
 #include "segscope/core/cancel.h"
 #include "segscope/core/data/classes.h"
-#include "segscope/core/experiment.h"
 #include "segscope/core/data/loader.h"
-#include "segscope/core/analysis/metrics.h"
+#include "segscope/core/experiment.h"
 #include "segscope/core/models/model.h"
 
 #include <torch/types.h>

@@ -40,12 +40,12 @@
 // called from any number of threads at once (the load* functions only read files).
 //
 // Errors: Error / FileError (naming the file) for unreadable inputs and unwritable folders.
+#include "segscope/core/analysis/metrics.h"
 #include "segscope/core/cancel.h"
 #include "segscope/core/data/classes.h"
 #include "segscope/core/data/dataset.h"
-#include "segscope/core/error.h"
-#include "segscope/core/analysis/metrics.h"
 #include "segscope/core/data/transforms.h"
+#include "segscope/core/error.h"
 
 #include <opencv2/core.hpp>
 

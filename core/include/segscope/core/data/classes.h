@@ -35,4 +35,4 @@ std::vector<ClassInfo> vocClasses();
 std::vector<ClassInfo> readClassesFile(const std::filesystem::path& path);
 void writeClassesFile(const std::filesystem::path& path, const std::vector<ClassInfo>& classes);
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -23,9 +23,9 @@ namespace segscope::core {
 enum class DatasetKind { Voc, Pets, Folder };
 enum class PetsMode { Trimap, Binary, BinaryBorderForeground };
 
-const char* datasetKindName(DatasetKind kind);   // "voc", "pets", "folder"
+const char* datasetKindName(DatasetKind kind);  // "voc", "pets", "folder"
 std::optional<DatasetKind> parseDatasetKind(const std::string& text);
-const char* petsModeName(PetsMode mode);         // "trimap", "binary", "binary-border-fg"
+const char* petsModeName(PetsMode mode);  // "trimap", "binary", "binary-border-fg"
 std::optional<PetsMode> parsePetsMode(const std::string& text);
 
 struct DatasetSpec {
@@ -41,8 +41,8 @@ struct DatasetSpec {
 
 struct SampleFiles {
     std::string id;
-    std::filesystem::path image;  // empty when no image file exists for the id
-    std::filesystem::path mask;   // empty when no mask file exists for the id
+    std::filesystem::path image;          // empty when no image file exists for the id
+    std::filesystem::path mask;           // empty when no mask file exists for the id
     std::filesystem::path expectedImage;  // where the image was looked for
     std::filesystem::path expectedMask;
     std::size_t line = 0;  // line of the split file that lists the id; 0 for carved and derived splits
@@ -56,8 +56,8 @@ struct LabeledImage {
 
 // Result of decoding a mask file into class indices, before validation.
 struct DecodedMask {
-    cv::Mat label;                     // CV_8UC1; unmapped values are kept as stored
-    std::uint64_t invalidPixels = 0;   // values outside [0, classes) and not 255
+    cv::Mat label;                    // CV_8UC1; unmapped values are kept as stored
+    std::uint64_t invalidPixels = 0;  // values outside [0, classes) and not 255
     int firstInvalidValue = -1;
     std::uint64_t unknownColorPixels = 0;  // RGB masks: colours not in the class table
     Rgb firstUnknownColor;
@@ -107,4 +107,4 @@ std::vector<std::string> availableSplits(DatasetKind kind, const std::filesystem
 void carveValidation(const std::vector<std::string>& ids, double fraction, std::uint64_t seed,
                      std::vector<std::string>* train, std::vector<std::string>* val);
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -15,18 +15,18 @@ enum class Severity { Warning, Error };
 
 struct DatasetProblem {
     Severity severity = Severity::Error;
-    std::string file;     // path of the file at fault, or the split file for listing problems
+    std::string file;  // path of the file at fault, or the split file for listing problems
     std::string message;
 };
 
 struct DatasetReport {
     std::string split;
-    std::size_t images = 0;                      // ids listed in the split
+    std::size_t images = 0;  // ids listed in the split
     std::vector<std::string> classes;
-    std::vector<std::uint64_t> classPixels;      // per class, ignore pixels excluded
+    std::vector<std::uint64_t> classPixels;  // per class, ignore pixels excluded
     std::uint64_t ignorePixels = 0;
-    std::vector<std::uint64_t> classImages;      // images containing each class at least once
-    std::vector<DatasetProblem> problems;        // in sample order
+    std::vector<std::uint64_t> classImages;  // images containing each class at least once
+    std::vector<DatasetProblem> problems;    // in sample order
     bool cancelled = false;
 
     std::size_t errorCount() const;
@@ -60,4 +60,4 @@ struct CheckOptions {
 // and is rethrown on the calling thread.
 DatasetReport checkDataset(const Dataset& dataset, const CheckOptions& options = {});
 
-} // namespace segscope::core
+}  // namespace segscope::core

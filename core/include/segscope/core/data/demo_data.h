@@ -5,8 +5,8 @@
 #include "segscope/core/data/classes.h"
 
 #include <cstdint>
-#include <string>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 namespace segscope::core {
@@ -19,7 +19,7 @@ inline constexpr int kMaxDemoSide = 4096;
 inline constexpr const char* kDemoMarkerFile = ".segscope-demo";
 
 struct DemoOptions {
-    int images = 240;       // total; split into train and val; 2 .. kMaxDemoImages
+    int images = 240;  // total; split into train and val; 2 .. kMaxDemoImages
     int width = 128;
     int height = 128;
     std::uint64_t seed = 7;
@@ -61,4 +61,4 @@ std::filesystem::path defaultDemoRoot();
 // refusals and FileError apply.
 void ensureDemoDataset(const std::filesystem::path& root);
 
-} // namespace segscope::core
+}  // namespace segscope::core

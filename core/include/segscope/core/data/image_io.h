@@ -70,16 +70,15 @@ StoredMask readMaskPng(const std::filesystem::path& path);
 
 // Maps colours to class indices through a colour table; kVocVoidColor maps to 255. Colours not
 // in the table become 255 and are counted in unknownPixels (firstUnknown gets one of them).
-cv::Mat colorMaskToIndices(const cv::Mat& rgb, const std::vector<ClassInfo>& classes,
-                           std::uint64_t* unknownPixels, Rgb* firstUnknown);
+cv::Mat colorMaskToIndices(const cv::Mat& rgb, const std::vector<ClassInfo>& classes, std::uint64_t* unknownPixels,
+                           Rgb* firstUnknown);
 
 // Writes an 8-bit palette PNG whose pixel values are the indices in `indices` (CV_8UC1).
 // The palette has 256 entries: the given colours, then the VOC colour map.
-void writePalettePng(const std::filesystem::path& path, const cv::Mat& indices,
-                     const std::vector<Rgb>& palette);
+void writePalettePng(const std::filesystem::path& path, const cv::Mat& indices, const std::vector<Rgb>& palette);
 // Writes an 8-bit grayscale PNG of `indices` (CV_8UC1).
 void writeGrayPng(const std::filesystem::path& path, const cv::Mat& indices);
 // Writes an RGB image (CV_8UC3, R,G,B order) as PNG or JPEG according to the extension.
 void writeImageRgb(const std::filesystem::path& path, const cv::Mat& rgb, int jpegQuality = 92);
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -26,15 +26,15 @@ struct LoaderOptions {
     std::size_t batchSize = 8;
     bool shuffle = true;
     bool dropLast = false;
-    bool training = true;       // training (random) transform, else the eval transform
-    int workers = 2;            // 0: batches are built on the consumer's thread
+    bool training = true;             // training (random) transform, else the eval transform
+    int workers = 2;                  // 0: batches are built on the consumer's thread
     std::size_t prefetchBatches = 4;  // bound on batches built ahead of the consumer
     std::uint64_t seed = 0;
 };
 
 struct Batch {
-    torch::Tensor images;  // (B, 3, H, W) float32, normalised
-    torch::Tensor labels;  // (B, H, W) int64, kIgnoreIndex for ignored pixels
+    torch::Tensor images;              // (B, 3, H, W) float32, normalised
+    torch::Tensor labels;              // (B, H, W) int64, kIgnoreIndex for ignored pixels
     std::vector<std::size_t> indices;  // dataset indices
     std::vector<std::string> ids;
     std::uint64_t epoch = 0;
@@ -90,4 +90,4 @@ private:
     std::map<std::size_t, Slot> ready_;
 };
 
-} // namespace segscope::core
+}  // namespace segscope::core

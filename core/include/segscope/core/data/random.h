@@ -14,7 +14,9 @@ inline std::uint64_t splitMix64(std::uint64_t x) {
 }
 
 // Combines seeds, e.g. mixSeed(seed, epoch, sampleIndex).
-inline std::uint64_t mixSeed(std::uint64_t a, std::uint64_t b) { return splitMix64(a ^ splitMix64(b)); }
+inline std::uint64_t mixSeed(std::uint64_t a, std::uint64_t b) {
+    return splitMix64(a ^ splitMix64(b));
+}
 inline std::uint64_t mixSeed(std::uint64_t a, std::uint64_t b, std::uint64_t c) {
     return mixSeed(mixSeed(a, b), c);
 }
@@ -70,4 +72,4 @@ void shuffleInPlace(Vector& items, Random& random) {
     }
 }
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -21,7 +21,7 @@ enum class Normalization {
     Half,      // mean 0.5, std 0.5
 };
 
-const char* resizeModeName(ResizeMode mode);  // "fixed", "random-scale-crop"
+const char* resizeModeName(ResizeMode mode);     // "fixed", "random-scale-crop"
 const char* normalizationName(Normalization n);  // "imagenet", "half"
 
 // The settings of the transforms, as an experiment's "transforms" section holds them (the
@@ -36,7 +36,7 @@ struct TransformSettings {
     double scaleMin = 0.5;
     double scaleMax = 2.0;
     bool horizontalFlip = false;
-    bool photometric = false;   // brightness, contrast and saturation jitter
+    bool photometric = false;  // brightness, contrast and saturation jitter
     Normalization normalization = Normalization::ImageNet;
 };
 
@@ -63,4 +63,4 @@ LabeledImage applyEvalTransform(const LabeledImage& sample, const TransformConfi
 // Writes the normalised image as float CHW into `out` (3 * rows * cols floats).
 void normalizeToChw(const cv::Mat& rgb, Normalization normalization, float* out);
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -31,9 +31,7 @@ public:
     virtual torch::Tensor forwardStages(const torch::Tensor& input, StageMap* stages) = 0;
 
     // Stage names this model reports, in order.
-    virtual std::vector<std::string> stageNames() const {
-        return {"stage1", "stage2", "stage3", "stage4", "decoder"};
-    }
+    virtual std::vector<std::string> stageNames() const { return {"stage1", "stage2", "stage3", "stage4", "decoder"}; }
 
     // True for parameters of the decoder/head (given their full state_dict name), which may train
     // with a learning-rate multiplier.
@@ -51,4 +49,4 @@ private:
 // Number of trainable parameters (what the reference's sum(p.numel()) gives).
 std::int64_t countParameters(const torch::nn::Module& module);
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -37,7 +37,7 @@ TensorMap mapPretrainedResNet(const std::string& modelId, const TensorMap& torch
 // The result loads with loadStateDict(model, mapped) and leaves only decoder parameters missing.
 TensorMap mapPretrainedVit(const std::string& modelId, const TensorMap& timm);
 
-} // namespace segscope::core
+}  // namespace segscope::core
 
 namespace segscope::core {
 
@@ -65,8 +65,8 @@ std::string describeCheckpoint(const TensorMap& checkpoint);
 // model must be loaded and every tensor of the file used. Unless `allowPartial`, throws
 // FileError naming the file with the load report (the first missing, unexpected and
 // other-shape keys) and the detected naming. Returns the report.
-LoadReport loadWeightsForModel(SegmentationModel& model, const std::string& modelId,
-                               const std::filesystem::path& path, bool allowPartial);
+LoadReport loadWeightsForModel(SegmentationModel& model, const std::string& modelId, const std::filesystem::path& path,
+                               bool allowPartial);
 
 // A pretrained start (experiment model.pretrained): loads `path` into `model` after
 // mapPretrained. Only what lies outside the encoder (model.isHeadParameter) may stay unloaded:
@@ -77,7 +77,7 @@ LoadReport loadWeightsForModel(SegmentationModel& model, const std::string& mode
 //   - `strict` (pretrained_strict) and the file has tensors the model does not (unexpected);
 //   - no tensor loads at all.
 // Returns the lines to log: the load summary, and what was skipped outside the encoder and why.
-std::string loadPretrainedStart(SegmentationModel& model, const std::string& modelId,
-                                const std::filesystem::path& path, bool strict);
+std::string loadPretrainedStart(SegmentationModel& model, const std::string& modelId, const std::filesystem::path& path,
+                                bool strict);
 
-} // namespace segscope::core
+}  // namespace segscope::core

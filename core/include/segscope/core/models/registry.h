@@ -9,9 +9,9 @@
 namespace segscope::core {
 
 struct ModelInfo {
-    std::string id;          // e.g. "segformer-b0", "unet-resnet50", "segmenter-mask-vit-tiny-p16"
-    std::string family;      // "unet", "fpn", "deeplabv3plus", "fcn", "segformer", "segmenter", "setr"
-    std::string reference;   // the Python implementation whose names and outputs it matches
+    std::string id;         // e.g. "segformer-b0", "unet-resnet50", "segmenter-mask-vit-tiny-p16"
+    std::string family;     // "unet", "fpn", "deeplabv3plus", "fcn", "segformer", "segmenter", "setr"
+    std::string reference;  // the Python implementation whose names and outputs it matches
     std::vector<std::string> stages;
 };
 
@@ -35,4 +35,4 @@ void registerResNetModels(std::vector<ModelEntry>& registry);
 void registerSegFormerModels(std::vector<ModelEntry>& registry);
 void registerVitModels(std::vector<ModelEntry>& registry);
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -43,17 +43,17 @@ TensorMap stateDict(const torch::nn::Module& module);
 
 struct LoadReport {
     std::vector<std::string> loaded;
-    std::vector<std::string> missing;      // in the model, not in the file
-    std::vector<std::string> unexpected;   // in the file, not in the model
-    std::vector<std::string> skippedShape; // same name, other shape ("name: file [a,b] vs model [c,d]")
+    std::vector<std::string> missing;       // in the model, not in the file
+    std::vector<std::string> unexpected;    // in the file, not in the model
+    std::vector<std::string> skippedShape;  // same name, other shape ("name: file [a,b] vs model [c,d]")
     bool complete() const { return missing.empty() && unexpected.empty() && skippedShape.empty(); }
-    std::string summary() const;           // counts plus the first few names of each list
+    std::string summary() const;  // counts plus the first few names of each list
 };
 
 struct LoadOptions {
-    bool strict = false;                 // throw Error with the report unless complete()
+    bool strict = false;                      // throw Error with the report unless complete()
     std::vector<std::string> ignorePrefixes;  // file keys starting with these are dropped silently
-    bool allowNonFinite = false;         // accept NaN/Inf values (refused by default)
+    bool allowNonFinite = false;              // accept NaN/Inf values (refused by default)
 };
 
 // Copies matching tensors into the module (under NoGradGuard, converting dtype and device:
@@ -63,4 +63,4 @@ struct LoadOptions {
 //   - that hold NaN or Inf (unless options.allowNonFinite).
 LoadReport loadStateDict(torch::nn::Module& module, const TensorMap& tensors, const LoadOptions& options = {});
 
-} // namespace segscope::core
+}  // namespace segscope::core

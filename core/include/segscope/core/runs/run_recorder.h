@@ -52,4 +52,4 @@ private:
     TrainingObserver* next_;
 };
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -32,8 +32,8 @@
 // created, opened, written (read-only, disk full) or was written by a newer SegScope;
 // DatabaseError when the database is corrupt, empty while runs exist, or not SegScope's
 // (repairWorkspace() is the remedy); Error for an unknown run id where one is required.
-#include "segscope/core/error.h"
 #include "segscope/core/analysis/metrics.h"
+#include "segscope/core/error.h"
 #include "segscope/core/training/step_event.h"
 
 #include <nlohmann/json_fwd.hpp>
@@ -169,13 +169,13 @@ bool isWorkspace(const std::filesystem::path& workspace);
 
 // What opening or repairing a workspace did beyond the ordinary, for a person to read.
 struct WorkspaceReport {
-    bool migrated = false;                // segscope.db moved from the top into .segscope/
-    bool rebuilt = false;                 // the database was built anew from the run folders
-    std::filesystem::path movedAside;     // where an unusable database was moved (empty: none)
-    std::string reason;                   // why it was unusable
-    int runsRecovered = 0;                // runs rebuilt from their journals
-    int runsWithoutJournal = 0;           // older run folders rebuilt from experiment.json and checkpoints only
-    std::vector<std::string> problems;    // per run: lines skipped, folders unreadable, ...
+    bool migrated = false;              // segscope.db moved from the top into .segscope/
+    bool rebuilt = false;               // the database was built anew from the run folders
+    std::filesystem::path movedAside;   // where an unusable database was moved (empty: none)
+    std::string reason;                 // why it was unusable
+    int runsRecovered = 0;              // runs rebuilt from their journals
+    int runsWithoutJournal = 0;         // older run folders rebuilt from experiment.json and checkpoints only
+    std::vector<std::string> problems;  // per run: lines skipped, folders unreadable, ...
     bool nothingToReport() const { return !migrated && !rebuilt && problems.empty(); }
     // A few lines: what happened, where the old file went, what was recovered.
     std::string summary() const;

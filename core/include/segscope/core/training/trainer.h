@@ -16,9 +16,9 @@
 // checkpoints intact, so it can be resumed. One trainer writes a run folder at a time: the
 // caller holds the run's lock (run_lock.h); temporary files left there by a crash are removed at
 // start.
+#include "segscope/core/analysis/metrics.h"
 #include "segscope/core/experiment.h"
 #include "segscope/core/training/step_event.h"
-#include "segscope/core/analysis/metrics.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -41,10 +41,10 @@ struct TrainingStart {
     std::vector<std::string> classNames;
     std::size_t trainImages = 0;
     std::size_t valImages = 0;
-    std::int64_t stepsPerEpoch = 0;   // optimiser steps
+    std::int64_t stepsPerEpoch = 0;  // optimiser steps
     std::int64_t totalSteps = 0;
-    int totalEpochs = 0;              // epochs needed to reach totalSteps
-    std::int64_t resumedAtStep = 0;   // 0 for a fresh run
+    int totalEpochs = 0;             // epochs needed to reach totalSteps
+    std::int64_t resumedAtStep = 0;  // 0 for a fresh run
     int batchSize = 0;
 };
 
@@ -60,7 +60,7 @@ struct ValidationEvent {
     std::vector<std::string> imageIds;
     std::vector<ImageIou> images;  // per validation image, same order as imageIds
     double wallSeconds = 0.0;
-    bool best = false;             // best mIoU so far
+    bool best = false;  // best mIoU so far
 };
 
 struct CheckpointEvent {
@@ -73,10 +73,10 @@ struct CheckpointEvent {
 
 // An ERF snapshot (training.erf_every_epochs) written to `directory` (saveErf layout).
 struct ErfEvent {
-    int epoch = 0;           // epochs completed; 0 = before the first step
+    int epoch = 0;  // epochs completed; 0 = before the first step
     std::int64_t step = 0;
     std::filesystem::path directory;
-    double seconds = 0.0;    // time the snapshot took
+    double seconds = 0.0;  // time the snapshot took
 };
 
 enum class TrainingOutcome { Finished, Failed, Cancelled };
@@ -107,7 +107,7 @@ struct TrainingResult {
     std::optional<double> finalMiou;
     double seconds = 0.0;
     double imagesPerSecond = 0.0;
-    int finalBatchSize = 0;   // smaller than configured after an out-of-memory retry
+    int finalBatchSize = 0;  // smaller than configured after an out-of-memory retry
 };
 
 struct TrainerOptions {
@@ -166,4 +166,4 @@ private:
     TrainingResult result_;
 };
 
-} // namespace segscope::core
+}  // namespace segscope::core

@@ -7,9 +7,9 @@
 #include <torch/optim/adamw.h>
 #include <torch/serialize/archive.h>
 
-#include <unordered_map>
 #include <torch/optim/optimizer.h>
 #include <torch/types.h>
+#include <unordered_map>
 
 #include <memory>
 #include <optional>
@@ -18,15 +18,14 @@
 
 namespace segscope::core {
 
-
 // Cross-entropy with an ignore index and optional class weights, optionally plus a soft Dice
 // term over the non-ignored pixels (weight diceWeight). Logits (B, K, h, w) are upsampled
 // bilinearly to the label size (B, H, W) first when the sizes differ. A batch whose labels are
 // all ignored gives a zero loss that still depends on the logits.
 class SegmentationLoss {
 public:
-    SegmentationLoss(LossType type, int classes, std::optional<std::vector<double>> classWeights,
-                     double diceWeight, int ignoreIndex = 255);
+    SegmentationLoss(LossType type, int classes, std::optional<std::vector<double>> classWeights, double diceWeight,
+                     int ignoreIndex = 255);
     torch::Tensor operator()(const torch::Tensor& logits, const torch::Tensor& labels) const;
 
 private:
@@ -119,4 +118,4 @@ class SegmentationModel;
 OptimizerSetup makeOptimizer(SegmentationModel& model, const ExperimentOptimizer& config);
 void setLearningRate(torch::optim::Optimizer& optimizer, const std::vector<double>& groupMultipliers, double baseRate);
 
-} // namespace segscope::core
+}  // namespace segscope::core
