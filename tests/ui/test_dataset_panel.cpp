@@ -14,10 +14,7 @@ using namespace segscope;
 
 TEST(DatasetPanel, OpensDatasetAndCheckFillsTheFrequencyChart) {
     test::TempDir dir;
-    core::DemoOptions options;
-    options.images = 12;
-    options.width = options.height = 40;
-    core::writeDemoDataset(dir / "demo", options);
+    test::writeDemo(dir / "demo", 12, 40);
 
     ui::DatasetPanel window(QString::fromStdString(dir.path().string()));
     core::DatasetSpec spec;

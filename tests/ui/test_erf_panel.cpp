@@ -29,13 +29,6 @@ core::Experiment demoExperiment(const std::filesystem::path& demo) {
     return e;
 }
 
-void writeDemo(const std::filesystem::path& root) {
-    core::DemoOptions options;
-    options.images = 12;
-    options.width = options.height = 40;
-    core::writeDemoDataset(root, options);
-}
-
 } // namespace
 
 TEST(ErfPanel, HeatmapIsViridisOfTheMapNormalisedToItsMaximum) {
@@ -60,7 +53,7 @@ TEST(ErfPanel, HeatmapIsViridisOfTheMapNormalisedToItsMaximum) {
 
 TEST(ErfPanel, ComputesTwoUntrainedModelsSideBySideInTheWorker) {
     test::TempDir dir;
-    writeDemo(dir / "demo");
+    test::writeDemo(dir / "demo", 12, 40);
     const core::Experiment experiment = demoExperiment(dir / "demo");
     ui::ErfPanel panel(QString::fromStdString((dir / "ws").string()));
     panel.setExperimentProvider([experiment] { return std::optional<core::Experiment>(experiment); });
@@ -114,7 +107,7 @@ TEST(ErfPanel, ComputesTwoUntrainedModelsSideBySideInTheWorker) {
 
 TEST(ErfPanel, CancelStopsTheComputationAndKeepsThePanelUsable) {
     test::TempDir dir;
-    writeDemo(dir / "demo");
+    test::writeDemo(dir / "demo", 12, 40);
     const core::Experiment experiment = demoExperiment(dir / "demo");
     ui::ErfPanel panel(QString::fromStdString((dir / "ws").string()));
     panel.setExperimentProvider([experiment] { return std::optional<core::Experiment>(experiment); });

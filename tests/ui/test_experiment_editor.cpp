@@ -46,10 +46,7 @@ core::Experiment demoExperiment(const std::filesystem::path& root) {
 
 TEST(ExperimentEditor, ParameterCountUsesTheDatasetsClasses) {
     test::TempDir dir;
-    core::DemoOptions demo;
-    demo.images = 12;
-    demo.width = demo.height = 32;
-    core::writeDemoDataset(dir / "demo", demo);
+    test::writeDemo(dir / "demo", 12, 32);
     ui::ExperimentEditor editor;
     editor.setExperiment(demoExperiment(dir / "demo"));
     EXPECT_EQ(settledCount(editor), QStringLiteral("%1 (5 classes, from the dataset)").arg(countOf("segformer-b0", 5)));
@@ -112,10 +109,7 @@ TEST(ExperimentEditor, FieldsAreShownOnlyForTheKindsTheyApplyTo) {
 
 TEST(ExperimentEditor, PretrainedLoadReportAndMissingDatasetShowBeforeStart) {
     test::TempDir dir;
-    core::DemoOptions demo;
-    demo.images = 12;
-    demo.width = demo.height = 32;
-    core::writeDemoDataset(dir / "demo", demo);
+    test::writeDemo(dir / "demo", 12, 32);
     // Weights of another architecture: refused, naming keys, before any run starts.
     core::writeSafetensors(dir / "unet.safetensors", core::stateDict(*core::createModel("unet-resnet18", 5)));
     core::writeSafetensors(dir / "segformer.safetensors", core::stateDict(*core::createModel("segformer-b0", 5)));

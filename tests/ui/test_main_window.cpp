@@ -35,28 +35,14 @@ using namespace segscope;
 
 namespace {
 
+// The shared tiny experiment at 48x48 (test::writeDemo(dir, 24, 48)) for `epochs` epochs.
 core::Experiment tinyExperiment(const std::filesystem::path& demo, int epochs) {
-    core::Experiment e;
-    e.name = "tiny";
-    e.dataset.kind = core::DataSource::Voc;
-    e.dataset.root = demo;
-    e.model.id = "segformer-b0";
+    core::Experiment e = test::tinyExperiment(demo);
     e.transforms.height = e.transforms.width = 48;
-    e.optimizer.learningRate = 1e-3;
     e.training.epochs = epochs;
-    e.training.batchSize = 4;
-    e.runtime.device = "cpu";
-    e.runtime.threads = 1;
-    e.runtime.workers = 1;
     return e;
 }
 
-void writeDemo(const std::filesystem::path& root) {
-    core::DemoOptions options;
-    options.images = 24;
-    options.width = options.height = 48;
-    core::writeDemoDataset(root, options);
-}
 
 }  // namespace
 
@@ -102,10 +88,7 @@ TEST(MainWindow, RunControlsAreOnAToolbarWithShortcuts) {
 
 TEST(MainWindow, StopFromAnotherTabAndTheMiouReadout) {
     test::TempDir dir;
-    core::DemoOptions demo;
-    demo.images = 24;
-    demo.width = demo.height = 48;
-    core::writeDemoDataset(dir / "demo", demo);
+    test::writeDemo(dir / "demo", 24, 48);
     ui::MainWindow window(QString::fromStdString((dir / "ws").string()));
     window.editor()->setExperiment(tinyExperiment(dir / "demo", 1));
     QSignalSpy finished(&window, &ui::MainWindow::runFinished);
@@ -177,7 +160,7 @@ TEST(MainWindow, InvalidExperimentNamesTheFirstProblemInTheStatusBar) {
 
 TEST(MainWindow, TinyRunFillsTheCurvesAndTheRunsTable) {
     test::TempDir dir;
-    writeDemo(dir / "demo");
+    test::writeDemo(dir / "demo", 24, 48);
     ui::MainWindow window(QString::fromStdString((dir / "ws").string()));
     window.editor()->setExperiment(tinyExperiment(dir / "demo", 2));
     QSignalSpy finished(&window, &ui::MainWindow::runFinished);
@@ -212,7 +195,7 @@ TEST(MainWindow, TinyRunFillsTheCurvesAndTheRunsTable) {
 
 TEST(MainWindow, PauseHoldsTheRunAndStopCancelsIt) {
     test::TempDir dir;
-    writeDemo(dir / "demo");
+    test::writeDemo(dir / "demo", 24, 48);
     ui::MainWindow window(QString::fromStdString((dir / "ws").string()));
     window.editor()->setExperiment(tinyExperiment(dir / "demo", 50));
     QSignalSpy started(&window, &ui::MainWindow::runStarted);
