@@ -5,10 +5,10 @@
 
 #include "test_support.h"
 
+#include <gtest/gtest.h>
 #include <QApplication>
 #include <QListWidget>
 #include <QSignalSpy>
-#include <gtest/gtest.h>
 
 using namespace segscope;
 
@@ -43,4 +43,3 @@ TEST(DatasetPanel, UnusableDatasetIsReportedNotFatal) {
     EXPECT_FALSE(window.openDataset(spec));
     EXPECT_EQ(window.sampleList()->count(), 0);
 }
-

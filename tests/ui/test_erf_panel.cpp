@@ -1,7 +1,7 @@
 // Offscreen tests of the ERF tab: the heatmap colouring, computing two sources side by side in
 // the worker, cancel, and the slider over ERF snapshots recorded during training.
-#include "segscope/core/data/demo_data.h"
 #include "segscope/core/analysis/erf.h"
+#include "segscope/core/data/demo_data.h"
 #include "segscope/core/experiment.h"
 #include "segscope/core/models/registry.h"
 #include "segscope/core/runs/run_store.h"
@@ -9,11 +9,11 @@
 
 #include "test_support.h"
 
+#include <gtest/gtest.h>
+#include <torch/torch.h>
 #include <QSignalSpy>
 #include <QTest>
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 using namespace segscope;
 
@@ -29,7 +29,7 @@ core::Experiment demoExperiment(const std::filesystem::path& demo) {
     return e;
 }
 
-} // namespace
+}  // namespace
 
 TEST(ErfPanel, HeatmapIsViridisOfTheMapNormalisedToItsMaximum) {
     ui::ErfStageView stage;

@@ -43,7 +43,6 @@ core::Experiment tinyExperiment(const std::filesystem::path& demo, int epochs) {
     return e;
 }
 
-
 }  // namespace
 
 TEST(MainWindow, EveryTabFitsA1280By720Screen) {
@@ -169,9 +168,7 @@ TEST(MainWindow, TinyRunFillsTheCurvesAndTheRunsTable) {
     qint64 worstGapMs = 0;
     QTimer ticker;
     ticker.setInterval(5);
-    QObject::connect(&ticker, &QTimer::timeout, [&] {
-        worstGapMs = std::max(worstGapMs, sinceTick.restart());
-    });
+    QObject::connect(&ticker, &QTimer::timeout, [&] { worstGapMs = std::max(worstGapMs, sinceTick.restart()); });
     sinceTick.start();
     ticker.start();
     ASSERT_TRUE(window.startRun());
@@ -179,7 +176,8 @@ TEST(MainWindow, TinyRunFillsTheCurvesAndTheRunsTable) {
     ticker.stop();
     std::cout << "[ measure  ] worst event-loop gap during training: " << worstGapMs << " ms" << std::endl;
     RecordProperty("worst_event_loop_gap_ms", int(worstGapMs));
-    EXPECT_EQ(finished.at(0).at(1).toInt(), int(core::TrainingOutcome::Finished)) << finished.at(0).at(2).toString().toStdString();
+    EXPECT_EQ(finished.at(0).at(1).toInt(), int(core::TrainingOutcome::Finished))
+        << finished.at(0).at(2).toString().toStdString();
     const QString runId = finished.at(0).at(0).toString();
     // 24 images, 18 train, batch 4, last partial dropped: 4 steps per epoch.
     EXPECT_EQ(window.liveCurves()->stepPointCount(runId), 8);
