@@ -9,6 +9,8 @@
 #include <QFile>
 #include <QImage>
 #include <QListWidget>
+#include <QPainterPath>
+#include <QPainterPathStroker>
 
 #include <cmath>
 
@@ -109,4 +111,93 @@ TEST(CurvesWidget, ExportsPngPdfAndSvgAndCsv) {
     QFile csv(at("curves.csv"));
     ASSERT_TRUE(csv.open(QIODevice::ReadOnly));
     EXPECT_EQ(csv.readAll().count('\n'), 51) << "a header and one line per step";
+}
+
+namespace {
+
+// The "best" labels' boxes in pixels, once the plot is laid out.
+std::vector<QRectF> bestLabelBoxes(QCustomPlot* plot) {
+    std::vector<QRectF> boxes;
+    for (int i = 0; i < plot->itemCount(); ++i)
+        if (auto* text = qobject_cast<QCPItemText*>(plot->item(i)))
+            if (text->text().startsWith(QStringLiteral("best ")))
+                boxes.push_back(
+                    QRectF(text->topLeft->pixelPosition(), text->bottomRight->pixelPosition()).normalized());
+    return boxes;
+}
+
+// The same boxes less their padding: the text itself.
+std::vector<QRectF> bestLabelTextBoxes(QCustomPlot* plot) {
+    std::vector<QRectF> boxes;
+    for (int i = 0; i < plot->itemCount(); ++i)
+        if (auto* text = qobject_cast<QCPItemText*>(plot->item(i)))
+            if (text->text().startsWith(QStringLiteral("best "))) {
+                const QMargins p = text->padding();
+                boxes.push_back(QRectF(text->topLeft->pixelPosition(), text->bottomRight->pixelPosition())
+                                    .normalized()
+                                    .adjusted(p.left(), p.top(), -p.right(), -p.bottom()));
+            }
+    return boxes;
+}
+
+// Whether a graph's polyline, in pixels, crosses a box.
+bool lineCrosses(const QCPGraph* graph, const QRectF& box) {
+    QPainterPath line;
+    bool first = true;
+    for (auto it = graph->data()->constBegin(); it != graph->data()->constEnd(); ++it) {
+        const QPointF p = graph->coordsToPixels(it->key, it->value);
+        if (first)
+            line.moveTo(p);
+        else
+            line.lineTo(p);
+        first = false;
+    }
+    QPainterPathStroker stroker;
+    stroker.setWidth(2);
+    return stroker.createStroke(line).intersects(box);
+}
+
+}  // namespace
+
+TEST(CurvesWidget, BestLabelStaysInsideThePlotAndOffTheAccuracyLine) {
+    ui::CurvesWidget curves;
+    curves.resize(900, 600);
+    curves.show();
+    curves.addRun(QStringLiteral("r"), QStringLiteral("r"));
+    QVector<core::StepEvent> steps;
+    for (int s = 1; s <= 40; ++s) {
+        core::StepEvent e;
+        e.step = s;
+        e.loss = 2.0 / s;
+        e.learningRate = 1e-3;
+        steps.push_back(e);
+    }
+    curves.appendSteps(QStringLiteral("r"), steps);
+    // The best mIoU is the last evaluation (the right edge) and near the top, with aAcc just above it.
+    const double miou[] = {0.5, 0.7, 0.85, 0.96};
+    for (int i = 0; i < 4; ++i) {
+        core::ValidationEvent e;
+        e.epoch = i + 1;
+        e.step = 10 * (i + 1);
+        e.metrics.mIoU = miou[i];
+        e.metrics.aAcc = std::min(1.0, miou[i] + 0.03);
+        e.metrics.mAcc = miou[i] + 0.01;
+        curves.appendValidation(QStringLiteral("r"), e);
+    }
+    curves.rebuildNow();
+    QCustomPlot* plot = curves.validationPlot();
+    plot->replot(QCustomPlot::rpImmediateRefresh);
+    const std::vector<QRectF> boxes = bestLabelBoxes(plot);
+    ASSERT_EQ(boxes.size(), 1u);
+    const QRectF area = QRectF(plot->axisRect()->rect()).adjusted(-0.5, -0.5, 0.5, 0.5);
+    EXPECT_TRUE(area.contains(boxes[0])) << "label " << boxes[0].x() << "," << boxes[0].y() << " " << boxes[0].width()
+                                         << "x" << boxes[0].height() << " in " << area.width() << "x" << area.height();
+    // The graphs in order: mIoU, aAcc, mAcc.
+    ASSERT_GE(plot->graphCount(), 3);
+    const std::vector<QRectF> texts = bestLabelTextBoxes(plot);
+    ASSERT_EQ(texts.size(), 1u);
+    EXPECT_FALSE(lineCrosses(plot->graph(1), texts[0])) << "the label covers the aAcc line";
+    // Left of the point, since the point is at the right edge.
+    const QPointF point = plot->graph(0)->coordsToPixels(40, 0.96);
+    EXPECT_LE(boxes[0].right(), point.x());
 }

@@ -11,7 +11,9 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <QLabel>
 #include <QSignalSpy>
+#include <QSlider>
 #include <QTest>
 #include <nlohmann/json.hpp>
 
@@ -164,4 +166,50 @@ TEST(ErfPanel, SliderStepsThroughSnapshotsRecordedDuringTraining) {
     core::saveErf(folder / "erf" / core::erfSnapshotName(6, 60), later, "segformer-b0");
     panel.snapshotRecorded(QString::fromStdString(id));
     EXPECT_EQ(panel.snapshotCount(), 4);
+}
+
+TEST(ErfPanel, SnapshotSliderIsHiddenWithoutSnapshotsAndShownWithTwo) {
+    test::TempDir dir;
+    auto store = core::RunStore::open(dir / "ws");
+    core::NewRun run;
+    run.name = "no-erf";
+    run.model = "segformer-b0";
+    run.experimentJson = "{}";
+    const std::string without = store->createRun(run);
+    run.name = "two-erf";
+    const std::string with = store->createRun(run);
+    for (int epoch : {1, 2}) {
+        core::ErfResult result;
+        result.images = 2;
+        core::StageErf stage;
+        stage.stage = "stage1";
+        stage.map = torch::full({4, 4}, 1.0f);
+        core::computeErfStatistics(stage);
+        result.stages.push_back(stage);
+        core::saveErf(store->run(with)->folder / "erf" / core::erfSnapshotName(epoch, epoch * 10), result,
+                      "segformer-b0");
+    }
+    ui::ErfPanel panel(QString::fromStdString((dir / "ws").string()));
+    panel.show();
+    panel.showSnapshots(QString::fromStdString(without));
+    EXPECT_EQ(panel.snapshotCount(), 0);
+    EXPECT_FALSE(panel.snapshotSlider()->isVisible());
+    EXPECT_FALSE(panel.snapshotLabel()->isVisible());
+    panel.showSnapshots(QString::fromStdString(with));
+    EXPECT_EQ(panel.snapshotCount(), 2);
+    EXPECT_TRUE(panel.snapshotSlider()->isVisible());
+    EXPECT_TRUE(panel.snapshotLabel()->isVisible());
+    EXPECT_EQ(panel.snapshotSlider()->maximum(), 1);
+    panel.showSnapshots(QString::fromStdString(without));
+    EXPECT_FALSE(panel.snapshotSlider()->isVisible());
+}
+
+TEST(ErfPanel, LogColourBarTicksAreFractionsOfMaxNeverZero) {
+    const QStringList log = ui::erfColorBarTickLabels(100.0);
+    EXPECT_EQ(log, (QStringList{QStringLiteral("1"), QStringLiteral("0.3"), QStringLiteral("0.1"),
+                                QStringLiteral("0.03"), QStringLiteral("0.01"), QStringLiteral("0.001")}));
+    EXPECT_FALSE(log.contains(QStringLiteral("0")));
+    for (double fraction : ui::erfColorBarTicks(100.0)) EXPECT_GT(fraction, 0.0);
+    // The linear scale starts at 0, where 0 is a value the bar shows.
+    EXPECT_EQ(ui::erfColorBarTickLabels(0.0).back(), QStringLiteral("0"));
 }

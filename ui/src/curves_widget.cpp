@@ -3,6 +3,8 @@
 #include "segscope/core/runs/run_store.h"
 #include "segscope/ui/qcustomplot_include.h"
 
+#include <QPainterPath>
+#include <QPainterPathStroker>
 #include <QSvgGenerator>
 #include <QtWidgets>
 
@@ -12,6 +14,61 @@
 
 namespace segscope::ui {
 namespace {
+
+// Places a "best" label next to its point: above it when it fits inside the axis rect and clear
+// of the lines it must not cover (the run's aAcc and mAcc), else below, else to the left (above,
+// below, level), else to the right; if nothing is clear, the first place inside the rect.
+void placeBestLabel(QCPItemText* label, const QCPAxisRect* rect, const QList<QCPGraph*>& avoid, int gap) {
+    const QRectF inside = QRectF(rect->rect()).adjusted(-0.5, -0.5, 0.5, 0.5);
+    QPainterPath lines;
+    for (QCPGraph* graph : avoid) {
+        if (!graph) continue;
+        QPainterPath line;
+        bool first = true;
+        for (auto it = graph->data()->constBegin(); it != graph->data()->constEnd(); ++it) {
+            const QPointF p = graph->coordsToPixels(it->key, it->value);
+            if (first)
+                line.moveTo(p);
+            else
+                line.lineTo(p);
+            first = false;
+        }
+        QPainterPathStroker stroker;
+        stroker.setWidth(graph->pen().widthF() + 2);
+        lines.addPath(stroker.createStroke(line));
+        for (auto it = graph->data()->constBegin(); it != graph->data()->constEnd(); ++it)
+            lines.addEllipse(graph->coordsToPixels(it->key, it->value), 4, 4);  // the markers
+    }
+    const struct {
+        Qt::Alignment alignment;
+        int dx, dy;  // padding towards the point, in gaps
+    } places[] = {
+        {Qt::AlignHCenter | Qt::AlignBottom, 0, 1}, {Qt::AlignHCenter | Qt::AlignTop, 0, 1},
+        {Qt::AlignRight | Qt::AlignBottom, 1, 1},   {Qt::AlignRight | Qt::AlignTop, 1, 1},
+        {Qt::AlignRight | Qt::AlignVCenter, 1, 0},  {Qt::AlignLeft | Qt::AlignBottom, 1, 1},
+        {Qt::AlignLeft | Qt::AlignTop, 1, 1},       {Qt::AlignLeft | Qt::AlignVCenter, 1, 0},
+        {Qt::AlignHCenter | Qt::AlignTop, 0, 3},    {Qt::AlignRight | Qt::AlignTop, 1, 3},
+        {Qt::AlignHCenter | Qt::AlignBottom, 0, 3}, {Qt::AlignRight | Qt::AlignBottom, 1, 3},
+    };
+    const auto apply = [&](int i) {
+        const Qt::Alignment a = places[i].alignment;
+        const int x = places[i].dx * gap, y = places[i].dy * gap;
+        label->setPositionAlignment(a);
+        label->setPadding(QMargins(a & Qt::AlignLeft ? x : 0, a & Qt::AlignTop ? y : 0, a & Qt::AlignRight ? x : 0,
+                                   a & Qt::AlignBottom ? y : 0));
+    };
+    int fallback = -1;
+    for (int i = 0; i < int(std::size(places)); ++i) {
+        apply(i);
+        const QRectF box = QRectF(label->topLeft->pixelPosition(), label->bottomRight->pixelPosition()).normalized();
+        if (!inside.contains(box)) continue;
+        // The padding reaches the point, where lines meet; the text itself must be clear.
+        const QMargins p = label->padding();
+        if (!lines.intersects(box.adjusted(p.left(), p.top(), -p.right(), -p.bottom()))) return;
+        if (fallback < 0) fallback = i;
+    }
+    apply(std::max(0, fallback));
+}
 
 const QColor kPalette[] = {QColor(31, 119, 180), QColor(214, 39, 40),  QColor(44, 160, 44), QColor(148, 103, 189),
                            QColor(255, 127, 14), QColor(23, 190, 207), QColor(140, 86, 75), QColor(227, 119, 194)};
@@ -117,6 +174,11 @@ CurvesWidget::CurvesWidget(QWidget* parent) : QWidget(parent) {
     validationPlot_->yAxis2->setVisible(true);
     validationPlot_->yAxis2->setTickLabels(false);
     validationPlot_->yAxis2->setLabel(QStringLiteral(" "));
+    connect(validationPlot_, &QCustomPlot::afterLayout, this, [this] {
+        const int gap = presenter_ ? 13 : 10;  // clear of the best marker's circle
+        for (const BestLabel& best : bestLabels_)
+            placeBestLabel(best.label, validationPlot_->axisRect(), {best.aacc, best.macc}, gap);
+    });
     body->addLayout(plots, 1);
     classToggles_ = new QListWidget;
     classToggles_->setMaximumWidth(170);
@@ -367,6 +429,7 @@ void CurvesWidget::rebuild() {
     const double width = presenter_ ? 3.5 : 1.6;
     lossPlot_->clearGraphs();
     lossPlot_->clearItems();
+    bestLabels_.clear();
     validationPlot_->clearGraphs();
     validationPlot_->clearItems();
     const int pixels = std::max(100, lossPlot_->axisRect()->width());
@@ -416,8 +479,11 @@ void CurvesWidget::rebuild() {
         } metrics[] = {{&s.miou, tr("mIoU"), Qt::SolidLine},
                        {&s.aacc, tr("aAcc"), Qt::DashLine},
                        {&s.macc, tr("mAcc"), Qt::DotLine}};
+        QCPGraph* runGraphs[3] = {};
+        int metricIndex = 0;
         for (const auto& m : metrics) {
             QCPGraph* g = validationPlot_->addGraph();
+            runGraphs[metricIndex++] = g;
             g->setPen(QPen(s.color, m.style == Qt::SolidLine ? width * 1.3 : width, m.style));
             g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, presenter_ ? 8 : 5));
             g->setData(vx, *m.values, true);
@@ -456,6 +522,10 @@ void CurvesWidget::rebuild() {
             label->setText(tr("best %1").arg(s.miou[s.bestIndex], 0, 'f', 3));
             label->setColor(s.color);
             label->setPadding(QMargins(0, 0, 0, 8));
+            label->setClipToAxisRect(true);
+            label->setObjectName(QStringLiteral("bestLabel"));
+            // Placed once the plot is laid out (afterLayout), clear of this run's aAcc and mAcc.
+            bestLabels_.push_back({label, runGraphs[1], runGraphs[2]});
         }
     }
     if (autoFit_->isChecked()) {

@@ -85,6 +85,26 @@ private:
     QString caption_;
 };
 
+}  // namespace
+
+std::vector<double> erfColorBarTicks(double logScale) {
+    // On the log scale 0 has no place; the lowest tick is a small fraction, never a "0".
+    return logScale > 0 ? std::vector<double>{1.0, 0.3, 0.1, 0.03, 0.01, 0.001}
+                        : std::vector<double>{1.0, 0.75, 0.5, 0.25, 0.0};
+}
+
+QString erfColorBarTickLabel(double fraction) {
+    return QString::number(fraction, 'g', 2);
+}
+
+QStringList erfColorBarTickLabels(double logScale) {
+    QStringList labels;
+    for (double fraction : erfColorBarTicks(logScale)) labels << erfColorBarTickLabel(fraction);
+    return labels;
+}
+
+namespace {
+
 // Vertical viridis bar labelled in fractions of each map's maximum.
 class ColorBar : public QWidget {
 public:
@@ -101,7 +121,11 @@ protected:
     void paintEvent(QPaintEvent*) override {
         QPainter painter(this);
         const QFontMetrics metrics(font());
-        const int top = metrics.height() * 2, bottom = height() - metrics.height();
+        // The caption takes two lines; the top tick's label reaches half a line above the bar, so the
+        // caption ends a padding above that.
+        const int pad = 6;
+        const int captionBottom = metrics.height() * 2 + pad;
+        const int top = captionBottom + metrics.height() / 2 + pad, bottom = height() - metrics.height();
         const QRect bar(6, top, 18, std::max(10, bottom - top));
         for (int y = 0; y < bar.height(); ++y) {
             painter.setPen(QColor::fromRgb(viridis(1.0 - double(y) / std::max(1, bar.height() - 1))));
@@ -109,17 +133,15 @@ protected:
         }
         painter.setPen(palette().color(QPalette::WindowText));
         painter.drawRect(bar);
-        painter.drawText(QRect(0, 0, width(), top - 2), Qt::AlignLeft | Qt::AlignBottom | Qt::TextWordWrap,
+        painter.drawText(QRect(0, 0, width(), captionBottom), Qt::AlignLeft | Qt::AlignBottom | Qt::TextWordWrap,
                          logScale_ > 0 ? tr("of max (log)") : tr("of max"));
-        const std::vector<double> ticks = logScale_ > 0 ? std::vector<double>{1.0, 0.3, 0.1, 0.03, 0.01, 0.0}
-                                                        : std::vector<double>{1.0, 0.75, 0.5, 0.25, 0.0};
-        for (double fraction : ticks) {
+        for (double fraction : erfColorBarTicks(logScale_)) {
             const double t = fraction > 0 ? heatValue(float(fraction), 1.0, logScale_) : 0.0;
             const int y = bar.bottom() - int(std::lround(t * (bar.height() - 1)));
             painter.drawLine(bar.right(), y, bar.right() + 4, y);
             painter.drawText(
                 QRect(bar.right() + 7, y - metrics.height() / 2, width() - bar.right() - 7, metrics.height()),
-                Qt::AlignLeft | Qt::AlignVCenter, QString::number(fraction, 'g', 2));
+                Qt::AlignLeft | Qt::AlignVCenter, erfColorBarTickLabel(fraction));
         }
     }
 
@@ -318,6 +340,8 @@ ErfPanel::ErfPanel(QString workspace, QWidget* parent) : QWidget(parent), worksp
     snapshotSlider_->setTickPosition(QSlider::TicksBelow);
     snapshotRow->addWidget(snapshotLabel_, 1);
     snapshotRow->addWidget(snapshotSlider_, 2);
+    snapshotLabel_->hide();  // shown once a run with snapshots is picked
+    snapshotSlider_->hide();
     layout->addLayout(snapshotRow);
 
     info_ =
@@ -612,6 +636,9 @@ void ErfPanel::showSnapshots(const QString& runId) {
         Q_EMIT statusMessage(QString::fromStdString(error.what()));
     }
     QSignalBlocker block(snapshotSlider_);
+    // Without snapshots the row would be a useless slider and its label: hide both.
+    snapshotSlider_->setVisible(!snapshots_.empty());
+    snapshotLabel_->setVisible(!snapshots_.empty());
     if (snapshots_.empty()) {
         snapshotSlider_->setEnabled(false);
         snapshotSlider_->setRange(0, 0);

@@ -17,6 +17,8 @@
 
 class QCheckBox;
 class QComboBox;
+class QCPGraph;
+class QCPItemText;
 class QCustomPlot;
 class QListWidget;
 class QSlider;
@@ -104,6 +106,12 @@ private:
     QSet<QString> hiddenClasses_;  // unticked by the user
     QStringList worstClasses_;
     QTimer* replotTimer_ = nullptr;
+    struct BestLabel {
+        QCPItemText* label;
+        QCPGraph* aacc;
+        QCPGraph* macc;
+    };
+    QVector<BestLabel> bestLabels_;  // the plot owns them; cleared with its items
 };
 
 }  // namespace segscope::ui

@@ -16,6 +16,7 @@
 #include <QObject>
 #include <QPointer>
 #include <QString>
+#include <QStringList>
 #include <QVector>
 #include <QWidget>
 
@@ -52,6 +53,12 @@ struct ErfView {
     QImage sample;  // the first image, as the model saw it (RGB), for the overlay
     qint64 images = 0;
 };
+
+// The colour bar's ticks, as fractions of each map's maximum, and their labels. On the log scale
+// (logScale > 0) no tick is 0 and no label reads "0".
+std::vector<double> erfColorBarTicks(double logScale);
+QString erfColorBarTickLabel(double fraction);
+QStringList erfColorBarTickLabels(double logScale);
 
 // Converts a core result (maps on the CPU) into a view.
 ErfView toErfView(const core::ErfResult& result, const QString& label, const QImage& sample = {});
@@ -101,6 +108,8 @@ public:
     // Shows a run's ERF snapshots recorded during training; the slider picks one.
     void showSnapshots(const QString& runId);
     int snapshotCount() const { return int(snapshots_.size()); }
+    QSlider* snapshotSlider() const { return snapshotSlider_; }
+    QLabel* snapshotLabel() const { return snapshotLabel_; }
     void setSnapshotIndex(int index);
     // A new snapshot of `runId` was written: refresh the slider when that run is shown.
     void snapshotRecorded(const QString& runId);
