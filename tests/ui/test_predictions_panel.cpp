@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <QComboBox>
 #include <QFile>
+#include <QLabel>
 #include <QListWidget>
 #include <QSignalSpy>
 #include <QTableWidget>
@@ -249,4 +250,31 @@ TEST(PredictionsPanel, RunPickerNamesEachRunWithItsId) {
     EXPECT_NE(a, b);
     EXPECT_TRUE(a.startsWith(QStringLiteral("tiny (%1) · segformer-b0").arg(first))) << a.toStdString();
     EXPECT_TRUE(b.startsWith(QStringLiteral("tiny (%1) · segformer-b0").arg(second))) << b.toStdString();
+}
+
+TEST(PredictionsPanel, SummaryElidesTheCachePathInTheMiddleAndTellsItAllInTheTooltip) {
+    test::TempDir dir;
+    const fs::path deep = dir / "a-rather-long-workspace-folder-name" / "runs" / "20261202-055500-segformer-b0" /
+                          "predictions" / "best-val";
+    fs::create_directories(deep);
+    ui::PredictionsPanel panel(QString::fromStdString((dir / "ws").string()));
+    panel.resize(420, 500);
+    panel.show();
+    core::PredictionSet set = knownSet(deep);
+    const QString full = QString::fromStdString(set.folder().string());
+    panel.setPredictions(std::move(set), QStringLiteral("known"));
+    QLabel* summary = panel.summaryLabel();
+    const QStringList lines = summary->text().split(QLatin1Char('\n'));
+    ASSERT_EQ(lines.size(), 2) << summary->text().toStdString();
+    EXPECT_TRUE(lines[0].endsWith(QStringLiteral("cache:"))) << lines[0].toStdString();
+    // The path line fits the label, so it never wraps, and keeps both ends of the path.
+    EXPECT_LE(summary->fontMetrics().horizontalAdvance(lines[1]), summary->contentsRect().width());
+    EXPECT_TRUE(lines[1].contains(QChar(0x2026))) << lines[1].toStdString();
+    EXPECT_TRUE(lines[1].endsWith(full.section(QLatin1Char('/'), -1))) << lines[1].toStdString();
+    EXPECT_TRUE(lines[1].startsWith(full.left(3))) << lines[1].toStdString();
+    EXPECT_TRUE(summary->toolTip().endsWith(full)) << summary->toolTip().toStdString();
+    // Wider, the whole path shows.
+    panel.resize(1800, 500);
+    QCoreApplication::processEvents();
+    EXPECT_EQ(summary->text().split(QLatin1Char('\n')).value(1), full);
 }

@@ -17,6 +17,36 @@
 #include <algorithm>
 
 namespace segscope::ui {
+namespace {
+
+// The summary line: its text, then the cache folder on a line of its own, elided in the middle
+// to the label's width so it never wraps mid-path; the full text is the tooltip.
+class SummaryLabel : public QLabel {
+public:
+    using QLabel::QLabel;
+    void setSummary(const QString& text, const QString& path) {
+        text_ = text;
+        path_ = path;
+        setToolTip(text + QLatin1Char(' ') + path);
+        elide();
+    }
+
+protected:
+    void resizeEvent(QResizeEvent* event) override {
+        QLabel::resizeEvent(event);
+        if (!path_.isEmpty() && text() == shown_) elide();  // not if someone else set the text since
+    }
+
+private:
+    void elide() {
+        const int room = std::max(80, contentsRect().width() - 2 * margin() - 4);
+        shown_ = text_ + QLatin1Char('\n') + fontMetrics().elidedText(path_, Qt::ElideMiddle, room);
+        setText(shown_);
+    }
+    QString text_, path_, shown_;
+};
+
+}  // namespace
 
 PredictionsPanel::PredictionsPanel(QString workspace, QWidget* parent)
     : QWidget(parent), workspace_(std::move(workspace)), colors_(std::make_unique<ClassColors>(workspace_)) {
@@ -55,7 +85,7 @@ PredictionsPanel::PredictionsPanel(QString workspace, QWidget* parent)
     source->addWidget(progress_);
     source->addWidget(openImage);
     layout->addLayout(source);
-    summary_ = new QLabel(tr("Pick a run and press Predict."));
+    summary_ = new SummaryLabel(tr("Pick a run and press Predict."));
     summary_->setWordWrap(true);
     layout->addWidget(summary_);
 
@@ -222,12 +252,13 @@ std::vector<core::ClassInfo> PredictionsPanel::displayClasses() const {
 void PredictionsPanel::predictionsChanged() {
     const core::PredictionSet& set = *set_;
     const core::SegmentationMetrics metrics = set.metrics();
-    summary_->setText(tr("%1: %2 images%3 · at their original size: mIoU %4 · aAcc %5 · mAcc %6 · cache %7")
-                          .arg(setLabel_.isEmpty() ? tr("predictions") : setLabel_)
-                          .arg(set.size())
-                          .arg(lastFromCache_ ? tr(" (reopened from the cache)") : QString())
-                          .arg(percentText(metrics.mIoU), percentText(metrics.aAcc), percentText(metrics.mAcc),
-                               QString::fromStdString(set.folder().string())));
+    static_cast<SummaryLabel*>(summary_)->setSummary(
+        tr("%1: %2 images%3 · at their original size: mIoU %4 · aAcc %5 · mAcc %6 · cache:")
+            .arg(setLabel_.isEmpty() ? tr("predictions") : setLabel_)
+            .arg(set.size())
+            .arg(lastFromCache_ ? tr(" (reopened from the cache)") : QString())
+            .arg(percentText(metrics.mIoU), percentText(metrics.aAcc), percentText(metrics.mAcc)),
+        QString::fromStdString(set.folder().string()));
     images_->setPredictions(set_, displayClasses());
     confusion_->setPredictions(set_);
     gallery_->setPredictions(set_, images_->style());

@@ -99,6 +99,7 @@ public:
     int comparedRuns() const;
 
     QTabWidget* views() const { return views_; }
+    QLabel* summaryLabel() const { return summary_; }
     QComboBox* runPicker() const { return run_; }
     PredictionImagesView* imagesView() const { return images_; }
     FailureGallery* gallery() const { return gallery_; }
