@@ -182,6 +182,12 @@ TEST(CurvesWidget, BestLabelStaysInsideThePlotAndOffTheAccuracyLine) {
         e.metrics.mIoU = miou[i];
         e.metrics.aAcc = std::min(1.0, miou[i] + 0.03);
         e.metrics.mAcc = miou[i] + 0.01;
+        for (const char* name : {"background", "circle", "square", "triangle", "cross"}) {
+            core::ClassMetrics m;
+            m.name = name;
+            m.iou = miou[i] / 2;
+            e.metrics.perClass.push_back(m);
+        }
         curves.appendValidation(QStringLiteral("r"), e);
     }
     curves.rebuildNow();
@@ -197,6 +203,10 @@ TEST(CurvesWidget, BestLabelStaysInsideThePlotAndOffTheAccuracyLine) {
     const std::vector<QRectF> texts = bestLabelTextBoxes(plot);
     ASSERT_EQ(texts.size(), 1u);
     EXPECT_FALSE(lineCrosses(plot->graph(1), texts[0])) << "the label covers the aAcc line";
+    // Eight legend entries fill the plot's height: the legend moves off the best point and its label.
+    ASSERT_TRUE(plot->legend->visible());
+    EXPECT_FALSE(QRectF(plot->legend->outerRect()).intersects(boxes[0]));
+    EXPECT_FALSE(QRectF(plot->legend->outerRect()).contains(plot->graph(0)->coordsToPixels(40, 0.96)));
     // Left of the point, since the point is at the right edge.
     const QPointF point = plot->graph(0)->coordsToPixels(40, 0.96);
     EXPECT_LE(boxes[0].right(), point.x());

@@ -18,9 +18,11 @@ namespace {
 // Places a "best" label next to its point: above it when it fits inside the axis rect and clear
 // of the lines it must not cover (the run's aAcc and mAcc), else below, else to the left (above,
 // below, level), else to the right; if nothing is clear, the first place inside the rect.
-void placeBestLabel(QCPItemText* label, const QCPAxisRect* rect, const QList<QCPGraph*>& avoid, int gap) {
+void placeBestLabel(QCPItemText* label, const QCPAxisRect* rect, const QList<QCPGraph*>& avoid, const QRectF& legend,
+                    int gap) {
     const QRectF inside = QRectF(rect->rect()).adjusted(-0.5, -0.5, 0.5, 0.5);
     QPainterPath lines;
+    if (!legend.isEmpty()) lines.addRect(legend);  // drawn over the label
     for (QCPGraph* graph : avoid) {
         if (!graph) continue;
         QPainterPath line;
@@ -176,8 +178,26 @@ CurvesWidget::CurvesWidget(QWidget* parent) : QWidget(parent) {
     validationPlot_->yAxis2->setLabel(QStringLiteral(" "));
     connect(validationPlot_, &QCustomPlot::afterLayout, this, [this] {
         const int gap = presenter_ ? 13 : 10;  // clear of the best marker's circle
+        // The legend sits bottom right, out of the rising curves' way, unless it would hide a best
+        // point: then bottom left, else top left.
+        QCPLegend* legend = validationPlot_->legend;
+        QCPLayoutInset* inset = validationPlot_->axisRect()->insetLayout();
+        const auto hidesBest = [&] {
+            const QRectF around = QRectF(legend->outerRect()).adjusted(-3 * gap, -3 * gap, 3 * gap, 3 * gap);
+            for (const BestLabel& best : bestLabels_)
+                if (around.contains(best.label->position->pixelPosition())) return true;
+            return false;
+        };
+        if (legend->visible())
+            for (Qt::Alignment where :
+                 {Qt::AlignBottom | Qt::AlignRight, Qt::AlignBottom | Qt::AlignLeft, Qt::AlignTop | Qt::AlignLeft}) {
+                inset->setInsetAlignment(0, where);
+                inset->update(QCPLayoutElement::upLayout);
+                if (!hidesBest()) break;
+            }
+        const QRectF legendRect = legend->visible() ? QRectF(legend->outerRect()) : QRectF();
         for (const BestLabel& best : bestLabels_)
-            placeBestLabel(best.label, validationPlot_->axisRect(), {best.aacc, best.macc}, gap);
+            placeBestLabel(best.label, validationPlot_->axisRect(), {best.aacc, best.macc}, legendRect, gap);
     });
     body->addLayout(plots, 1);
     classToggles_ = new QListWidget;
